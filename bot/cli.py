@@ -1,0 +1,201 @@
+"""Command line: `python -m bot <command>`. Each command is a small function; see `build_parser`."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from . import report
+from .config import Config, ConfigError, load_config
+from .cycle import run_cycle
+from .exchange.binance import BinanceClient, BinanceError
+from .logsetup import setup_logging
+from .score import ScoreInputs, score_all
+from .store import Store
+
+
+class InputRow(BaseModel):
+    """One row of `scan --input`: fractions, funding per the symbol's own interval."""
+    model_config = ConfigDict(extra="forbid")
+    symbol: str
+    funding_rate: float
+    funding_interval_hours: float | None = None
+    oi_change_1h: float | None = None
+    oi_change_4h: float | None = None
+    oi_change_24h: float | None = None
+    basis: float | None = None
+    price_change_1h: float | None = None
+    price_change_24h: float | None = None
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed without a traceback, exit code 1 (2 for usage)."""
+
+
+def read_input_rows(path: str) -> list[ScoreInputs]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: not valid JSON: {e}") from None
+    if not isinstance(data, list):
+        raise UserError(f"{path}: expected a JSON list of row objects, got {type(data).__name__}")
+    rows = []
+    for i, item in enumerate(data):
+        try:
+            rows.append(ScoreInputs(**InputRow.model_validate(item).model_dump()))
+        except ValidationError as e:
+            problems = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'row'}: {x['msg']}" for x in e.errors())
+            raise UserError(f"{path}: row {i} ({item.get('symbol', '?') if isinstance(item, dict) else item!r}): "
+                            f"{problems}") from None
+    return rows
+
+
+def db_path(args, cfg: Config) -> str:
+    return args.db or os.environ.get("BOT_DB_PATH") or cfg.storage.db_path
+
+
+@asynccontextmanager
+async def exchange_url(args):
+    """The exchange root to use: --simulate starts the market simulator on loopback for this run."""
+    if not getattr(args, "simulate", False):
+        yield args.exchange_url
+        return
+    from .sim.binance_server import BinanceSimServer
+    from .sim.market import MarketSimulator
+    server = BinanceSimServer(MarketSimulator(n_symbols=args.sim_symbols, seed=args.sim_seed))
+    url = await server.start()
+    try:
+        yield url
+    finally:
+        await server.stop()
+
+
+def progress_printer(label: str):
+    started = time.monotonic()
+
+    def show(done: int, total: int) -> None:
+        elapsed = time.monotonic() - started
+        eta = elapsed / done * (total - done) if done else 0
+        end = "\n" if done == total else ""
+        print(f"\r{label}: {done}/{total} symbols, ETA {eta:4.0f}s", end=end, file=sys.stderr, flush=True)
+
+    return show if sys.stderr.isatty() or os.environ.get("BOT_PROGRESS") else _log_progress(label)
+
+
+def _log_progress(label: str):
+    step = {"next": 0}
+
+    def show(done: int, total: int) -> None:
+        if done * 10 // total >= step["next"] or done == total:
+            step["next"] = done * 10 // total + 1
+            print(f"{label}: {done}/{total} symbols", file=sys.stderr, flush=True)
+
+    return show
+
+
+async def _scan_market(args, cfg: Config) -> tuple[int, list[dict], dict]:
+    store = Store(db_path(args, cfg))
+    try:
+        async with exchange_url(args) as url, BinanceClient(cfg.exchange, base_url=url) as client:
+            out = await run_cycle(cfg, client, store, progress=progress_printer("backfilling OI history"))
+        return out.ts, out.result_dicts(), out.data.failed
+    finally:
+        store.close()
+
+
+def cmd_scan(args, cfg: Config) -> int:
+    if args.input:
+        results = [r.as_dict() for r in score_all(read_input_rows(args.input), cfg.score)]
+        ts, failed = int(time.time() * 1000), {}
+    else:
+        ts, results, failed = asyncio.run(_scan_market(args, cfg))
+    shown = report.filter_bias(report.ranked(results), args.bias)[: args.limit or None]
+    if args.json:
+        print(json.dumps([{k: v for k, v in r.items() if k != "raw"} for r in shown], indent=1, ensure_ascii=False))
+    else:
+        print(report.summary(results, ts))
+        print(report.format_table(report.TABLE_COLUMNS, report.table_rows(shown), {4: 42}))
+    if failed:
+        print(f"{len(failed)} symbol(s) failed this cycle:", file=sys.stderr)
+        for sym, why in sorted(failed.items()):
+            print(f"  {sym}: {why}", file=sys.stderr)
+    return 0
+
+
+def cmd_score(args, cfg: Config) -> int:
+    symbol = args.symbol.upper()
+    if args.input:
+        rows = {r.symbol: r for r in read_input_rows(args.input)}
+        if symbol not in rows:
+            raise UserError(f"{symbol} is not in {args.input} (it has: {', '.join(sorted(rows)[:10])}…)")
+        result = score_all([rows[symbol]], cfg.score)[0].as_dict()
+    else:
+        _, results, failed = asyncio.run(_scan_market(args, cfg))
+        by_symbol = {r["symbol"]: r for r in results}
+        if symbol not in by_symbol and not symbol.endswith(cfg.universe.quote_asset):
+            symbol += cfg.universe.quote_asset
+        if symbol not in by_symbol:
+            if symbol in failed:
+                raise UserError(f"{symbol}: no score this cycle: {failed[symbol]}")
+            from .symbols import suggest
+            hint = suggest(symbol, list(by_symbol))
+            raise UserError(f"unknown symbol {args.symbol!r}" + (f" — did you mean {hint}?" if hint else ""))
+        result = by_symbol[symbol]
+    print(json.dumps(result, indent=1, ensure_ascii=False) if args.json else report.explain(result))
+    return 0
+
+
+def add_market_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--exchange-url", default=None, help="Binance USDⓈ-M API root (default: config, the real one)")
+    p.add_argument("--db", default=None, help="SQLite path (also BOT_DB_PATH)")
+    p.add_argument("--input", default=None, help="score rows from a JSON file instead of the market (no network)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--simulate", action="store_true", help="use the built-in market simulator on loopback")
+    p.add_argument("--sim-symbols", type=int, default=300, help=argparse.SUPPRESS)
+    p.add_argument("--sim-seed", type=int, default=7, help=argparse.SUPPRESS)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bot", description="Derivatives Pressure Bot")
+    parser.add_argument("--config", default=None, help="config file (default config/bot.yaml, or BOT_CONFIG)")
+    parser.add_argument("--log-level", default=os.environ.get("BOT_LOG_LEVEL", "WARNING"))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    scan = sub.add_parser("scan", help="run one cycle and print the ranked table")
+    add_market_options(scan)
+    scan.add_argument("--bias", choices=["all", "long", "short"], default="all")
+    scan.add_argument("--limit", type=int, default=0, help="show the top N only")
+    scan.set_defaults(func=cmd_scan)
+
+    score = sub.add_parser("score", help="explain one symbol's score")
+    score.add_argument("symbol")
+    add_market_options(score)
+    score.set_defaults(func=cmd_score)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        cfg = load_config(args.config)
+        if getattr(args, "exchange_url", None) is None and hasattr(args, "exchange_url"):
+            args.exchange_url = cfg.exchange.base_url
+        return args.func(args, cfg)
+    except (UserError, ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except BinanceError as e:
+        print(f"error: exchange request failed: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,154 @@
+"""Typed configuration loaded from `config/bot.yaml` (yaml.safe_load + pydantic validation).
+
+Every key has a default, so an empty file is valid. Validation errors name the file, the key path and
+what was expected; see `load_config`.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DEFAULT_CONFIG_PATH = Path("config/bot.yaml")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ExchangeConfig(_Strict):
+    base_url: str = "https://fapi.binance.com"
+    timeout_s: float = Field(10.0, gt=0)
+    max_concurrency: int = Field(20, ge=1, le=200)
+    max_retries: int = Field(4, ge=0, le=10)
+    weight_limit: int = Field(2400, gt=0)
+    weight_headroom: float = Field(0.8, gt=0, le=1)
+    data_limit_per_5m: int = Field(1000, gt=0)
+    funding_info_refresh_s: float = Field(3600, gt=0)
+
+
+class UniverseConfig(_Strict):
+    quote_asset: str = "USDT"
+    min_quote_volume: float = Field(1_000_000, ge=0)
+    include: list[str] = []
+    exclude: list[str] = []
+
+
+class HistoryConfig(_Strict):
+    backfill_hours: int = Field(24, ge=1, le=720)
+    retention_hours: int = Field(49, ge=25)
+    tolerance_minutes: dict[str, float] = {"1h": 10, "4h": 20, "24h": 60}
+
+
+class Term(_Strict):
+    weight: float = Field(ge=0)
+    scale: float = Field(gt=0)
+
+
+class RegimeConfig(_Strict):
+    crowded_funding_8h: float = Field(0.0005, gt=0)
+    oi_rising_4h: float = 0.02
+    oi_rising_24h: float = 0.05
+    oi_falling_4h: float = -0.03
+    oi_falling_1h: float = -0.015
+    quadrant_min_move: float = Field(0.002, ge=0)
+
+
+class Bands(_Strict):
+    lean: int = 15
+    stretched: int = 35
+    stressed: int = 60
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Bands":
+        if not 0 < self.lean < self.stretched < self.stressed <= 100:
+            raise ValueError("bands must satisfy 0 < lean < stretched < stressed <= 100")
+        return self
+
+
+class ScoreConfig(_Strict):
+    funding_baseline_8h: float = 0.0001
+    direction: dict[str, Term] = {
+        "funding": Term(weight=0.45, scale=0.0005),
+        "basis": Term(weight=0.30, scale=0.004),
+        "price_1h": Term(weight=0.10, scale=0.02),
+        "price_24h": Term(weight=0.15, scale=0.08),
+    }
+    oi: dict[str, Term] = {
+        "1h": Term(weight=0.40, scale=0.02),
+        "4h": Term(weight=0.30, scale=0.05),
+        "24h": Term(weight=0.30, scale=0.15),
+    }
+    oi_neutral_factor: float = Field(0.5, gt=0, le=1)
+    oi_unwind_sensitivity: float = Field(0.6, ge=0, lt=1)
+    bias_min_score: int = Field(12, ge=0, le=100)
+    bands: Bands = Bands()
+    regimes: RegimeConfig = RegimeConfig()
+
+    @model_validator(mode="after")
+    def _known_terms(self) -> "ScoreConfig":
+        unknown = set(self.direction) - {"funding", "basis", "price_1h", "price_24h"}
+        unknown |= set(self.oi) - {"1h", "4h", "24h"}
+        if unknown:
+            raise ValueError(f"unknown score terms: {sorted(unknown)}")
+        return self
+
+
+class EngineConfig(_Strict):
+    interval_minutes: float = Field(5, gt=0)
+    misfire_grace_s: int = Field(60, ge=1)
+    table_every_cycles: int = Field(12, ge=1)
+
+
+class RulesConfig(_Strict):
+    thresholds: list[int] = [35, 60]
+    hysteresis: int = Field(5, ge=0, le=50)
+    cooldown_minutes: float = Field(60, ge=0)
+    bias_flip_min_score: int = Field(35, ge=0, le=100)
+
+
+class StorageConfig(_Strict):
+    db_path: str = "data/bot.db"
+
+
+class Config(_Strict):
+    exchange: ExchangeConfig = ExchangeConfig()
+    universe: UniverseConfig = UniverseConfig()
+    history: HistoryConfig = HistoryConfig()
+    score: ScoreConfig = ScoreConfig()
+    engine: EngineConfig = EngineConfig()
+    rules: RulesConfig = RulesConfig()
+    storage: StorageConfig = StorageConfig()
+    discord: dict[str, Any] = {}
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used; the message names the file and the problem."""
+
+
+def format_validation_error(path: Path | str, err: ValidationError) -> str:
+    lines = [f"{path}: invalid configuration"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"  {where}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def load_config(path: Path | str | None = None) -> Config:
+    """Load and validate the config file; a missing file means all defaults."""
+    path = Path(path or os.environ.get("BOT_CONFIG", DEFAULT_CONFIG_PATH))
+    if not path.exists():
+        return Config()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level, got {type(data).__name__}")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(path, e)) from e
