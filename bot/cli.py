@@ -180,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("symbol")
     add_market_options(score)
     score.set_defaults(func=cmd_score)
+
+    from . import cli_run
+    cli_run.register(sub)
     return parser
 
 

@@ -1,0 +1,245 @@
+"""One market cycle: fetch from the exchange, keep OI history, build the score inputs.
+
+Steady state costs N+2 requests (premiumIndex, ticker/24hr, one openInterest per symbol); the
+universe (exchangeInfo) and funding intervals (fundingInfo) are refreshed hourly; openInterestHist
+is used only to backfill symbols that have no stored history (cold start, new listings).
+Times are the exchange's own (premiumIndex `time`), so a simulated clock works the same as the real one.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .config import Config
+from .exchange.binance import BinanceClient, BinanceError
+from .score import ScoreInputs
+from .store import OIPoint, Store
+
+log = logging.getLogger(__name__)
+
+HOUR_MS = 3_600_000
+HORIZONS_H = {"1h": 1, "4h": 4, "24h": 24}
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class CycleData:
+    ts: int                                   # exchange time of this snapshot (ms)
+    inputs: list[ScoreInputs]
+    raw: dict[str, dict]                      # symbol -> the exact values the inputs came from (receipts)
+    failed: dict[str, str] = field(default_factory=dict)   # symbol (or endpoint) -> why
+    universe_size: int = 0
+
+
+def _f(entry: dict, key: str) -> float:
+    try:
+        return float(entry[key])
+    except KeyError:
+        raise ValueError(f"missing {key!r}") from None
+    except (TypeError, ValueError):
+        raise ValueError(f"{key!r} is not a number: {entry.get(key)!r}") from None
+
+
+def eligible_symbols(info: dict, cfg: Config) -> list[str]:
+    """PERPETUAL, TRADING, quoted in the configured asset; include/exclude applied."""
+    u = cfg.universe
+    if not isinstance(info, dict) or not isinstance(info.get("symbols"), list):
+        raise BinanceError("exchangeInfo: malformed reply (no 'symbols' list)", path="/fapi/v1/exchangeInfo")
+    out = [s["symbol"] for s in info["symbols"]
+           if isinstance(s, dict) and s.get("contractType") == "PERPETUAL" and s.get("status") == "TRADING"
+           and s.get("quoteAsset") == u.quote_asset]
+    if u.include:
+        out = [s for s in out if s in set(u.include)]
+    excluded = set(u.exclude)
+    return sorted(s for s in out if s not in excluded)
+
+
+def nearest(points: list[OIPoint], target_ms: int, tolerance_ms: float) -> OIPoint | None:
+    """The stored point nearest the target time, if within tolerance (none -> missing, never zero)."""
+    best = min(points, key=lambda p: abs(p.ts - target_ms), default=None)
+    if best is None or abs(best.ts - target_ms) > tolerance_ms:
+        return None
+    return best
+
+
+def change(now: float | None, then: float | None) -> float | None:
+    if now is None or then is None or then == 0:
+        return None
+    return now / then - 1
+
+
+class MarketCollector:
+    def __init__(self, client: BinanceClient, store: Store, cfg: Config):
+        self.client, self.store, self.cfg = client, store, cfg
+        self._universe: list[str] = []
+        self._intervals: dict[str, float] = {}
+        self._refreshed_at = -1e18     # monotonic time of the last universe/fundingInfo refresh
+
+    @property
+    def universe(self) -> list[str]:
+        """Eligible symbols as of the last exchangeInfo refresh."""
+        return list(self._universe)
+
+    async def refresh_reference_data(self, force: bool = False) -> None:
+        """exchangeInfo + fundingInfo, at most hourly (both change rarely)."""
+        if not force and time.monotonic() - self._refreshed_at < self.cfg.exchange.funding_info_refresh_s:
+            return
+        info, funding = await asyncio.gather(self.client.exchange_info(), self.client.funding_info())
+        self._universe = eligible_symbols(info, self.cfg)
+        if not isinstance(funding, list):
+            raise BinanceError("fundingInfo: malformed reply (expected a list)", path="/fapi/v1/fundingInfo")
+        self._intervals = {f["symbol"]: float(f["fundingIntervalHours"]) for f in funding
+                           if isinstance(f, dict) and "symbol" in f and "fundingIntervalHours" in f}
+        self._refreshed_at = time.monotonic()
+
+    async def collect(self, progress: Progress | None = None) -> CycleData:
+        await self.refresh_reference_data()
+        premium, tickers = await asyncio.gather(self.client.premium_index(), self.client.ticker_24hr())
+        premium = _by_symbol(premium, "premiumIndex")
+        tickers = _by_symbol(tickers, "ticker/24hr")
+        symbols = self._liquid(tickers)
+        failed: dict[str, str] = {}
+        ts = max((int(premium[s].get("time", 0)) for s in symbols if s in premium), default=0) or int(time.time() * 1000)
+
+        await self.backfill([s for s in symbols if s in premium], ts, progress)
+        oi_now = await self._fetch_open_interest(symbols, failed)
+        points = []
+        for s, (oi, oi_ts) in oi_now.items():
+            try:
+                points.append(OIPoint(s, oi_ts, oi, _f(premium[s], "markPrice")))
+            except (KeyError, ValueError):
+                points.append(OIPoint(s, oi_ts, oi, None))
+        await asyncio.to_thread(self.store.add_oi_points, points)
+
+        inputs, raw = await asyncio.to_thread(self._build_inputs, symbols, premium, tickers, oi_now, ts, failed)
+        return CycleData(ts=ts, inputs=inputs, raw=raw, failed=failed, universe_size=len(symbols))
+
+    def _liquid(self, tickers: dict[str, dict]) -> list[str]:
+        floor = self.cfg.universe.min_quote_volume
+        out = []
+        for s in self._universe:
+            try:
+                if _f(tickers[s], "quoteVolume") >= floor:
+                    out.append(s)
+            except (KeyError, ValueError):
+                continue   # no ticker -> not tradable now
+        return out
+
+    async def _fetch_open_interest(self, symbols: list[str], failed: dict[str, str]) -> dict[str, tuple[float, int]]:
+        sem = asyncio.Semaphore(self.cfg.exchange.max_concurrency)
+        out: dict[str, tuple[float, int]] = {}
+
+        async def one(sym: str) -> None:
+            async with sem:
+                try:
+                    body = await self.client.open_interest(sym)
+                    out[sym] = (_f(body, "openInterest"), int(body["time"]))
+                except BinanceError as e:
+                    failed[sym] = str(e)
+                except (ValueError, KeyError, TypeError) as e:
+                    failed[sym] = f"/fapi/v1/openInterest ({sym}): malformed reply: {e}"
+
+        await asyncio.gather(*(one(s) for s in symbols))
+        return out
+
+    async def backfill(self, symbols: list[str], now_ms: int, progress: Progress | None = None) -> dict[str, str]:
+        """Fetch 24h of 5m OI history for symbols we hold none of (cold start, new listings)."""
+        coverage = await asyncio.to_thread(self.store.history_coverage)
+        hours = self.cfg.history.backfill_hours
+        need = [s for s in symbols if s not in coverage or coverage[s][1] < now_ms - 2 * HOUR_MS]
+        if not need:
+            return {}
+        errors: dict[str, str] = {}
+        done = 0
+        sem = asyncio.Semaphore(min(self.cfg.exchange.max_concurrency, 10))
+        limit = min(500, hours * 12 + 1)
+
+        async def one(sym: str) -> None:
+            nonlocal done
+            async with sem:
+                try:
+                    rows = await self.client.open_interest_hist(sym, "5m", limit=limit)
+                    pts = [_hist_point(sym, r) for r in rows]
+                    await asyncio.to_thread(self.store.add_oi_points, pts)
+                except BinanceError as e:
+                    errors[sym] = str(e)
+                except (ValueError, KeyError, TypeError) as e:
+                    errors[sym] = f"openInterestHist ({sym}): malformed reply: {e}"
+            done += 1
+            if progress:
+                progress(done, len(need))
+
+        log.info("backfilling %d symbols with %dh of open-interest history", len(need), hours)
+        await asyncio.gather(*(one(s) for s in need))
+        for s, e in errors.items():
+            log.warning("backfill failed for %s: %s", s, e)
+        return errors
+
+    def _build_inputs(self, symbols, premium, tickers, oi_now, ts, failed) -> tuple[list[ScoreInputs], dict]:
+        tol = self.cfg.history.tolerance_minutes
+        windows: dict[str, dict[str, list[OIPoint]]] = {}
+        for name, h in HORIZONS_H.items():
+            t_ms = tol.get(name, 60) * 60_000
+            target = ts - h * HOUR_MS
+            by_sym: dict[str, list[OIPoint]] = {}
+            for p in self.store.oi_points_between(int(target - t_ms), int(target + t_ms)):
+                by_sym.setdefault(p.symbol, []).append(p)
+            windows[name] = by_sym
+        inputs, raw = [], {}
+        for s in symbols:
+            if s not in oi_now:
+                continue                                  # reason already in `failed`
+            if s not in premium:
+                failed[s] = "no premiumIndex entry (mark/index/funding) for this symbol"
+                continue
+            try:
+                inp, receipt = self._inputs_for(s, premium[s], tickers[s], oi_now[s], ts, windows, tol)
+            except ValueError as e:
+                failed[s] = f"malformed market data: {e}"
+                continue
+            inputs.append(inp)
+            raw[s] = receipt
+        return inputs, raw
+
+    def _inputs_for(self, s, prem, tick, oi_now, ts, windows, tol) -> tuple[ScoreInputs, dict]:
+        mark, index = _f(prem, "markPrice"), _f(prem, "indexPrice")
+        funding = _f(prem, "lastFundingRate")
+        oi, oi_ts = oi_now
+        past = {name: nearest(windows[name].get(s, []), ts - h * HOUR_MS, tol.get(name, 60) * 60_000)
+                for name, h in HORIZONS_H.items()}
+        pct24 = _f(tick, "priceChangePercent")
+        p1h = past["1h"].price if past["1h"] else None
+        inp = ScoreInputs(
+            symbol=s, funding_rate=funding, funding_interval_hours=self._intervals.get(s, 8.0),
+            oi_change_1h=change(oi, past["1h"] and past["1h"].oi),
+            oi_change_4h=change(oi, past["4h"] and past["4h"].oi),
+            oi_change_24h=change(oi, past["24h"] and past["24h"].oi),
+            basis=(mark - index) / index if index else None,
+            price_change_1h=change(mark, p1h),
+            price_change_24h=pct24 / 100,
+        )
+        receipt = {
+            "time": ts, "mark_price": mark, "index_price": index, "funding_rate": funding,
+            "funding_interval_hours": inp.funding_interval_hours,
+            "funding_interval_source": "fundingInfo" if s in self._intervals else "default 8h (not in fundingInfo)",
+            "price_change_24h_pct": pct24, "last_price": tick.get("lastPrice"),
+            "oi": {"now": [oi_ts, oi], **{name: ([p.ts, p.oi] if p else None) for name, p in past.items()}},
+            "price_1h_ago": [past["1h"].ts, p1h] if past["1h"] else None,
+        }
+        return inp, receipt
+
+
+def _by_symbol(payload, what: str) -> dict[str, dict]:
+    if not isinstance(payload, list):
+        raise BinanceError(f"{what}: malformed reply (expected a list of symbols, got {type(payload).__name__})",
+                           path=what)
+    return {e["symbol"]: e for e in payload if isinstance(e, dict) and "symbol" in e}
+
+
+def _hist_point(sym: str, row: dict) -> OIPoint:
+    oi = _f(row, "sumOpenInterest")
+    value = _f(row, "sumOpenInterestValue")
+    return OIPoint(sym, int(row["timestamp"]), oi, value / oi if oi else None)

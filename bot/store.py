@@ -1,0 +1,288 @@
+"""Storage behind one small interface. SQLite (WAL) now; the methods are what a PostgreSQL store
+would implement for hosted workers with ephemeral disks.
+
+Sync API on purpose: each call is a short transaction; the engine runs batches in a worker thread
+(asyncio.to_thread) so the shared event loop never blocks on disk.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS oi_history (
+    symbol TEXT NOT NULL, ts INTEGER NOT NULL, oi REAL NOT NULL, price REAL,
+    PRIMARY KEY (symbol, ts)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cycles (
+    ts INTEGER PRIMARY KEY, duration_s REAL, requests INTEGER, weight INTEGER,
+    scored INTEGER, failed TEXT
+);
+CREATE TABLE IF NOT EXISTS scores (
+    ts INTEGER NOT NULL, symbol TEXT NOT NULL, score INTEGER NOT NULL, bias TEXT NOT NULL,
+    regime TEXT NOT NULL, payload TEXT NOT NULL,
+    PRIMARY KEY (ts, symbol)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS scores_symbol_ts ON scores (symbol, ts);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS symbol_state (
+    symbol TEXT PRIMARY KEY, score INTEGER NOT NULL, bias TEXT NOT NULL, regime TEXT NOT NULL, armed TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS last_fired (
+    recipient TEXT NOT NULL, symbol TEXT NOT NULL, rule TEXT NOT NULL, ts INTEGER NOT NULL,
+    PRIMARY KEY (recipient, symbol, rule)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS signals (
+    id TEXT PRIMARY KEY, ts INTEGER NOT NULL, symbol TEXT NOT NULL, rule TEXT NOT NULL, kind TEXT NOT NULL,
+    score INTEGER NOT NULL, bias TEXT NOT NULL, regime TEXT NOT NULL, receipt TEXT NOT NULL, outcome TEXT
+);
+CREATE INDEX IF NOT EXISTS signals_ts ON signals (ts);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, recipient TEXT NOT NULL, channel TEXT NOT NULL,
+    address TEXT NOT NULL, created INTEGER NOT NULL, due INTEGER NOT NULL, signal_ids TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, sent INTEGER
+);
+CREATE INDEX IF NOT EXISTS outbox_status_due ON outbox (status, due);
+"""
+
+OUTBOX_COLUMNS = ("id", "key", "recipient", "channel", "address", "created", "due", "signal_ids",
+                  "status", "attempts", "last_error", "sent")
+
+
+@dataclass(frozen=True, slots=True)
+class OIPoint:
+    symbol: str
+    ts: int          # ms
+    oi: float        # contracts (base units)
+    price: float | None
+
+
+class Store:
+    """SQLite store. One connection guarded by a lock (calls come from the loop and worker threads)."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.RLock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _tx(self):
+        return _Tx(self._db, self._lock)
+
+    # ---- OI history -----------------------------------------------------------------------
+    def add_oi_points(self, points: Iterable[OIPoint]) -> int:
+        rows = [(p.symbol, p.ts, p.oi, p.price) for p in points]
+        with self._tx() as db:
+            db.executemany("INSERT OR REPLACE INTO oi_history VALUES (?,?,?,?)", rows)
+        return len(rows)
+
+    def oi_points_between(self, start_ms: int, end_ms: int, symbols: Iterable[str] | None = None) -> list[OIPoint]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT symbol, ts, oi, price FROM oi_history WHERE ts BETWEEN ? AND ? ORDER BY symbol, ts",
+                (start_ms, end_ms)).fetchall()
+        wanted = set(symbols) if symbols is not None else None
+        return [OIPoint(*r) for r in rows if wanted is None or r[0] in wanted]
+
+    def oi_series(self, symbol: str, since_ms: int) -> list[OIPoint]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT symbol, ts, oi, price FROM oi_history WHERE symbol=? AND ts>=? ORDER BY ts",
+                (symbol, since_ms)).fetchall()
+        return [OIPoint(*r) for r in rows]
+
+    def history_coverage(self) -> dict[str, tuple[int, int]]:
+        """symbol -> (oldest ts, newest ts) stored."""
+        with self._lock:
+            rows = self._db.execute("SELECT symbol, MIN(ts), MAX(ts) FROM oi_history GROUP BY symbol").fetchall()
+        return {s: (lo, hi) for s, lo, hi in rows}
+
+    def prune_history(self, before_ms: int) -> int:
+        with self._tx() as db:
+            n = db.execute("DELETE FROM oi_history WHERE ts < ?", (before_ms,)).rowcount
+            db.execute("DELETE FROM scores WHERE ts < ?", (before_ms,))
+        return n
+
+    # ---- cycles and scores ----------------------------------------------------------------
+    def save_cycle(self, ts: int, duration_s: float, requests: int, weight: int,
+                   results: list[dict], failed: dict[str, str]) -> None:
+        rows = [(ts, r["symbol"], r["score"], r["bias"], r["regime_key"], json.dumps(r)) for r in results]
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO cycles VALUES (?,?,?,?,?,?)",
+                       (ts, duration_s, requests, weight, len(results), json.dumps(failed)))
+            db.executemany("INSERT OR REPLACE INTO scores VALUES (?,?,?,?,?,?)", rows)
+
+    def last_cycle(self) -> dict | None:
+        with self._lock:
+            row = self._db.execute("SELECT ts, duration_s, requests, weight, scored, failed FROM cycles "
+                                   "ORDER BY ts DESC LIMIT 1").fetchone()
+        if not row:
+            return None
+        keys = ("ts", "duration_s", "requests", "weight", "scored", "failed")
+        d = dict(zip(keys, row))
+        d["failed"] = json.loads(d["failed"] or "{}")
+        return d
+
+    def latest_scores(self) -> tuple[int | None, list[dict]]:
+        """The most recent cycle's results, ranked."""
+        last = self.last_cycle()
+        if not last:
+            return None, []
+        with self._lock:
+            rows = self._db.execute("SELECT payload FROM scores WHERE ts=? ORDER BY score DESC, symbol",
+                                    (last["ts"],)).fetchall()
+        return last["ts"], [json.loads(r[0]) for r in rows]
+
+    def score_series(self, symbol: str, since_ms: int) -> list[tuple[int, int, str]]:
+        with self._lock:
+            return self._db.execute("SELECT ts, score, bias FROM scores WHERE symbol=? AND ts>=? ORDER BY ts",
+                                    (symbol, since_ms)).fetchall()
+
+    # ---- alert rules state, signals, outbox --------------------------------------------------
+    def load_symbol_state(self) -> dict[str, tuple[int, str, str, dict[int, bool]]]:
+        with self._lock:
+            rows = self._db.execute("SELECT symbol, score, bias, regime, armed FROM symbol_state").fetchall()
+        return {s: (sc, b, rg, {int(k): v for k, v in json.loads(a).items()}) for s, sc, b, rg, a in rows}
+
+    def load_last_fired(self, since_ms: int) -> dict[tuple[str, str, str], int]:
+        with self._lock:
+            rows = self._db.execute("SELECT recipient, symbol, rule, ts FROM last_fired WHERE ts >= ?",
+                                    (since_ms,)).fetchall()
+        return {(r, s, rule): ts for r, s, rule, ts in rows}
+
+    def commit_alert_cycle(self, cycle: dict, results: list[dict], symbol_state: dict, signals: list[dict],
+                           fired: list[tuple[str, str, str, int]], outbox: list[dict]) -> None:
+        """Scores, rule state, signals, cooldowns and outbox rows of one cycle, in ONE transaction:
+        after a crash the cycle either happened entirely (alerts queued, state advanced) or not at all."""
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO cycles VALUES (?,?,?,?,?,?)",
+                       (cycle["ts"], cycle["duration_s"], cycle["requests"], cycle["weight"], len(results),
+                        json.dumps(cycle["failed"])))
+            db.executemany("INSERT OR REPLACE INTO scores VALUES (?,?,?,?,?,?)",
+                           [(cycle["ts"], r["symbol"], r["score"], r["bias"], r["regime_key"], json.dumps(r))
+                            for r in results])
+            db.executemany("INSERT OR REPLACE INTO symbol_state VALUES (?,?,?,?,?)",
+                           [(sym, st[0], st[1], st[2], json.dumps(st[3])) for sym, st in symbol_state.items()])
+            db.executemany("INSERT OR IGNORE INTO signals VALUES (?,?,?,?,?,?,?,?,?,NULL)",
+                           [(g["id"], g["ts"], g["symbol"], g["rule"], g["kind"], g["score"], g["bias"],
+                             g["regime"], json.dumps(g["receipt"])) for g in signals])
+            db.executemany("INSERT OR REPLACE INTO last_fired VALUES (?,?,?,?)", fired)
+            db.executemany(
+                "INSERT OR IGNORE INTO outbox (key, recipient, channel, address, created, due, signal_ids) "
+                "VALUES (?,?,?,?,?,?,?)",
+                [(o["key"], o["recipient"], o["channel"], o["address"], o["created"], o["due"],
+                  json.dumps(o["signal_ids"])) for o in outbox])
+
+    def signal(self, signal_id: str) -> dict | None:
+        with self._lock:
+            row = self._db.execute("SELECT id, ts, symbol, rule, kind, score, bias, regime, receipt, outcome "
+                                   "FROM signals WHERE id = ?", (signal_id.strip().upper(),)).fetchone()
+        return _signal_dict(row) if row else None
+
+    def signals(self, ids: list[str]) -> list[dict]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT id, ts, symbol, rule, kind, score, bias, regime, receipt, outcome FROM signals "
+                f"WHERE id IN ({','.join('?' * len(ids))})", ids).fetchall()
+        by_id = {r[0]: _signal_dict(r) for r in rows}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def recent_signals(self, limit: int = 20, symbols: list[str] | None = None, recipient: str | None = None) -> list[dict]:
+        """Newest first; for a recipient, the signals that were queued for them."""
+        if recipient is not None:
+            with self._lock:
+                rows = self._db.execute("SELECT signal_ids FROM outbox WHERE recipient=? ORDER BY id DESC LIMIT ?",
+                                        (recipient, limit)).fetchall()
+            ids = list(dict.fromkeys(i for r in rows for i in json.loads(r[0])))[:limit]
+            return sorted(self.signals(ids), key=lambda g: -g["ts"])
+        q, args = "SELECT id, ts, symbol, rule, kind, score, bias, regime, receipt, outcome FROM signals", []
+        if symbols:
+            q += f" WHERE symbol IN ({','.join('?' * len(symbols))})"
+            args = list(symbols)
+        with self._lock:
+            rows = self._db.execute(q + " ORDER BY ts DESC, id LIMIT ?", (*args, limit)).fetchall()
+        return [_signal_dict(r) for r in rows]
+
+    def signals_without_outcome(self, before_ms: int) -> list[dict]:
+        with self._lock:
+            rows = self._db.execute("SELECT id, ts, symbol, rule, kind, score, bias, regime, receipt, outcome "
+                                    "FROM signals WHERE outcome IS NULL AND ts <= ?", (before_ms,)).fetchall()
+        return [_signal_dict(r) for r in rows]
+
+    def set_outcome(self, signal_id: str, outcome: dict) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE signals SET outcome=? WHERE id=?", (json.dumps(outcome), signal_id))
+
+    def outbox_rows(self, where: str = "1=1", args: tuple = ()) -> list[dict]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM outbox WHERE {where} ORDER BY id",
+                                    args).fetchall()
+        return [dict(zip(OUTBOX_COLUMNS, r), signal_ids=json.loads(r[7])) for r in rows]
+
+    def claim_due(self, now_ms: int) -> list[dict]:
+        """Pending rows whose time has come, marked 'sending' (so a crash mid-send is visible)."""
+        with self._tx() as db:
+            ids = [r[0] for r in db.execute("SELECT id FROM outbox WHERE status='pending' AND due <= ? ORDER BY id",
+                                            (now_ms,)).fetchall()]
+            db.executemany("UPDATE outbox SET status='sending', attempts=attempts+1 WHERE id=?", [(i,) for i in ids])
+        return self.outbox_rows(f"id IN ({','.join('?' * len(ids))})", tuple(ids)) if ids else []
+
+    def mark_outbox(self, ids: list[int], status: str, *, error: str | None = None, due: int | None = None,
+                    sent: int | None = None) -> None:
+        with self._tx() as db:
+            db.executemany("UPDATE outbox SET status=?, last_error=?, due=COALESCE(?, due), sent=? WHERE id=?",
+                           [(status, error, due, sent, i) for i in ids])
+
+    def outbox_counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._db.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall())
+
+    # ---- meta (small cached facts: funding intervals, universe) ---------------------------
+    def get_meta(self, key: str) -> object | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def set_meta(self, key: str, value: object) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?,?)", (key, json.dumps(value)))
+
+
+class _Tx:
+    """BEGIN IMMEDIATE ... COMMIT under the store lock; ROLLBACK on error."""
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.RLock):
+        self.db, self.lock = db, lock
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.lock.acquire()
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self.lock.release()
+
+
+
+def _signal_dict(row) -> dict:
+    keys = ("id", "ts", "symbol", "rule", "kind", "score", "bias", "regime", "receipt", "outcome")
+    d = dict(zip(keys, row))
+    d["receipt"] = json.loads(d["receipt"])
+    d["outcome"] = json.loads(d["outcome"]) if d["outcome"] else None
+    return d

@@ -1,0 +1,155 @@
+"""The real Binance client and market collector against the Binance-shaped simulator on loopback."""
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from bot.config import Config, ExchangeConfig
+from bot.cycle import run_cycle
+from bot.exchange.binance import BinanceClient, BinanceError
+from bot.market import MarketCollector
+from bot.sim.binance_server import BinanceSimServer, Faults
+from bot.sim.market import MarketSimulator
+from bot.store import Store
+
+FAST = ExchangeConfig(timeout_s=1.0, max_retries=3)
+
+
+@pytest.fixture
+async def sim_server():
+    server = BinanceSimServer(MarketSimulator(n_symbols=40, seed=3), Faults())
+    url = await server.start()
+    yield server, url
+    await server.stop()
+
+
+@pytest.fixture
+def cfg():
+    return Config(exchange=FAST, universe={"min_quote_volume": 0})
+
+
+async def test_weight_header_is_tracked(sim_server):
+    server, url = sim_server
+    async with BinanceClient(FAST, base_url=url) as c:
+        await c.premium_index()
+        await c.ticker_24hr()
+    assert c.stats.requests == 2 and c.stats.weight == 50
+    assert c.stats.max_used_weight_1m >= 50
+
+
+async def test_429_with_retry_after_pauses_then_succeeds(sim_server, caplog):
+    server, url = sim_server
+    server.faults.add("429", "/fapi/v1/premiumIndex", retry_after=1)
+    async with BinanceClient(FAST, base_url=url) as c:
+        t = time.monotonic()
+        body = await c.premium_index()
+    assert isinstance(body, list) and len(body) > 10
+    assert time.monotonic() - t >= 0.9            # honoured Retry-After
+    assert c.stats.retries == 1
+    assert any("rate limited (HTTP 429)" in r.getMessage() for r in caplog.records)
+
+
+async def test_418_ban_pauses_all_requests(sim_server):
+    server, url = sim_server
+    server.faults.add("418", "/fapi/v1/openInterest", retry_after=None)
+    async with BinanceClient(ExchangeConfig(max_retries=0), base_url=url) as c:
+        with pytest.raises(BinanceError, match=r"rate limited \(HTTP 418\).*banned") as e:
+            await c.open_interest("BTCUSDT")
+        # no Retry-After on a ban: every request now waits a long backoff instead of hammering
+        assert e.value.status == 418 and c._paused_until - time.monotonic() > 50
+
+
+async def test_418_with_retry_after_waits_then_succeeds(sim_server):
+    server, url = sim_server
+    server.faults.add("418", "/fapi/v1/openInterest", retry_after=1)
+    async with BinanceClient(FAST, base_url=url) as c:
+        t = time.monotonic()
+        body = await c.open_interest("BTCUSDT")
+    assert body["symbol"] == "BTCUSDT" and time.monotonic() - t >= 0.9
+
+
+async def test_5xx_and_malformed_json_are_retried(sim_server):
+    server, url = sim_server
+    server.faults.add("5xx", "/fapi/v1/ticker/24hr", status=502)
+    server.faults.add("malformed", "/fapi/v1/ticker/24hr")
+    async with BinanceClient(FAST, base_url=url) as c:
+        body = await c.ticker_24hr()
+    assert isinstance(body, list) and c.stats.retries == 2
+
+
+async def test_timeout_is_retried_and_reported(sim_server):
+    server, url = sim_server
+    server.faults.add("timeout", "/fapi/v1/exchangeInfo", times=10)
+    cfg = ExchangeConfig(timeout_s=0.3, max_retries=1)
+    async with BinanceClient(cfg, base_url=url) as c:
+        with pytest.raises(BinanceError, match=r"exchangeInfo: timed out after 0.3s"):
+            await c.exchange_info()
+    assert c.stats.retries == 1
+
+
+async def test_binance_error_body_surfaces_and_is_not_retried(sim_server):
+    server, url = sim_server
+    async with BinanceClient(FAST, base_url=url) as c:
+        with pytest.raises(BinanceError) as e:
+            await c.open_interest("NOPEUSDT")
+    assert "Binance error -1121: Invalid symbol." in str(e.value) and "NOPEUSDT" in str(e.value)
+    assert e.value.code == -1121 and c.stats.retries == 0
+
+
+async def test_one_symbol_failing_never_sinks_the_cycle(sim_server, cfg, tmp_path):
+    server, url = sim_server
+    sim = server.sim
+    victim = sim.symbols()[5]
+    server.faults.add("missing_symbol", "/fapi/v1/openInterest", symbol=victim, times=100)
+    store = Store(tmp_path / "t.db")
+    async with BinanceClient(cfg.exchange, base_url=url) as c:
+        out = await run_cycle(cfg, c, store)
+    scored = {r.symbol for r in out.results}
+    assert victim not in scored and len(scored) >= 30
+    assert "Invalid symbol" in out.data.failed[victim]
+
+
+async def test_cold_start_backfills_then_steady_state_costs_n_plus_2(sim_server, cfg, tmp_path):
+    server, url = sim_server
+    store = Store(tmp_path / "t.db")
+    async with BinanceClient(cfg.exchange, base_url=url) as c:
+        collector = MarketCollector(c, store, cfg)
+        first = await run_cycle(cfg, c, store, collector)
+        n = first.data.universe_size
+        # changes over all three windows exist at once, from the backfill
+        assert all(i.oi_change_1h is not None and i.oi_change_24h is not None for i in first.data.inputs)
+        assert first.requests >= n + 2 + n        # backfill: one openInterestHist per symbol
+        server.reset_counts()
+        second = await run_cycle(cfg, c, store, collector)
+    paths = [p for p, _ in server.requests]
+    assert second.requests == len(paths) == n + 2
+    assert paths.count("/fapi/v1/openInterest") == n and "/futures/data/openInterestHist" not in paths
+
+
+async def test_oi_changes_are_in_contracts_and_match_history(sim_server, cfg, tmp_path):
+    server, url = sim_server
+    store = Store(tmp_path / "t.db")
+    async with BinanceClient(cfg.exchange, base_url=url) as c:
+        out = await run_cycle(cfg, c, store)
+    inp = out.data.inputs[0]
+    raw = out.data.raw[inp.symbol]["oi"]
+    assert inp.oi_change_1h == pytest.approx(raw["now"][1] / raw["1h"][1] - 1)
+    assert abs(raw["1h"][0] - (raw["now"][0] - 3_600_000)) <= 10 * 60_000   # within the stated tolerance
+
+
+async def test_no_history_in_tolerance_means_missing_not_zero(cfg, tmp_path):
+    from bot.market import nearest
+    from bot.store import OIPoint
+    pts = [OIPoint("X", 0, 1.0, 1.0)]
+    assert nearest(pts, 3_600_000, 10 * 60_000) is None
+
+
+async def test_malformed_all_symbols_reply_is_a_clear_error(sim_server, cfg, tmp_path):
+    server, url = sim_server
+    server.faults.add("malformed", "/fapi/v1/premiumIndex", times=20)
+    store = Store(tmp_path / "t.db")
+    async with BinanceClient(ExchangeConfig(timeout_s=1, max_retries=1), base_url=url) as c:
+        with pytest.raises(BinanceError, match="premiumIndex: malformed JSON reply"):
+            await run_cycle(cfg, c, store)
