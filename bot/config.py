@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -114,6 +113,42 @@ class StorageConfig(_Strict):
     db_path: str = "data/bot.db"
 
 
+class TelegramConfig(_Strict):
+    api_base_url: str = "https://api.telegram.org"   # env TELEGRAM_API_BASE_URL overrides; the bot appends /bot<token>
+    allowed_user_ids: list[int] = []                  # empty: anyone may use the bot
+    admin_ids: list[int] = []                         # may run /stats and /reload
+    poll_timeout_s: int = Field(20, ge=0, le=50)      # getUpdates long-poll timeout
+
+
+class AlertFilter(_Strict):
+    """Which alerts a channel or webhook gets (like a watchlist, without a person behind it)."""
+    symbols: list[str] = []                 # empty: any symbol
+    min_score: int = Field(35, ge=0, le=100)
+    bands: list[str] = ["stretched", "stressed"]
+    regimes: list[str] = ["short_squeeze_risk", "long_squeeze_risk", "long_crowded", "short_ramp",
+                          "long_unwind", "short_covering"]
+    bias_flips: bool = True
+    cooldown_minutes: float = Field(60, ge=0)
+
+
+class DiscordChannel(AlertFilter):
+    id: int
+
+
+class DiscordWebhook(AlertFilter):
+    name: str = "default"
+    url_env: str = "DISCORD_WEBHOOK_URL"    # the URL (a secret) comes from this environment variable
+
+
+class DiscordConfig(_Strict):
+    api_base_url: str = "https://discord.com/api/v10"   # env DISCORD_API_BASE_URL overrides (tests: loopback)
+    gateway_url: str | None = None                       # env DISCORD_GATEWAY_URL; None: discord.py's default
+    channels: list[DiscordChannel] = []                  # bot mode: channels that get alerts
+    webhooks: list[DiscordWebhook] = [DiscordWebhook()]  # webhook mode
+    dm_users: bool = True                                # DM users whose watchlist names a discord_user_id
+    guild_id: int | None = None                          # sync slash commands to this guild (instant); None: global
+
+
 class Config(_Strict):
     exchange: ExchangeConfig = ExchangeConfig()
     universe: UniverseConfig = UniverseConfig()
@@ -122,7 +157,8 @@ class Config(_Strict):
     engine: EngineConfig = EngineConfig()
     rules: RulesConfig = RulesConfig()
     storage: StorageConfig = StorageConfig()
-    discord: dict[str, Any] = {}
+    telegram: TelegramConfig = TelegramConfig()
+    discord: DiscordConfig = DiscordConfig()
 
 
 class ConfigError(Exception):
