@@ -107,6 +107,7 @@ class RulesConfig(_Strict):
     hysteresis: int = Field(5, ge=0, le=50)
     cooldown_minutes: float = Field(60, ge=0)
     bias_flip_min_score: int = Field(35, ge=0, le=100)
+    regime_confirm_cycles: int = Field(2, ge=1, le=12)
 
 
 class StorageConfig(_Strict):

@@ -95,6 +95,15 @@ class MarketCollector:
                            if isinstance(f, dict) and "symbol" in f and "fundingIntervalHours" in f}
         self._refreshed_at = time.monotonic()
 
+    async def warm_up(self, progress: Progress | None = None) -> dict[str, str]:
+        """Cold start, before the first scheduled cycle: backfill history for the liquid universe."""
+        await self.refresh_reference_data(force=True)
+        premium, tickers = await asyncio.gather(self.client.premium_index(), self.client.ticker_24hr())
+        premium = _by_symbol(premium, "premiumIndex")
+        symbols = [s for s in self._liquid(_by_symbol(tickers, "ticker/24hr")) if s in premium]
+        ts = max((int(premium[s].get("time", 0)) for s in symbols), default=0) or int(time.time() * 1000)
+        return await self.backfill(symbols, ts, progress)
+
     async def collect(self, progress: Progress | None = None) -> CycleData:
         await self.refresh_reference_data()
         premium, tickers = await asyncio.gather(self.client.premium_index(), self.client.ticker_24hr())

@@ -88,3 +88,56 @@ def explain(r: dict) -> str:
     for a in r.get("assumptions", []):
         lines.append(f"Assumed: {a}")
     return "\n".join(lines)
+
+
+RULE_TITLES = {"threshold": "Threshold", "regime": "Regime", "bias_flip": "Bias flip"}
+
+
+def alert_title(sig: dict) -> str:
+    """e.g. 'BTCUSDT 64 stressed · crossed 60' / 'SOLUSDT 48 · Short squeeze risk'."""
+    rec = sig["receipt"]
+    if sig["kind"] == "threshold":
+        what = f"crossed {rec['threshold']} (from {rec['prev_score']})"
+    elif sig["kind"] == "regime":
+        what = f"entered: {rec['regime']}"
+    else:
+        what = f"bias flipped to {rec['bias']}"
+    return f"{sig['symbol']} {sig['score']} {rec['band']} {rec['bias']} · {what}"
+
+
+def alert_details(sig: dict) -> str:
+    i = sig["receipt"]["inputs"]
+    return (f"OI 1h {pct(i.get('oi_change_1h'))} · 4h {pct(i.get('oi_change_4h'))} · 24h {pct(i.get('oi_change_24h'))}"
+            f" · funding {pct(i.get('funding_rate'), 4)}/{i.get('funding_interval_hours') or 8:g}h"
+            f" · basis {pct(i.get('basis'), 3)} · signal {sig['id']}")
+
+
+def digest_text(signals: list[dict], held: bool = False) -> str:
+    head = f"{len(signals)} alert{'s' if len(signals) != 1 else ''}" + (" (held during quiet hours)" if held else "")
+    lines = [head]
+    for sig in signals:
+        lines += [f"• {alert_title(sig)}", f"  {alert_details(sig)}"]
+    return "\n".join(lines)
+
+
+def receipt_text(sig: dict) -> str:
+    """`python -m bot signal ID` and /signal ID: everything that fired this signal."""
+    rec = sig["receipt"]
+    raw = rec.get("raw") or {}
+    oi = raw.get("oi") or {}
+    lines = [f"Signal {sig['id']} · {utc(sig['ts'])}", alert_title(sig), f"Rule: {rec['rule']}"
+             + (f" (threshold {rec['threshold']}, previous score {rec['prev_score']})" if rec.get("threshold") else ""),
+             f"Regime: {rec['regime']} — {rec['reason']}", "", "Raw inputs:"]
+    for name in ("now", "1h", "4h", "24h"):
+        point = oi.get(name)
+        lines.append(f"  OI {name:>3}: " + (f"{point[1]:,.3f} contracts at {utc(point[0])}" if point else "none in tolerance"))
+    if raw:
+        lines += [f"  mark {raw.get('mark_price')} · index {raw.get('index_price')}",
+                  f"  funding {raw.get('funding_rate')} per {raw.get('funding_interval_hours'):g}h ({raw.get('funding_interval_source')})",
+                  f"  price change 24h {raw.get('price_change_24h_pct')} %"]
+    lines += ["", "Score inputs: " + ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
+                                               for k, v in rec["inputs"].items()),
+              "Components: " + ", ".join(f"{k} {v:+.1f}" for k, v in rec["components"].items())]
+    if sig.get("outcome"):
+        lines.append("Outcome: " + ", ".join(f"{k} {v}" for k, v in sig["outcome"].items()))
+    return "\n".join(lines)

@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS scores (
 CREATE INDEX IF NOT EXISTS scores_symbol_ts ON scores (symbol, ts);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS symbol_state (
-    symbol TEXT PRIMARY KEY, score INTEGER NOT NULL, bias TEXT NOT NULL, regime TEXT NOT NULL, armed TEXT NOT NULL
+    symbol TEXT PRIMARY KEY, score INTEGER NOT NULL, bias TEXT NOT NULL, regime TEXT NOT NULL, armed TEXT NOT NULL,
+    regime_cycles INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS last_fired (
     recipient TEXT NOT NULL, symbol TEXT NOT NULL, rule TEXT NOT NULL, ts INTEGER NOT NULL,
@@ -151,11 +152,17 @@ class Store:
             return self._db.execute("SELECT ts, score, bias FROM scores WHERE symbol=? AND ts>=? ORDER BY ts",
                                     (symbol, since_ms)).fetchall()
 
-    # ---- alert rules state, signals, outbox --------------------------------------------------
-    def load_symbol_state(self) -> dict[str, tuple[int, str, str, dict[int, bool]]]:
+    def score_payloads(self, symbol: str, since_ms: int) -> list[tuple[int, dict]]:
         with self._lock:
-            rows = self._db.execute("SELECT symbol, score, bias, regime, armed FROM symbol_state").fetchall()
-        return {s: (sc, b, rg, {int(k): v for k, v in json.loads(a).items()}) for s, sc, b, rg, a in rows}
+            rows = self._db.execute("SELECT ts, payload FROM scores WHERE symbol=? AND ts>=? ORDER BY ts",
+                                    (symbol, since_ms)).fetchall()
+        return [(ts, json.loads(p)) for ts, p in rows]
+
+    # ---- alert rules state, signals, outbox --------------------------------------------------
+    def load_symbol_state(self) -> dict[str, tuple[int, str, str, dict[int, bool], int]]:
+        with self._lock:
+            rows = self._db.execute("SELECT symbol, score, bias, regime, armed, regime_cycles FROM symbol_state").fetchall()
+        return {s: (sc, b, rg, {int(k): v for k, v in json.loads(a).items()}, n) for s, sc, b, rg, a, n in rows}
 
     def load_last_fired(self, since_ms: int) -> dict[tuple[str, str, str], int]:
         with self._lock:
@@ -174,8 +181,8 @@ class Store:
             db.executemany("INSERT OR REPLACE INTO scores VALUES (?,?,?,?,?,?)",
                            [(cycle["ts"], r["symbol"], r["score"], r["bias"], r["regime_key"], json.dumps(r))
                             for r in results])
-            db.executemany("INSERT OR REPLACE INTO symbol_state VALUES (?,?,?,?,?)",
-                           [(sym, st[0], st[1], st[2], json.dumps(st[3])) for sym, st in symbol_state.items()])
+            db.executemany("INSERT OR REPLACE INTO symbol_state VALUES (?,?,?,?,?,?)",
+                           [(sym, st[0], st[1], st[2], json.dumps(st[3]), st[4]) for sym, st in symbol_state.items()])
             db.executemany("INSERT OR IGNORE INTO signals VALUES (?,?,?,?,?,?,?,?,?,NULL)",
                            [(g["id"], g["ts"], g["symbol"], g["rule"], g["kind"], g["score"], g["bias"],
                              g["regime"], json.dumps(g["receipt"])) for g in signals])

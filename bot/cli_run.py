@@ -1,0 +1,128 @@
+"""CLI commands of the live engine: run, demo, signal, check-config."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from . import report
+from .config import Config, ConfigError, load_config
+from .store import Store
+
+DEFAULT_WATCHLISTS = "config/watchlists"
+
+
+def _db(args, cfg: Config) -> str:
+    return args.db or os.environ.get("BOT_DB_PATH") or cfg.storage.db_path
+
+
+async def _serve(cfg: Config, db: str, args, exchange_url: str | None, seconds: float | None,
+                 include_examples: bool = False) -> None:
+    from .app import build_services, enable_chat_adapters, install_signal_handlers, run_bot
+    stop = asyncio.Event()
+    install_signal_handlers(stop)
+    if seconds:
+        asyncio.get_running_loop().call_later(seconds, stop.set)
+    svc = build_services(cfg, db, args.watchlists, alert_log=args.alert_log, exchange_url=exchange_url,
+                         include_examples=include_examples)
+    enable_chat_adapters(svc)
+    await run_bot(svc, stop)
+
+
+def cmd_run(args, cfg: Config) -> int:
+    asyncio.run(_serve(cfg, _db(args, cfg), args, args.exchange_url or cfg.exchange.base_url, args.seconds))
+    return 0
+
+
+def demo_config(cfg: Config, interval_s: float) -> Config:
+    """The demo's exchange is our simulator: its cycles come every few wall seconds, so its (simulated)
+    request-weight budget is declared larger to match; everything else is the real configuration."""
+    return cfg.model_copy(update={
+        "engine": cfg.engine.model_copy(update={"interval_minutes": interval_s / 60, "table_every_cycles": 10}),
+        "exchange": cfg.exchange.model_copy(update={"weight_limit": 1_000_000, "data_limit_per_5m": 100_000}),
+    })
+
+
+async def _demo(args, cfg: Config) -> None:
+    from .sim.binance_server import BinanceSimServer
+    from .sim.market import MarketSimulator
+    sim = MarketSimulator(n_symbols=args.symbols, seed=args.seed, speed=args.speed)
+    server = BinanceSimServer(sim, weight_limit=1_000_000, futures_data_limit=100_000)
+    url = await server.start()
+    db = args.db or str(Path(tempfile.mkdtemp(prefix="pressure-demo-")) / "demo.db")
+    print(f"Demo: market simulator on {url} ({args.symbols} symbols, time x{args.speed:g}, "
+          f"a cycle every {args.interval:g}s = {args.interval * args.speed / 60:.0f} simulated minutes); "
+          f"database {db}. Ctrl-C to stop.", flush=True)
+    try:
+        await _serve(demo_config(cfg, args.interval), db, args, url, args.seconds, include_examples=True)
+    finally:
+        await server.stop()
+
+
+def cmd_demo(args, cfg: Config) -> int:
+    asyncio.run(_demo(args, cfg))
+    return 0
+
+
+def cmd_signal(args, cfg: Config) -> int:
+    store = Store(_db(args, cfg))
+    try:
+        sig = store.signal(args.id)
+    finally:
+        store.close()
+    if sig is None:
+        print(f"error: no signal {args.id!r} in {_db(args, cfg)}", file=sys.stderr)
+        return 1
+    print(report.receipt_text(sig))
+    return 0
+
+
+def cmd_check_config(args, cfg_unused: Config | None = None) -> int:
+    from .watchlists import check_watchlists
+    problems = []
+    try:
+        load_config(args.config)
+        print(f"ok  {args.config or 'config/bot.yaml'}")
+    except ConfigError as e:
+        problems.append(str(e))
+    wl = check_watchlists(args.watchlists)
+    problems += wl
+    for p in problems:
+        print(f"ERROR {p}", file=sys.stderr)
+    count = len(list(Path(args.watchlists).glob("*.yaml"))) if Path(args.watchlists).is_dir() else 0
+    print(f"{count} watchlist file(s) checked in {args.watchlists}, {len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    def engine_opts(p):
+        p.add_argument("--db", default=None, help="SQLite path (also BOT_DB_PATH)")
+        p.add_argument("--watchlists", default=DEFAULT_WATCHLISTS, help="directory of per-user YAML watchlists")
+        p.add_argument("--alert-log", default=os.environ.get("BOT_ALERT_LOG"),
+                       help="also append delivered console alerts to this JSON-lines file")
+        p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds")
+
+    run = sub.add_parser("run", help="run the engine: scheduled cycles, alerts, chat adapters")
+    run.add_argument("--exchange-url", default=None, help="Binance USDⓈ-M API root (default: config)")
+    engine_opts(run)
+    run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser("demo", help="offline demo: simulated market on loopback + the real engine")
+    engine_opts(demo)
+    demo.add_argument("--symbols", type=int, default=300)
+    demo.add_argument("--speed", type=float, default=200.0, help="simulated seconds per wall second")
+    demo.add_argument("--interval", type=float, default=1.5, help="wall seconds between cycles")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.set_defaults(func=cmd_demo)
+
+    sig = sub.add_parser("signal", help="print a signal's receipt: the exact inputs that fired it")
+    sig.add_argument("id")
+    sig.add_argument("--db", default=None)
+    sig.set_defaults(func=cmd_signal)
+
+    check = sub.add_parser("check-config", help="validate config/bot.yaml and every watchlist (exit 0/1)")
+    check.add_argument("--watchlists", default=DEFAULT_WATCHLISTS)
+    check.set_defaults(func=cmd_check_config, no_config=True)

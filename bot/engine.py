@@ -1,0 +1,162 @@
+"""The live engine: each cycle scores the market and turns changes into queued alerts.
+
+Data flows one way: market (collector) -> score (pure) -> rules (pure) -> outbox (SQLite) -> the
+delivery worker -> chat adapters. A cycle's scores, rule state, signals, cooldowns and outbox rows
+are committed in one transaction, so a restart neither repeats nor loses an alert.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable
+
+from .config import Config
+from .cycle import CycleOutcome, run_cycle
+from .exchange.binance import BinanceClient
+from .market import MarketCollector, Progress
+from .rules import Delivery, Event, SymbolState, Subscriber, detect, route, thresholds_in_use
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def signal_id(ts: int, symbol: str, rule: str) -> str:
+    """Short, stable id: the same event always gets the same id (idempotent on re-runs)."""
+    digest = hashlib.sha1(f"{ts}:{symbol}:{rule}".encode()).digest()
+    return base64.b32encode(digest).decode()[:8]
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a recipient's alerts go: channel name (telegram, discord-dm, discord-channel, webhook,
+    console) and the address on it."""
+    channel: str
+    address: str
+
+
+@dataclass
+class Recipient:
+    id: str
+    subscriber: Subscriber
+    routes: list[Route]
+
+
+@dataclass
+class CycleReport:
+    ts: int
+    scored: int
+    failed: dict[str, str]
+    events: list[Event]
+    deliveries: list[Delivery]
+    duration_s: float
+    requests: int
+    weight: int
+
+
+@dataclass
+class Engine:
+    cfg: Config
+    store: Store
+    client: BinanceClient
+    recipients: Callable[[], list[Recipient]]       # evaluated every cycle (watchlists hot-reload)
+    clock: Clock = utcnow
+    progress: Progress | None = None
+    on_cycle: list[Callable[[CycleReport], None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.collector = MarketCollector(self.client, self.store, self.cfg)
+        self._state: dict[str, SymbolState] | None = None
+        self.cycle_lock = asyncio.Lock()
+        self.cycles_run = 0
+
+    def _load_state(self) -> dict[str, SymbolState]:
+        return {s: SymbolState(*row) for s, row in self.store.load_symbol_state().items()}
+
+    async def run_once(self) -> CycleReport:
+        async with self.cycle_lock:
+            if self._state is None:
+                self._state = await asyncio.to_thread(self._load_state)
+            out = await run_cycle(self.cfg, self.client, self.store, self.collector, self.progress, save=False)
+            report = await asyncio.to_thread(self._evaluate_and_commit, out)
+            self.cycles_run += 1
+        for cb in self.on_cycle:
+            try:
+                cb(report)
+            except Exception:   # a listener must never break the engine
+                log.exception("cycle listener failed")
+        return report
+
+    def _evaluate_and_commit(self, out: CycleOutcome) -> CycleReport:
+        now = self.clock()
+        results = out.result_dicts()
+        recipients = {r.id: r for r in self.recipients()}
+        subs = {rid: r.subscriber for rid, r in recipients.items()}
+        thresholds = thresholds_in_use(subs.values(), self.cfg.rules, self.cfg.score)
+        events, new_state = detect(self._state or {}, results, thresholds, self.cfg.rules)
+        max_cooldown_ms = int(max([s.cooldown_minutes for s in subs.values()] + [0]) * 60_000)
+        now_ms = int(now.timestamp() * 1000)
+        last = {k: datetime.fromtimestamp(v / 1000, timezone.utc)
+                for k, v in self.store.load_last_fired(now_ms - max_cooldown_ms).items()}
+        deliveries, fired = route(events, subs, last, now, self.cfg.score)
+
+        ids = {(e.symbol, e.rule): signal_id(out.ts, e.symbol, e.rule) for e in events}
+        signals = [dict(id=ids[(e.symbol, e.rule)], ts=out.ts, symbol=e.symbol, rule=e.rule, kind=e.kind,
+                        score=e.score, bias=e.result["bias"], regime=e.result["regime"],
+                        receipt=_receipt(e)) for e in events]
+        outbox = [dict(key=f"{out.ts}:{d.recipient}:{rt.channel}:{rt.address}" + (":held" if d.hold_until else ""),
+                       recipient=d.recipient,
+                       channel=rt.channel, address=rt.address, created=now_ms,
+                       due=int(d.hold_until.timestamp() * 1000) if d.hold_until else now_ms,
+                       signal_ids=[ids[(e.symbol, e.rule)] for e in d.events])
+                  for d in deliveries for rt in recipients[d.recipient].routes]
+        state_rows = {s: (st.score, st.bias, st.regime, st.armed, st.regime_cycles) for s, st in new_state.items()}
+        cycle = dict(ts=out.ts, duration_s=out.duration_s, requests=out.requests, weight=out.weight,
+                     failed=out.data.failed)
+        self.store.commit_alert_cycle(cycle, results, state_rows, signals,
+                                      [(r, s, rule, now_ms) for r, s, rule in fired], outbox)
+        self._state = new_state
+        log.info("alerts ts=%d events=%d deliveries=%d queued=%d", out.ts, len(events), len(deliveries), len(outbox))
+        return CycleReport(out.ts, len(results), out.data.failed, events, deliveries, out.duration_s,
+                           out.requests, out.weight)
+
+    async def warm_up(self) -> None:
+        """Cold start: backfill OI history (with progress) before the first scheduled cycle; a warm
+        start finds the history in the store and fetches nothing more."""
+        errors = await self.collector.warm_up(self.progress)
+        if errors:
+            log.warning("backfill failed for %d symbols; they get history from our own cycles", len(errors))
+
+    async def scheduled_cycle(self) -> None:
+        """The scheduler's job: a cycle never outlives its interval, and a failure never stops the next."""
+        timeout = max(5.0, self.cfg.engine.interval_minutes * 60 * 0.9)
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(self.run_once(), timeout=timeout)
+        except asyncio.TimeoutError:
+            log.error("cycle timed out after %.0fs; nothing from it was committed", time.monotonic() - started)
+        except Exception as e:
+            log.exception("cycle failed: %s", e)
+
+
+def _receipt(e: Event) -> dict:
+    """The exact inputs that fired a signal: raw exchange values, score inputs, components, the rule."""
+    r = e.result
+    return {
+        "rule": e.rule, "kind": e.kind, "threshold": e.threshold, "prev_score": e.prev_score,
+        "score": r["score"], "band": r["band"], "bias": r["bias"], "regime": r["regime"], "reason": r["reason"],
+        "components": r["components"], "quadrant": r.get("quadrant"),
+        "inputs": {k: r.get(k) for k in ("funding_rate", "funding_interval_hours", "oi_change_1h", "oi_change_4h",
+                                         "oi_change_24h", "basis", "price_change_1h", "price_change_24h")},
+        "raw": r.get("raw"), "missing": r.get("missing", []),
+    }

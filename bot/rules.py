@@ -1,0 +1,169 @@
+"""From scores to alerts: pure code, no I/O, no clock (time comes in as an argument).
+
+Two steps:
+1. `detect` turns a cycle's results into symbol events, against the per-symbol state of the previous
+   cycle: threshold crossings with hysteresis, regime entries, bias flips. Arming is a property of the
+   score path, so it is kept once per (symbol, threshold), whatever the number of recipients.
+2. `route` fans events out to recipients by their own settings: symbols, thresholds, bands, regimes,
+   mutes, a cooldown per (recipient, symbol, rule), quiet hours (hold for a digest, or drop).
+All of a recipient's alerts from one cycle form one digest, ordered by score.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Iterable, Protocol
+
+from .config import RulesConfig, ScoreConfig
+
+ALERT_REGIMES = frozenset({"short_squeeze_risk", "long_squeeze_risk", "long_crowded", "short_ramp",
+                           "long_unwind", "short_covering"})
+DIRECTIONAL = ("LONG", "SHORT")
+
+
+@dataclass(frozen=True)
+class SymbolState:
+    score: int
+    bias: str
+    regime: str
+    armed: dict[int, bool] = field(default_factory=dict)   # threshold -> may fire again
+    regime_cycles: int = 1                                  # consecutive cycles in `regime`
+
+
+@dataclass(frozen=True)
+class Event:
+    symbol: str
+    rule: str              # "cross:35", "regime:short_squeeze_risk", "flip:SHORT"
+    kind: str              # threshold | regime | bias_flip
+    score: int
+    prev_score: int | None
+    result: dict           # the result dict this fired on (inputs, components, receipt)
+    threshold: int | None = None
+
+    @property
+    def regime(self) -> str:
+        return self.result.get("regime_key", "")
+
+
+def _thresholds_state(prev: SymbolState | None, score: int, thresholds: Iterable[int], hysteresis: int
+                      ) -> tuple[dict[int, bool], list[int]]:
+    armed, crossed = {}, []
+    for t in thresholds:
+        was = prev.armed.get(t) if prev else None
+        if was is None:                      # first sight of this symbol/threshold: no alert, just arm
+            armed[t] = score < t
+        elif was and score >= t:
+            armed[t] = False
+            crossed.append(t)
+        elif not was and score <= t - hysteresis:
+            armed[t] = True
+        else:
+            armed[t] = was
+    return armed, crossed
+
+
+def detect(prev: dict[str, SymbolState], results: list[dict], thresholds: set[int], cfg: RulesConfig
+           ) -> tuple[list[Event], dict[str, SymbolState]]:
+    """Events of this cycle and the new per-symbol state (symbols absent this cycle keep theirs)."""
+    events: list[Event] = []
+    state = dict(prev)
+    for r in results:
+        sym, score, bias, regime = r["symbol"], r["score"], r["bias"], r["regime_key"]
+        before = prev.get(sym)
+        armed, crossed = _thresholds_state(before, score, sorted(thresholds), cfg.hysteresis)
+        if before is None:      # first sight: whatever regime it is in is not news
+            streak = cfg.regime_confirm_cycles + 1
+        else:
+            streak = before.regime_cycles + 1 if before.regime == regime else 1
+        state[sym] = SymbolState(score, bias, regime, armed, streak)
+        if before is None:
+            continue
+        for t in crossed:
+            events.append(Event(sym, f"cross:{t}", "threshold", score, before.score, r, threshold=t))
+        # A regime alerts once it has held `regime_confirm_cycles` cycles: flapping between two never does.
+        if streak == cfg.regime_confirm_cycles and regime in ALERT_REGIMES:
+            events.append(Event(sym, f"regime:{regime}", "regime", score, before.score, r))
+        if (before.bias in DIRECTIONAL and bias in DIRECTIONAL and bias != before.bias
+                and score >= cfg.bias_flip_min_score):
+            events.append(Event(sym, f"flip:{bias}", "bias_flip", score, before.score, r))
+    return events, state
+
+
+class Subscriber(Protocol):
+    """What routing needs of a recipient (a user's watchlist, or a configured channel)."""
+    alerts: bool
+    active: bool
+    symbols: list[str]
+    any_symbol_above: int | None
+    min_score: int | None
+    bands: list[str]
+    regimes: list[str]
+    bias_flips: bool
+    cooldown_minutes: float
+
+    def is_muted(self, symbol: str, now: datetime) -> bool: ...
+    def in_quiet_hours(self, now: datetime) -> bool: ...
+    def quiet_end_after(self, now: datetime) -> datetime: ...
+    @property
+    def quiet_mode(self) -> str: ...
+
+
+def band_thresholds(bands: Iterable[str], score_cfg: ScoreConfig) -> set[int]:
+    b = score_cfg.bands
+    table = {"lean": b.lean, "stretched": b.stretched, "stressed": b.stressed}
+    return {table[x] for x in bands if x in table}
+
+
+def thresholds_in_use(subscribers: Iterable[Subscriber], rules: RulesConfig, score_cfg: ScoreConfig) -> set[int]:
+    out = set(rules.thresholds)
+    for s in subscribers:
+        out |= band_thresholds(s.bands, score_cfg)
+        out |= {t for t in (s.min_score, s.any_symbol_above) if t}
+    return out
+
+
+def wants(sub: Subscriber, ev: Event, score_cfg: ScoreConfig) -> bool:
+    watched = ev.symbol in sub.symbols
+    anywhere = sub.any_symbol_above is not None and ev.score >= sub.any_symbol_above
+    if ev.kind == "threshold":
+        mine = band_thresholds(sub.bands, score_cfg) | ({sub.min_score} if sub.min_score else set())
+        return (watched and ev.threshold in mine) or ev.threshold == sub.any_symbol_above
+    if not (watched or anywhere) or ev.score < (sub.min_score or 0):
+        return False
+    if ev.kind == "regime":
+        return ev.regime in sub.regimes
+    return sub.bias_flips
+
+
+@dataclass(frozen=True)
+class Delivery:
+    recipient: str
+    events: list[Event]          # ordered by score, highest first
+    hold_until: datetime | None  # quiet hours: send (as part of one digest) at this instant
+
+
+def route(events: list[Event], subscribers: dict[str, Subscriber], last_fired: dict[tuple[str, str, str], datetime],
+          now: datetime, score_cfg: ScoreConfig) -> tuple[list[Delivery], list[tuple[str, str, str]]]:
+    """Deliveries per recipient, and the (recipient, symbol, rule) keys that fired (for cooldowns)."""
+    deliveries, fired = [], []
+    for rid, sub in subscribers.items():
+        if not (sub.alerts and sub.active):
+            continue
+        chosen = []
+        for ev in events:
+            if not wants(sub, ev, score_cfg) or sub.is_muted(ev.symbol, now):
+                continue
+            last = last_fired.get((rid, ev.symbol, ev.rule))
+            if last is not None and now - last < timedelta(minutes=sub.cooldown_minutes):
+                continue
+            chosen.append(ev)
+        if not chosen:
+            continue
+        hold = None
+        if sub.in_quiet_hours(now):
+            if sub.quiet_mode == "drop":
+                continue
+            hold = sub.quiet_end_after(now)
+        deliveries.append(Delivery(rid, sorted(chosen, key=lambda e: (-e.score, e.symbol, e.rule)), hold))
+        fired += [(rid, e.symbol, e.rule) for e in chosen]
+    return deliveries, fired
