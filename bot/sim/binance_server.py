@@ -440,7 +440,7 @@ class BinanceSimServer:
 
 async def _serve(args: argparse.Namespace) -> None:
     sim = MarketSimulator(n_symbols=args.symbols, seed=args.seed, speed=args.speed, start_ms=args.start_ms)
-    server = BinanceSimServer(sim)
+    server = BinanceSimServer(sim, weight_limit=args.weight_limit, futures_data_limit=args.futures_data_limit)
     url = await server.start(args.host, args.port)
     print(url, flush=True)
     stop = asyncio.Event()
@@ -466,6 +466,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall-clock second")
     p.add_argument("--start-ms", type=int, default=None,
                    help="simulated start time in ms (default: now rounded down to the minute)")
+    p.add_argument("--weight-limit", type=int, default=2400, help="request weight per minute (Binance: 2400)")
+    p.add_argument("--futures-data-limit", type=int, default=1000, help="/futures/data requests per 5 min")
     args = p.parse_args(argv)
     try:
         asyncio.run(_serve(args))
