@@ -19,6 +19,7 @@ from .exchange.binance import BinanceClient, BinanceError
 from .logsetup import setup_logging
 from .score import ScoreInputs, score_all
 from .store import Store
+from .symbols import normalize, suggest
 
 
 class InputRow(BaseModel):
@@ -54,8 +55,8 @@ def read_input_rows(path: str) -> list[ScoreInputs]:
             rows.append(ScoreInputs(**InputRow.model_validate(item).model_dump()))
         except ValidationError as e:
             problems = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'row'}: {x['msg']}" for x in e.errors())
-            raise UserError(f"{path}: row {i} ({item.get('symbol', '?') if isinstance(item, dict) else item!r}): "
-                            f"{problems}") from None
+            label = item.get("symbol", "?") if isinstance(item, dict) else repr(item)
+            raise UserError(f"{path}: row {i} ({label}): {problems}") from None
     return rows
 
 
@@ -132,24 +133,20 @@ def cmd_scan(args, cfg: Config) -> int:
 
 
 def cmd_score(args, cfg: Config) -> int:
-    symbol = args.symbol.upper()
     if args.input:
         rows = {r.symbol: r for r in read_input_rows(args.input)}
-        if symbol not in rows:
-            raise UserError(f"{symbol} is not in {args.input} (it has: {', '.join(sorted(rows)[:10])}…)")
-        result = score_all([rows[symbol]], cfg.score)[0].as_dict()
+        results = {r.symbol: r.as_dict() for r in score_all(list(rows.values()), cfg.score)}
+        failed: dict[str, str] = {}
     else:
-        _, results, failed = asyncio.run(_scan_market(args, cfg))
-        by_symbol = {r["symbol"]: r for r in results}
-        if symbol not in by_symbol and not symbol.endswith(cfg.universe.quote_asset):
-            symbol += cfg.universe.quote_asset
-        if symbol not in by_symbol:
-            if symbol in failed:
-                raise UserError(f"{symbol}: no score this cycle: {failed[symbol]}")
-            from .symbols import suggest
-            hint = suggest(symbol, list(by_symbol))
-            raise UserError(f"unknown symbol {args.symbol!r}" + (f" — did you mean {hint}?" if hint else ""))
-        result = by_symbol[symbol]
+        _, scanned, failed = asyncio.run(_scan_market(args, cfg))
+        results = {r["symbol"]: r for r in scanned}
+    symbol = normalize(args.symbol, set(results) | set(failed), cfg.universe.quote_asset)
+    if symbol in failed:
+        raise UserError(f"{symbol}: no score this cycle: {failed[symbol]}")
+    if symbol is None:
+        hint = suggest(args.symbol, list(results), cfg.universe.quote_asset)
+        raise UserError(f"unknown symbol {args.symbol!r}" + (f" — did you mean {hint}?" if hint else ""))
+    result = results[symbol]
     print(json.dumps(result, indent=1, ensure_ascii=False) if args.json else report.explain(result))
     return 0
 
@@ -190,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
     try:
+        if getattr(args, "no_config", False):     # check-config reports config problems itself
+            return args.func(args, None)
         cfg = load_config(args.config)
         if getattr(args, "exchange_url", None) is None and hasattr(args, "exchange_url"):
             args.exchange_url = cfg.exchange.base_url
@@ -202,3 +201,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:          # `python -m bot scan | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 0

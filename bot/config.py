@@ -166,11 +166,19 @@ class ConfigError(Exception):
     """A configuration file that cannot be used; the message names the file and the problem."""
 
 
-def format_validation_error(path: Path | str, err: ValidationError) -> str:
+def format_validation_error(path: Path | str, err: ValidationError, text: str = "") -> str:
+    """One line per problem: file:line: key.path: what was expected (the watchlists' format)."""
+    from .watchlists import _describe, _line_of, _where   # one YAML-error formatter for the project
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader) if text else None
+    except yaml.YAMLError:
+        root = None
     lines = [f"{path}: invalid configuration"]
     for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        lines.append(f"  {where}: {e['msg']}")
+        line = _line_of(root, e["loc"])
+        where = _where(e["loc"]) or "(top level)"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else _describe(e)
+        lines.append(f"  {path}{f':{line}' if line else ''}: {where}: {msg}")
     return "\n".join(lines)
 
 
@@ -179,8 +187,9 @@ def load_config(path: Path | str | None = None) -> Config:
     path = Path(path or os.environ.get("BOT_CONFIG", DEFAULT_CONFIG_PATH))
     if not path.exists():
         return Config()
+    text = path.read_text(encoding="utf-8")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
     if not isinstance(data, dict):
@@ -188,4 +197,4 @@ def load_config(path: Path | str | None = None) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(format_validation_error(path, e)) from e
+        raise ConfigError(format_validation_error(path, e, text)) from e

@@ -172,13 +172,14 @@ def classify(inp: ScoreInputs, bias: str, cfg: ScoreConfig) -> tuple[str, str]:
     fpct = f"{fx * 100:+.3f} %/8h"
     if crowded_side and rising and _price_against(inp, crowded_side):
         key = "short_squeeze_risk" if crowded_side < 0 else "long_squeeze_risk"
-        return key, f"funding excess {fpct} is crowded, OI is rising, and price/basis moves against the crowded side"
+        return key, (f"funding excess {fpct} is beyond ±{r.crowded_funding_8h * 100:.3f} % (crowded), OI is rising, "
+                     "and price (or basis) moves against the crowded side")
     if crowded_side and rising:
         key = "long_crowded" if crowded_side > 0 else "short_ramp"
-        return key, f"|funding excess| {fpct} >= {r.crowded_funding_8h * 100:.3f} % and OI rising"
+        return key, f"funding excess {fpct} is beyond ±{r.crowded_funding_8h * 100:.3f} % and OI is rising"
     if crowded_side and falling:
         key = "long_unwind" if crowded_side > 0 else "short_covering"
-        return key, f"funding excess {fpct} is crowded and OI is falling"
+        return key, f"funding excess {fpct} is beyond ±{r.crowded_funding_8h * 100:.3f} % and OI is falling"
     if bias == LONG:
         return "net_long", "score above the bias threshold with long-leaning funding/basis/price"
     if bias == SHORT:

