@@ -23,6 +23,7 @@ from .config import Config
 from .engine import CycleReport, Engine, Recipient, Route
 from .exchange.binance import BinanceClient
 from .outbox import DeliveryWorker, Sender
+from .rules import FilterSubscriber
 from .store import Store
 from .watchlists import WatchlistRegistry
 
@@ -63,6 +64,8 @@ class Services:
                 out.append(Recipient(uid, wl, routes))
         for extra in self.extra_recipients:
             out += extra()
+        if not chat and not out:       # nothing configured at all: market-wide alerts on the console
+            out.append(Recipient("console", FilterSubscriber.from_filter(self.cfg.console), [Route("console", "console")]))
         return out
 
     def latest(self) -> tuple[int | None, list[dict]]:

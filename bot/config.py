@@ -158,6 +158,7 @@ class Config(_Strict):
     engine: EngineConfig = EngineConfig()
     rules: RulesConfig = RulesConfig()
     storage: StorageConfig = StorageConfig()
+    console: AlertFilter = AlertFilter()        # what the console shows when no watchlist exists yet
     telegram: TelegramConfig = TelegramConfig()
     discord: DiscordConfig = DiscordConfig()
 

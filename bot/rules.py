@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Iterable, Protocol
 
-from .config import RulesConfig, ScoreConfig
+from .config import AlertFilter, RulesConfig, ScoreConfig
 
 ALERT_REGIMES = frozenset({"short_squeeze_risk", "long_squeeze_risk", "long_crowded", "short_ramp",
                            "long_unwind", "short_covering"})
@@ -108,6 +108,49 @@ class Subscriber(Protocol):
     def quiet_mode(self) -> str: ...
 
 
+class _EverySymbol:
+    """`symbol in EVERY_SYMBOL` is always true: a filter with no symbol list watches the whole market."""
+
+    def __contains__(self, symbol: object) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return "EVERY_SYMBOL"
+
+
+EVERY_SYMBOL = _EverySymbol()
+
+
+@dataclass(frozen=True)
+class FilterSubscriber:
+    """A channel with no person behind it (console, Discord channel, webhook), from an AlertFilter:
+    band crossings at or above min_score, regimes and flips at or above min_score, its symbols or all."""
+    symbols: frozenset[str] | _EverySymbol
+    min_score: int | None
+    bands: list[str]
+    regimes: list[str]
+    bias_flips: bool
+    cooldown_minutes: float
+    alerts: bool = True
+    active: bool = True
+    any_symbol_above: int | None = None
+    quiet_mode: str = "digest"
+
+    @classmethod
+    def from_filter(cls, f: AlertFilter) -> "FilterSubscriber":
+        return cls(frozenset(f.symbols) or EVERY_SYMBOL, f.min_score, list(f.bands), list(f.regimes),
+                   f.bias_flips, f.cooldown_minutes)
+
+    def is_muted(self, symbol: str, now: datetime) -> bool:
+        return False
+
+    def in_quiet_hours(self, now: datetime) -> bool:
+        return False
+
+    def quiet_end_after(self, now: datetime) -> datetime:
+        return now
+
+
 def band_thresholds(bands: Iterable[str], score_cfg: ScoreConfig) -> set[int]:
     b = score_cfg.bands
     table = {"lean": b.lean, "stretched": b.stretched, "stressed": b.stressed}
@@ -127,6 +170,7 @@ def wants(sub: Subscriber, ev: Event, score_cfg: ScoreConfig) -> bool:
     anywhere = sub.any_symbol_above is not None and ev.score >= sub.any_symbol_above
     if ev.kind == "threshold":
         mine = band_thresholds(sub.bands, score_cfg) | ({sub.min_score} if sub.min_score else set())
+        mine = {t for t in mine if t >= (sub.min_score or 0)}
         return (watched and ev.threshold in mine) or ev.threshold == sub.any_symbol_above
     if not (watched or anywhere) or ev.score < (sub.min_score or 0):
         return False
