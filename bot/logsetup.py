@@ -11,10 +11,11 @@ import logging
 import os
 import re
 import sys
+from urllib.parse import quote
 
 SECRET_ENV = ("TELEGRAM_BOT_TOKEN", "DISCORD_BOT_TOKEN", "DISCORD_WEBHOOK_URL")
 _PATTERNS = [
-    re.compile(r"bot\d{3,}:[A-Za-z0-9_-]{6,}"),                  # .../bot123456:ABC-DEF/...
+    re.compile(r"bot\d{3,}(?::|%3[Aa])[A-Za-z0-9_-]{6,}"),       # .../bot123456:ABC-DEF/... (%3A: file downloads)
     re.compile(r"(webhooks/\d+/)[A-Za-z0-9_.-]{6,}"),            # discord webhook token
 ]
 
@@ -30,6 +31,8 @@ class Redactor:
                 v = v.strip()
                 if len(v) >= 6:
                     values.append(v)
+                    if quote(v, safe="") != v:     # PTB URL-encodes file-download paths (':' -> '%3A')
+                        values.append(quote(v, safe=""))
         return values + self.extra
 
     def redact(self, text: str) -> str:
