@@ -89,7 +89,8 @@ def enable_chat_adapters(svc: Services) -> None:
     if os.environ.get("TELEGRAM_BOT_TOKEN"):
         from .adapters.telegram import TelegramAdapter
         svc.adapters.append(TelegramAdapter.from_env(svc))
-    if os.environ.get("DISCORD_BOT_TOKEN") or os.environ.get("DISCORD_WEBHOOK_URL"):
+    webhook_envs = {w.url_env for w in svc.cfg.discord.webhooks}
+    if os.environ.get("DISCORD_BOT_TOKEN") or any(os.environ.get(e) for e in webhook_envs):
         from .adapters.discord import DiscordAdapter
         svc.adapters.append(DiscordAdapter.from_env(svc))
 

@@ -81,24 +81,20 @@ async def exchange_url(args):
 
 
 def progress_printer(label: str):
+    """Backfill progress on stderr: a live line on a terminal, every 10 % otherwise (logs, CI)."""
     started = time.monotonic()
+    tty = sys.stderr.isatty()
+    step = {"next": 0}
 
     def show(done: int, total: int) -> None:
         elapsed = time.monotonic() - started
         eta = elapsed / done * (total - done) if done else 0
-        end = "\n" if done == total else ""
-        print(f"\r{label}: {done}/{total} symbols, ETA {eta:4.0f}s", end=end, file=sys.stderr, flush=True)
-
-    return show if sys.stderr.isatty() or os.environ.get("BOT_PROGRESS") else _log_progress(label)
-
-
-def _log_progress(label: str):
-    step = {"next": 0}
-
-    def show(done: int, total: int) -> None:
-        if done * 10 // total >= step["next"] or done == total:
+        text = f"{label}: {done}/{total} symbols, ETA {eta:.0f}s"
+        if tty:
+            print("\r" + text, end="\n" if done == total else "", file=sys.stderr, flush=True)
+        elif done * 10 // total >= step["next"] or done == total:
             step["next"] = done * 10 // total + 1
-            print(f"{label}: {done}/{total} symbols", file=sys.stderr, flush=True)
+            print(text, file=sys.stderr, flush=True)
 
     return show
 

@@ -108,10 +108,13 @@ async def dispatch(name: str, ctx: Context) -> Reply:
         return Reply(text="That command is for the bot's admins.", error=True)
     if cmd.edits and not ctx.can_edit:
         return Reply(text="Only this group's admins can change its watchlist.", error=True)
+    from .watchlists import EditError
     try:
         return await cmd.handler(ctx)
     except UserError as e:
         return Reply(text=str(e), error=True)
+    except EditError as e:            # a refused watchlist edit: nothing changed, the message is for the user
+        return Reply(text=f"Your watchlist was not changed:\n{e}", error=True)
 
 
 def suggest_command(name: str) -> str | None:

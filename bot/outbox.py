@@ -109,8 +109,9 @@ class DeliveryWorker:
         attempts = max(r["attempts"] for r in rows)
         if permanent or attempts >= MAX_ATTEMPTS:
             await asyncio.to_thread(self.store.mark_outbox, ids, "failed", error=error)
-            log.warning("delivery failed for good recipient=%s channel=%s: %s", key[0], key[1], error)
-            if self.on_permanent:
+            log.warning("delivery failed for good recipient=%s channel=%s after %d attempt(s): %s",
+                        key[0], key[1], attempts, error)
+            if permanent and self.on_permanent:   # the route itself is gone (blocked, deleted): stop using it
                 self.on_permanent(*key, error)
             return
         delay = retry_after if retry_after is not None else min(300, 2 ** attempts) * (0.5 + random.random())

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Iterable, Protocol
 
 from .config import AlertFilter, RulesConfig, ScoreConfig
+from .symbols import resolve_all
 
 ALERT_REGIMES = frozenset({"short_squeeze_risk", "long_squeeze_risk", "long_crowded", "short_ramp",
                            "long_unwind", "short_covering"})
@@ -137,9 +138,9 @@ class FilterSubscriber:
     quiet_mode: str = "digest"
 
     @classmethod
-    def from_filter(cls, f: AlertFilter) -> "FilterSubscriber":
-        return cls(frozenset(f.symbols) or EVERY_SYMBOL, f.min_score, list(f.bands), list(f.regimes),
-                   f.bias_flips, f.cooldown_minutes)
+    def from_filter(cls, f: AlertFilter, universe: Iterable[str] = ()) -> "FilterSubscriber":
+        symbols = resolve_all(f.symbols, universe) if f.symbols else EVERY_SYMBOL
+        return cls(symbols, f.min_score, list(f.bands), list(f.regimes), f.bias_flips, f.cooldown_minutes)
 
     def is_muted(self, symbol: str, now: datetime) -> bool:
         return False

@@ -21,3 +21,18 @@ def suggest(text: str, universe: list[str] | set[str], quote: str = "USDT") -> s
         s += quote
     match = difflib.get_close_matches(s, sorted(universe), n=1, cutoff=0.6)
     return match[0] if match else None
+
+
+def resolve_all(texts, universe=(), quote: str = "USDT") -> frozenset[str]:
+    """Symbols as written in config (btc, BTC, BTCUSDT) -> exchange symbols. With the universe not known
+    yet (or a delisted name), both spellings are kept: harmless, and right once the universe is known."""
+    known = set(universe)
+    out = set()
+    for t in texts:
+        s = normalize(t, known, quote) if known else None
+        if s:
+            out.add(s)
+        else:
+            u = t.strip().upper().replace("/", "").replace("-", "").replace("_", "")
+            out |= {u} if u.endswith(quote) else {u, u + quote}
+    return frozenset(out)

@@ -19,8 +19,9 @@ import bot.commands as registry
 import bot.engine as engine_mod
 from bot import app as app_mod
 from bot.adapters.console import ConsoleSender
-from bot.adapters.discord import (COLOURS, MAX_DESCRIPTION, MAX_EMBED_TOTAL, MAX_EMBEDS, ChannelSubscriber,
-                                  DiscordAdapter, EverySymbol, digest_messages, embed_size, reply_messages)
+from bot.adapters.discord import (COLOURS, MAX_DESCRIPTION, MAX_EMBED_TOTAL, MAX_EMBEDS,
+                                  DiscordAdapter, digest_messages, embed_size, reply_messages)
+from bot.rules import EVERY_SYMBOL, FilterSubscriber
 from bot.app import Services
 from bot.commands import Reply, Table
 from bot.config import AlertFilter, Config
@@ -140,20 +141,19 @@ def test_channel_filters_behave_like_their_config():
     regime = Event("XRPUSDT", "regime:long_crowded", "regime", 40, 38, result)
     weak_regime = Event("XRPUSDT", "regime:long_crowded", "regime", 30, 28, result)
 
-    anywhere = ChannelSubscriber.from_filter(AlertFilter(), cfg.score)       # symbols: [] = any symbol
-    assert isinstance(anywhere.symbols, EverySymbol) and anywhere.any_symbol_above == 35
+    anywhere = FilterSubscriber.from_filter(AlertFilter())       # symbols: [] = any symbol
+    assert anywhere.symbols is EVERY_SYMBOL
     # both configured bands alert for any symbol (a plain [] + any_symbol_above would miss the 60 crossing)
     assert wants(anywhere, cross35, cfg.score) and wants(anywhere, cross60, cfg.score)
     assert wants(anywhere, regime, cfg.score) and not wants(anywhere, weak_regime, cfg.score)
 
-    majors = ChannelSubscriber.from_filter(AlertFilter(symbols=["btc", "ETHUSDT"]), cfg.score, SYMBOLS)
-    assert majors.symbols == ["BTCUSDT", "ETHUSDT"] and majors.any_symbol_above is None
+    majors = FilterSubscriber.from_filter(AlertFilter(symbols=["btc", "ETHUSDT"]), SYMBOLS)
+    assert majors.symbols == {"BTCUSDT", "ETHUSDT"} and majors.any_symbol_above is None
     assert not any(wants(majors, e, cfg.score) for e in (cross35, cross60, regime))
     assert wants(majors, Event("BTCUSDT", "cross:60", "threshold", 64, 50, result, threshold=60), cfg.score)
 
     # min_score is a floor: a lean band below it is ignored; stressed-only channels get only 60
-    floor = ChannelSubscriber.from_filter(AlertFilter(bands=["lean", "stressed"], min_score=50), cfg.score)
-    assert floor.bands == ["stressed"]
+    floor = FilterSubscriber.from_filter(AlertFilter(bands=["lean", "stressed"], min_score=50))
     assert not wants(floor, cross15, cfg.score) and not wants(floor, cross35, cfg.score)
     assert wants(floor, cross60, cfg.score)
     assert not floor.is_muted("BTCUSDT", datetime.now(timezone.utc)) and not floor.in_quiet_hours(datetime.now(timezone.utc))

@@ -344,7 +344,7 @@ async def test_export_then_import_good_bad_and_oversized(env):
     before = env.wl_path(uid).read_bytes()
     upload = env.tg.push_message(CHAT, "", document=env.tg.add_file(bad.encode(), "bad.yaml"))["message"]
     text = await say(env, "/import", reply_to={"message_id": upload["message_id"]})
-    assert text == str(expected.value)
+    assert text == f"Your watchlist was not changed:\n{expected.value}"
     assert "cooldown_minutes: expected a whole number" in text and 'unknown symbol "BTX"' in text
     assert env.wl_path(uid).read_bytes() == before
 

@@ -44,7 +44,7 @@ from ..config import AlertFilter, DiscordConfig
 from ..engine import Recipient, Route
 from ..logsetup import REDACTOR, install_redaction
 from ..outbox import DeliveryError, Digest
-from ..rules import band_thresholds
+from ..rules import FilterSubscriber, band_thresholds
 from ..symbols import normalize
 
 if TYPE_CHECKING:
@@ -286,69 +286,6 @@ def digest_messages(digest: Digest) -> list[dict]:
 
 
 # ============================================================================================ filters
-class EverySymbol(tuple):
-    """`symbols` of a channel with no symbol filter: every symbol counts as watched.
-
-    `rules.wants` treats threshold crossings of *watched* symbols by the subscriber's bands and min_score, but
-    for unwatched ones only `any_symbol_above`; with a plain empty list an any-symbol channel configured for
-    bands stretched+stressed would never get the stressed (60) crossing. Membership is what `wants` tests."""
-
-    def __contains__(self, item: object) -> bool:
-        return True
-
-    def __repr__(self) -> str:
-        return "EverySymbol()"
-
-
-@dataclass(frozen=True)
-class ChannelSubscriber:
-    """A configured channel or webhook as a `bot.rules.Subscriber` (no person behind it: no mutes, no quiet
-    hours). `min_score` is a floor for every alert: band crossings below it are not posted."""
-    symbols: Any
-    min_score: int
-    bands: list[str]
-    regimes: list[str]
-    bias_flips: bool
-    cooldown_minutes: float
-    any_symbol_above: int | None
-    alerts: bool = True
-    active: bool = True
-    quiet_mode: str = "digest"
-
-    def is_muted(self, symbol: str, now: datetime) -> bool:
-        return False
-
-    def in_quiet_hours(self, now: datetime) -> bool:
-        return False
-
-    def quiet_end_after(self, now: datetime) -> datetime:
-        return now
-
-    @classmethod
-    def from_filter(cls, f: AlertFilter, score_cfg, universe: Iterable[str] = ()) -> "ChannelSubscriber":
-        table = {"lean": score_cfg.bands.lean, "stretched": score_cfg.bands.stretched,
-                 "stressed": score_cfg.bands.stressed}
-        bands = [b for b in f.bands if b in table and table[b] >= f.min_score]
-        if f.symbols:
-            symbols = sorted(resolve_symbols(f.symbols, universe))
-            return cls(symbols, f.min_score, bands, list(f.regimes), f.bias_flips, f.cooldown_minutes, None)
-        return cls(EverySymbol(), f.min_score, bands, list(f.regimes), f.bias_flips, f.cooldown_minutes, f.min_score)
-
-
-def resolve_symbols(texts: Iterable[str], universe: Iterable[str] = (), quote: str = "USDT") -> set[str]:
-    """Config symbols as users write them (btc, BTC, BTCUSDT) -> exchange symbols."""
-    known = set(universe)
-    out = set()
-    for t in texts:
-        s = normalize(t, known, quote) if known else None
-        if s:
-            out.add(s)
-        else:   # universe unknown yet (or delisted): both spellings, harmless
-            u = t.strip().upper().replace("/", "").replace("-", "").replace("_", "")
-            out |= {u} if u.endswith(quote) else {u, u + quote}
-    return out
-
-
 def filter_problems(f: AlertFilter, score_cfg, where: str) -> list[str]:
     from ..score import REGIMES
     problems = [f"{where}: unknown band {b!r} (lean, stretched, stressed)" for b in f.bands
@@ -615,13 +552,10 @@ class CommandBridge:
                                 is_admin=is_admin, can_edit=True)
 
     async def _dispatch(self, cmd: registry.Command, ctx: registry.Context) -> registry.Reply:
-        from ..watchlists import EditError
         try:
             if cmd.name == "help":
                 return registry.Reply(title="Help", text=discord_help(self.adapter.cfg, ctx.is_admin))
             reply = await registry.dispatch(cmd.name, ctx)
-        except EditError as e:
-            return registry.Reply(text=f"Your watchlist was not changed: {e}", error=True)
         except Exception:
             log.exception("discord /%s failed", cmd.name)
             return registry.Reply(text="Something went wrong on our side; it was logged. Please try again later.",
@@ -752,12 +686,12 @@ class DiscordAdapter:
             for ch in self.cfg.channels:
                 if self.is_disabled(CHANNEL, str(ch.id)):
                     continue
-                sub = ChannelSubscriber.from_filter(ch, self.svc.cfg.score, universe)
+                sub = FilterSubscriber.from_filter(ch, universe)
                 out.append(Recipient(f"dc-channel-{ch.id}", sub, [Route(CHANNEL, str(ch.id))]))
         for g in self.webhooks:
             routes = [Route(WEBHOOK, t.name) for t in g.targets if not self.is_disabled(WEBHOOK, t.name)]
             if routes:
-                out.append(Recipient(g.recipient, ChannelSubscriber.from_filter(g.filter, self.svc.cfg.score, universe),
+                out.append(Recipient(g.recipient, FilterSubscriber.from_filter(g.filter, universe),
                                      routes))
         return out
 

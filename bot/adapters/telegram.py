@@ -441,11 +441,7 @@ class TelegramAdapter:
                        is_admin=user is not None and user.id in self.admins, can_edit=can_edit)
 
     async def run_command(self, name: str, ctx: Context) -> Reply:
-        from ..watchlists import EditError
-        try:
-            return await dispatch(name, ctx)
-        except EditError as e:                 # a refused watchlist edit: the message is for the user
-            return Reply(text=str(e), error=True)
+        return await dispatch(name, ctx)
 
     def _seen(self, chat_id: int) -> None:
         if self.disabled.pop(chat_id, None) is not None:
