@@ -164,14 +164,12 @@ class MarketCollector:
         errors: dict[str, str] = {}
         done = 0
         sem = asyncio.Semaphore(min(self.cfg.exchange.max_concurrency, 10))
-        limit = min(500, hours * 12 + 1)
 
         async def one(sym: str) -> None:
             nonlocal done
             async with sem:
                 try:
-                    rows = await self.client.open_interest_hist(sym, "5m", limit=limit)
-                    pts = [_hist_point(sym, r) for r in rows]
+                    pts = [_hist_point(sym, r) for r in await self._history_pages(sym, hours * 12 + 1)]
                     await asyncio.to_thread(self.store.add_oi_points, pts)
                 except BinanceError as e:
                     errors[sym] = str(e)
@@ -186,6 +184,21 @@ class MarketCollector:
         for s, e in errors.items():
             log.warning("backfill failed for %s: %s", s, e)
         return errors
+
+    async def _history_pages(self, sym: str, points: int) -> list[dict]:
+        """`points` 5m rows, newest last: one request up to 500 rows (41.6h), earlier pages by endTime."""
+        rows: list[dict] = []
+        end = None
+        while len(rows) < points:
+            limit = min(500, points - len(rows))
+            page = await self.client.open_interest_hist(sym, "5m", limit=limit, end_time=end)
+            if not isinstance(page, list):
+                raise ValueError(f"expected a list, got {type(page).__name__}")
+            rows = page + rows
+            if len(page) < limit:
+                break                    # no older history (a recent listing, or the 30-day limit)
+            end = int(page[0]["timestamp"]) - 1
+        return rows
 
     def _build_inputs(self, symbols, premium, tickers, oi_now, ts, failed) -> tuple[list[ScoreInputs], dict]:
         tol = self.cfg.history.tolerance_minutes

@@ -166,14 +166,22 @@ def thresholds_in_use(subscribers: Iterable[Subscriber], rules: RulesConfig, sco
     return out
 
 
-def wants(sub: Subscriber, ev: Event, score_cfg: ScoreConfig) -> bool:
-    watched = ev.symbol in sub.symbols
-    anywhere = sub.any_symbol_above is not None and ev.score >= sub.any_symbol_above
+def own_thresholds(sub: Subscriber, score_cfg: ScoreConfig) -> set[int]:
+    """The crossing thresholds a subscriber gets for its watched symbols: its bands and min_score, none
+    below min_score."""
+    floor = sub.min_score or 0
+    mine = band_thresholds(sub.bands, score_cfg) | ({sub.min_score} if sub.min_score else set())
+    return {t for t in mine if t >= floor}
+
+
+def wants(sub: Subscriber, ev: Event, score_cfg: ScoreConfig, mine: set[int] | None = None) -> bool:
+    """Does this subscriber want this event? (`mine`: own_thresholds, when the caller has it already.)"""
     if ev.kind == "threshold":
-        mine = band_thresholds(sub.bands, score_cfg) | ({sub.min_score} if sub.min_score else set())
-        mine = {t for t in mine if t >= (sub.min_score or 0)}
-        return (watched and ev.threshold in mine) or ev.threshold == sub.any_symbol_above
-    if not (watched or anywhere) or ev.score < (sub.min_score or 0):
+        if ev.threshold == sub.any_symbol_above:
+            return True
+        return ev.symbol in sub.symbols and ev.threshold in (mine if mine is not None else own_thresholds(sub, score_cfg))
+    anywhere = sub.any_symbol_above is not None and ev.score >= sub.any_symbol_above
+    if not (anywhere or ev.symbol in sub.symbols) or ev.score < (sub.min_score or 0):
         return False
     if ev.kind == "regime":
         return ev.regime in sub.regimes
@@ -187,19 +195,37 @@ class Delivery:
     hold_until: datetime | None  # quiet hours: send (as part of one digest) at this instant
 
 
+def _candidates(events: list[Event], subscribers: dict[str, Subscriber]) -> list[str]:
+    """Recipients that may want any of these events: watchers of an event's symbol, plus those that
+    watch the whole market. Keeps routing proportional to the watchers, not to every user x event."""
+    symbols = {e.symbol for e in events}
+    out = []
+    for rid, sub in subscribers.items():
+        if not (sub.alerts and sub.active):
+            continue
+        if sub.any_symbol_above is not None or isinstance(sub.symbols, _EverySymbol):
+            out.append(rid)
+        elif not symbols.isdisjoint(sub.symbols):
+            out.append(rid)
+    return out
+
+
 def route(events: list[Event], subscribers: dict[str, Subscriber], last_fired: dict[tuple[str, str, str], datetime],
           now: datetime, score_cfg: ScoreConfig) -> tuple[list[Delivery], list[tuple[str, str, str]]]:
     """Deliveries per recipient, and the (recipient, symbol, rule) keys that fired (for cooldowns)."""
     deliveries, fired = [], []
-    for rid, sub in subscribers.items():
-        if not (sub.alerts and sub.active):
-            continue
+    if not events:
+        return deliveries, fired
+    for rid in _candidates(events, subscribers):
+        sub = subscribers[rid]
+        mine = own_thresholds(sub, score_cfg)
+        cooldown = timedelta(minutes=sub.cooldown_minutes)
         chosen = []
         for ev in events:
-            if not wants(sub, ev, score_cfg) or sub.is_muted(ev.symbol, now):
+            if not wants(sub, ev, score_cfg, mine) or sub.is_muted(ev.symbol, now):
                 continue
             last = last_fired.get((rid, ev.symbol, ev.rule))
-            if last is not None and now - last < timedelta(minutes=sub.cooldown_minutes):
+            if last is not None and now - last < cooldown:
                 continue
             chosen.append(ev)
         if not chosen:

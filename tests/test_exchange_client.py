@@ -153,3 +153,14 @@ async def test_malformed_all_symbols_reply_is_a_clear_error(sim_server, cfg, tmp
     async with BinanceClient(ExchangeConfig(timeout_s=1, max_retries=1), base_url=url) as c:
         with pytest.raises(BinanceError, match="premiumIndex: malformed JSON reply"):
             await run_cycle(cfg, c, store)
+
+
+async def test_backfill_longer_than_one_page_pages_back_by_end_time(sim_server, tmp_path):
+    server, url = sim_server
+    cfg = Config(exchange=FAST, universe={"min_quote_volume": 0}, history={"backfill_hours": 48})
+    store = Store(tmp_path / "t.db")
+    async with BinanceClient(cfg.exchange, base_url=url) as c:
+        await MarketCollector(c, store, cfg).warm_up()
+    (sym, (lo, hi)), *_ = store.history_coverage().items()
+    assert hi - lo >= 48 * 3_600_000 - 5 * 60_000             # 577 points of 5m, beyond one 500-row page
+    assert server.count("/futures/data/openInterestHist", symbol=sym) == 2
