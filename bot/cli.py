@@ -10,7 +10,7 @@ import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from . import report
 from .config import Config, ConfigError, load_config
@@ -22,18 +22,7 @@ from .store import Store
 from .symbols import normalize, suggest
 
 
-class InputRow(BaseModel):
-    """One row of `scan --input`: fractions, funding per the symbol's own interval."""
-    model_config = ConfigDict(extra="forbid")
-    symbol: str
-    funding_rate: float
-    funding_interval_hours: float | None = None
-    oi_change_1h: float | None = None
-    oi_change_4h: float | None = None
-    oi_change_24h: float | None = None
-    basis: float | None = None
-    price_change_1h: float | None = None
-    price_change_24h: float | None = None
+INPUT_ROW = TypeAdapter(ScoreInputs)   # one row of `scan --input`, validated into the scorer's own type
 
 
 class UserError(Exception):
@@ -52,7 +41,7 @@ def read_input_rows(path: str) -> list[ScoreInputs]:
     rows = []
     for i, item in enumerate(data):
         try:
-            rows.append(ScoreInputs(**InputRow.model_validate(item).model_dump()))
+            rows.append(INPUT_ROW.validate_python(item))
         except ValidationError as e:
             problems = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'row'}: {x['msg']}" for x in e.errors())
             label = item.get("symbol", "?") if isinstance(item, dict) else repr(item)

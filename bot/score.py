@@ -53,6 +53,9 @@ class ScoreInputs:
     price_change_1h: float | None = None
     price_change_24h: float | None = None
 
+    # `scan --input` validates rows straight into this class (pydantic TypeAdapter): unknown keys are errors.
+    __pydantic_config__ = {"extra": "forbid"}
+
     def as_dict(self) -> dict:
         return asdict(self)
 
