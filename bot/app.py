@@ -151,7 +151,7 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True) -
     try:
         await engine.warm_up()
     except Exception as e:   # the exchange is down at start: the scheduled cycles keep trying
-        log.error("warm-up failed (cycles will retry): %s", e)
+        log.error("warm-up failed (the cycles will retry): %s", e)
     interval_s = cfg.engine.interval_minutes * 60
     scheduler = AsyncIOScheduler(timezone=timezone.utc, job_defaults={
         "coalesce": True, "max_instances": 1, "misfire_grace_time": cfg.engine.misfire_grace_s})

@@ -149,7 +149,8 @@ def add_market_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bot", description="Derivatives Pressure Bot")
     parser.add_argument("--config", default=None, help="config file (default config/bot.yaml, or BOT_CONFIG)")
-    parser.add_argument("--log-level", default=os.environ.get("BOT_LOG_LEVEL", "WARNING"))
+    parser.add_argument("--log-level", default=os.environ.get("BOT_LOG_LEVEL"),
+                        help="DEBUG, INFO, WARNING… (default: INFO for run, WARNING otherwise; or BOT_LOG_LEVEL)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     scan = sub.add_parser("scan", help="run one cycle and print the ranked table")
@@ -170,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level or ("INFO" if args.command == "run" else "WARNING"))
     try:
         if getattr(args, "no_config", False):     # check-config reports config problems itself
             return args.func(args, None)

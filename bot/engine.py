@@ -17,7 +17,7 @@ from typing import Callable
 
 from .config import Config
 from .cycle import CycleOutcome, run_cycle
-from .exchange.binance import BinanceClient
+from .exchange.binance import BinanceClient, BinanceError
 from .market import MarketCollector, Progress
 from .rules import Delivery, Event, SymbolState, Subscriber, detect, route, thresholds_in_use
 from .store import Store
@@ -145,6 +145,8 @@ class Engine:
             await asyncio.wait_for(self.run_once(), timeout=timeout)
         except asyncio.TimeoutError:
             log.error("cycle timed out after %.0fs; nothing from it was committed", time.monotonic() - started)
+        except BinanceError as e:      # the exchange is down or refusing: one line, the next cycle retries
+            log.error("cycle failed: exchange request failed: %s", e)
         except Exception as e:
             log.exception("cycle failed: %s", e)
 

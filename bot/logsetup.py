@@ -80,7 +80,7 @@ def setup_logging(level: str = "INFO", stream=None) -> Redactor:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S"))
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for noisy in ("httpx", "httpcore", "telegram.ext.Updater", "apscheduler.executors.default",
+    for noisy in ("httpx", "httpcore", "telegram.ext.Updater", "apscheduler",
                   "aiohttp.access", "discord.gateway", "discord.http"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return REDACTOR

@@ -130,7 +130,8 @@ async def test_engine_commits_alerts_and_state_together(tmp_path):
     from bot.exchange.binance import BinanceClient
     from bot.sim.binance_server import BinanceSimServer
     from bot.sim.market import MarketSimulator
-    server = BinanceSimServer(MarketSimulator(n_symbols=30, seed=5, speed=3000))
+    now = [1_795_000_000.0]                                   # the market's clock: 10 minutes a cycle
+    server = BinanceSimServer(MarketSimulator(n_symbols=60, seed=5, clock=lambda: now[0]))
     url = await server.start()
     cfg = Config(universe={"min_quote_volume": 0})
     store = Store(tmp_path / "e.db")
@@ -140,7 +141,10 @@ async def test_engine_commits_alerts_and_state_together(tmp_path):
         async with BinanceClient(cfg.exchange, base_url=url) as client:
             engine = Engine(cfg, store, client, lambda: [Recipient("chan", sub, [Route("console", "chan")])])
             await engine.warm_up()
-            reports = [await engine.run_once() for _ in range(6)]
+            reports = []
+            for _ in range(12):
+                reports.append(await engine.run_once())
+                now[0] += 600
     finally:
         await server.stop()
     assert reports[0].events == []                           # first sight never alerts
