@@ -31,7 +31,6 @@ from bot.config import load_config
 from bot.cycle import run_cycle
 from bot.exchange.binance import BinanceClient
 from bot.market import HORIZONS_H, HOUR_MS, MarketCollector
-from bot.score import score_all
 from bot.store import Store
 
 TARGET_TIME_S = 2.0          # at 600 symbols

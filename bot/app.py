@@ -46,7 +46,6 @@ class Services:
     extra_recipients: list = field(default_factory=list)  # callables -> list[Recipient] (e.g. Discord channels)
     engine: Engine | None = None
     worker: DeliveryWorker | None = None
-    last_report: CycleReport | None = None
     universe: set[str] = field(default_factory=set)
 
     def recipients(self) -> list[Recipient]:
@@ -138,7 +137,6 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True) -
     svc.worker = worker
 
     def after_cycle(report: CycleReport) -> None:
-        svc.last_report = report
         svc.universe = set(engine.collector.universe)
         worker.wake()
 

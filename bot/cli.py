@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import TypeAdapter, ValidationError
 
 from . import report
-from .config import Config, ConfigError, load_config
+from .config import Config, ConfigError, load_config, resolve_db_path
 from .cycle import run_cycle
 from .exchange.binance import BinanceClient, BinanceError
 from .logsetup import setup_logging
@@ -47,10 +47,6 @@ def read_input_rows(path: str) -> list[ScoreInputs]:
             label = item.get("symbol", "?") if isinstance(item, dict) else repr(item)
             raise UserError(f"{path}: row {i} ({label}): {problems}") from None
     return rows
-
-
-def db_path(args, cfg: Config) -> str:
-    return args.db or os.environ.get("BOT_DB_PATH") or cfg.storage.db_path
 
 
 @asynccontextmanager
@@ -89,7 +85,7 @@ def progress_printer(label: str):
 
 
 async def _scan_market(args, cfg: Config) -> tuple[int, list[dict], dict]:
-    store = Store(db_path(args, cfg))
+    store = Store(resolve_db_path(args.db, cfg))
     try:
         async with exchange_url(args) as url, BinanceClient(cfg.exchange, base_url=url) as client:
             out = await run_cycle(cfg, client, store, progress=progress_printer("backfilling OI history"))

@@ -9,14 +9,10 @@ import tempfile
 from pathlib import Path
 
 from . import report
-from .config import Config, ConfigError, load_config
+from .config import Config, ConfigError, load_config, resolve_db_path
 from .store import Store
 
 DEFAULT_WATCHLISTS = "config/watchlists"
-
-
-def _db(args, cfg: Config) -> str:
-    return args.db or os.environ.get("BOT_DB_PATH") or cfg.storage.db_path
 
 
 async def _serve(cfg: Config, db: str, args, exchange_url: str | None, seconds: float | None,
@@ -33,7 +29,7 @@ async def _serve(cfg: Config, db: str, args, exchange_url: str | None, seconds: 
 
 
 def cmd_run(args, cfg: Config) -> int:
-    asyncio.run(_serve(cfg, _db(args, cfg), args, args.exchange_url or cfg.exchange.base_url, args.seconds))
+    asyncio.run(_serve(cfg, resolve_db_path(args.db, cfg), args, args.exchange_url or cfg.exchange.base_url, args.seconds))
     return 0
 
 
@@ -68,13 +64,13 @@ def cmd_demo(args, cfg: Config) -> int:
 
 
 def cmd_signal(args, cfg: Config) -> int:
-    store = Store(_db(args, cfg))
+    store = Store(resolve_db_path(args.db, cfg))
     try:
         sig = store.signal(args.id)
     finally:
         store.close()
     if sig is None:
-        print(f"error: no signal {args.id!r} in {_db(args, cfg)}", file=sys.stderr)
+        print(f"error: no signal {args.id!r} in {resolve_db_path(args.db, cfg)}", file=sys.stderr)
         return 1
     print(report.receipt_text(sig))
     return 0

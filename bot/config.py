@@ -199,3 +199,8 @@ def load_config(path: Path | str | None = None) -> Config:
         return Config.model_validate(data)
     except ValidationError as e:
         raise ConfigError(format_validation_error(path, e, text)) from e
+
+
+def resolve_db_path(cli_value: str | None, cfg: Config) -> str:
+    """--db, else BOT_DB_PATH, else storage.db_path."""
+    return cli_value or os.environ.get("BOT_DB_PATH") or cfg.storage.db_path

@@ -1,7 +1,6 @@
 """The real Binance client and market collector against the Binance-shaped simulator on loopback."""
 from __future__ import annotations
 
-import logging
 import time
 
 import pytest

@@ -45,7 +45,6 @@ from ..engine import Recipient, Route
 from ..logsetup import REDACTOR, install_redaction
 from ..outbox import DeliveryError, Digest
 from ..rules import FilterSubscriber, band_thresholds
-from ..symbols import normalize
 
 if TYPE_CHECKING:
     from ..app import Services
