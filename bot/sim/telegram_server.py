@@ -1486,8 +1486,8 @@ class TelegramSimServer:
         with self._lock:
             return copy.deepcopy(self._commands.get(self._commands_key({}), []))
 
-    def _api_sendMessage(self, p: dict, files: dict) -> dict:
-        chat_id = self._require_chat(p)
+    def _checked_text(self, p: dict) -> tuple[str, str, list]:
+        """A message text as Telegram validates it: non-empty, parsable, at most 4096 characters."""
         text = p.get("text")
         if text is None or str(text) == "":
             raise _bad("message text is empty")
@@ -1496,6 +1496,11 @@ class TelegramSimServer:
             raise _bad("message text is empty")
         if len(plain) > MAX_TEXT_LENGTH:
             raise _bad("message is too long")
+        return text, plain, ents
+
+    def _api_sendMessage(self, p: dict, files: dict) -> dict:
+        chat_id = self._require_chat(p)
+        text, plain, ents = self._checked_text(p)
         markup = self._check_markup(p.get("reply_markup"))
         reply = self._reply_target(chat_id, p)
         msg = self._new_message(chat_id, self.bot_user, reply_to_message=reply, text=plain, entities=ents, reply_markup=markup)
@@ -1547,14 +1552,7 @@ class TelegramSimServer:
         return msg
 
     def _api_editMessageText(self, p: dict, files: dict) -> dict | bool:
-        text = p.get("text")
-        if text is None or str(text) == "":
-            raise _bad("message text is empty")
-        plain, ents = self._format(text, p)
-        if not plain:
-            raise _bad("message text is empty")
-        if len(plain) > MAX_TEXT_LENGTH:
-            raise _bad("message is too long")
+        text, plain, ents = self._checked_text(p)
         markup = self._check_markup(p.get("reply_markup"))
         msg = self._editable(p)
         if msg is None:
