@@ -121,9 +121,12 @@ def housekeeping(svc: Services) -> None:
 
 
 def hourly_housekeeping(svc: Services) -> None:
-    now_ms = int(time.time() * 1000)
-    pruned = svc.store.prune_history(now_ms - svc.cfg.history.retention_hours * 3_600_000)
-    log.info("history pruned rows=%d", pruned)
+    # Retention is counted back from the exchange's time of the last cycle, never the local clock:
+    # a server clock hours off would otherwise delete the history the changes are computed from.
+    last = svc.store.last_cycle()
+    if last:
+        pruned = svc.store.prune_history(last["ts"] - svc.cfg.history.retention_hours * 3_600_000)
+        log.info("history pruned rows=%d", pruned)
     from .outcomes import record_outcomes
     record_outcomes(svc.store)
 

@@ -6,6 +6,7 @@ import asyncio
 import os
 import sys
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 
 from . import report
@@ -13,6 +14,17 @@ from .config import Config, ConfigError, load_config, resolve_db_path
 from .store import Store
 
 DEFAULT_WATCHLISTS = "config/watchlists"
+
+
+def utc_ms(text: str) -> int:
+    """An ISO-8601 time (UTC unless it says otherwise) as epoch milliseconds, for argparse."""
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO time: {text!r} (e.g. 2026-03-29T01:30Z)") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return int(t.timestamp() * 1000)
 
 
 async def _serve(cfg: Config, db: str, args, exchange_url: str | None, seconds: float | None,
@@ -45,7 +57,7 @@ def demo_config(cfg: Config, interval_s: float) -> Config:
 async def _demo(args, cfg: Config) -> None:
     from .sim.binance_server import BinanceSimServer
     from .sim.market import MarketSimulator
-    sim = MarketSimulator(n_symbols=args.symbols, seed=args.seed, speed=args.speed)
+    sim = MarketSimulator(n_symbols=args.symbols, seed=args.seed, speed=args.speed, start_ms=args.start)
     server = BinanceSimServer(sim, weight_limit=1_000_000, futures_data_limit=100_000)
     url = await server.start()
     db = args.db or str(Path(tempfile.mkdtemp(prefix="pressure-demo-")) / "demo.db")
@@ -111,7 +123,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--symbols", type=int, default=300)
     demo.add_argument("--speed", type=float, default=200.0, help="simulated seconds per wall second")
     demo.add_argument("--interval", type=float, default=1.5, help="wall seconds between cycles")
-    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--seed", type=int, default=7, help="the market's seed: same seed, same market")
+    demo.add_argument("--start", type=utc_ms, default=None, metavar="UTC",
+                      help="simulated start, e.g. 2026-03-29T01:30Z (default: now); the market is the same "
+                           "for any start, only its timestamps move")
     demo.set_defaults(func=cmd_demo)
 
     sig = sub.add_parser("signal", help="print a signal's receipt: the exact inputs that fired it")

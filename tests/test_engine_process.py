@@ -11,19 +11,26 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
 
+pytestmark = pytest.mark.process
+
+
 @pytest.fixture
-def market():
-    """The Binance-shaped simulator in its own process, fast-forwarded so scores keep moving."""
+def market(sim_start_ms):
+    """The Binance-shaped simulator in its own process, fast-forwarded so scores keep moving; seed and
+    start pinned, so the market is the same on every run."""
     proc = subprocess.Popen([PY, "-m", "bot.sim.binance_server", "--port", "0", "--symbols", "150", "--seed", "11",
-                             "--speed", "600", "--weight-limit", "1000000", "--futures-data-limit", "100000"],
+                             "--start-ms", str(sim_start_ms), "--speed", "600", "--weight-limit", "1000000",
+                             "--futures-data-limit", "100000"],
                             stdout=subprocess.PIPE, text=True, cwd=ROOT)
     url = proc.stdout.readline().strip()
     assert url.startswith("http://127.0.0.1:")
@@ -52,17 +59,31 @@ def start_bot(url: str, tmp: Path, cfg: Path, wl: Path, *extra: str) -> subproce
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "bot.log", "a"))
 
 
-def outbox(tmp: Path) -> list[tuple[str, str]]:
-    db = sqlite3.connect(tmp / "bot.db")
+def db_rows(tmp: Path, sql: str) -> list[tuple]:
+    if not (tmp / "bot.db").exists():
+        return []
+    db = sqlite3.connect(tmp / "bot.db", timeout=10)
     try:
-        return db.execute("SELECT key, status FROM outbox").fetchall()
+        return db.execute(sql).fetchall()
+    except sqlite3.OperationalError:      # no tables yet: the bot has not created its schema
+        return []
     finally:
         db.close()
 
 
+def outbox(tmp: Path) -> list[tuple[str, str]]:
+    return db_rows(tmp, "SELECT key, status FROM outbox")
+
+
+def cycles(tmp: Path) -> int:
+    rows = db_rows(tmp, "SELECT COUNT(*) FROM cycles")
+    return rows[0][0] if rows else 0
+
+
 def delivered_keys(tmp: Path) -> list[str]:
     keys = []
-    for line in (tmp / "alerts.jsonl").read_text().splitlines():
+    path = tmp / "alerts.jsonl"
+    for line in (path.read_text().splitlines() if path.exists() else []):
         try:
             keys += json.loads(line)["keys"]
         except ValueError:
@@ -70,18 +91,29 @@ def delivered_keys(tmp: Path) -> list[str]:
     return keys
 
 
+def log_text(tmp: Path) -> str:
+    return (tmp / "bot.log").read_text()
+
+
 def test_sigkill_at_random_points_delivers_every_alert_exactly_once(market, tmp_path):
     cfg, wl = write_setup(tmp_path)
     rng = random.Random(1234)
     for _ in range(7):
+        before = cycles(tmp_path)
         bot = start_bot(market, tmp_path, cfg, wl)
-        time.sleep(rng.uniform(2.0, 6.0))          # lands anywhere: fetch, scoring, commit, sending, marking
+        # Let the run get going (a cycle of its own committed), then kill it at a random moment of the
+        # next ones: fetch, scoring, commit, sending, marking. Waiting for progress, not for a fixed
+        # time, keeps the kills meaningful on a loaded machine.
+        wait_for(lambda: cycles(tmp_path) > before, 60, "a cycle committed by this run")
+        time.sleep(rng.uniform(0.0, 2.5))
         bot.send_signal(signal.SIGKILL)
         bot.wait(10)
     bot = start_bot(market, tmp_path, cfg, wl)      # a last clean run delivers what is pending, then stops
-    time.sleep(4)
+    before = cycles(tmp_path)
+    wait_for(lambda: cycles(tmp_path) > before + 1 and {s for _, s in outbox(tmp_path)} == {"sent"}, 60,
+             "two more cycles and every queued alert delivered")
     bot.send_signal(signal.SIGTERM)
-    assert bot.wait(12) == 0
+    assert bot.wait(15) == 0
 
     rows = outbox(tmp_path)
     keys = delivered_keys(tmp_path)
@@ -93,31 +125,30 @@ def test_sigkill_at_random_points_delivers_every_alert_exactly_once(market, tmp_
 def test_sigterm_stops_within_10s_and_warm_start_does_not_backfill(market, tmp_path):
     cfg, wl = write_setup(tmp_path)
     bot = start_bot(market, tmp_path, cfg, wl)
-    time.sleep(5)
+    wait_for(lambda: cycles(tmp_path) >= 2, 60, "two cycles committed")
     t = time.monotonic()
     bot.send_signal(signal.SIGTERM)
     assert bot.wait(15) == 0
     assert time.monotonic() - t < 10
-    log = (tmp_path / "bot.log").read_text()
+    log = log_text(tmp_path)
     assert re.search(r"backfilling \d+ symbols", log) and "stopped" in log
-    cycles = sqlite3.connect(tmp_path / "bot.db").execute("SELECT COUNT(*) FROM cycles").fetchone()[0]
-    assert cycles >= 2
 
     (tmp_path / "bot.log").write_text("")
     bot = start_bot(market, tmp_path, cfg, wl)
-    time.sleep(4)
+    wait_for(lambda: "cycle ts=" in log_text(tmp_path), 60, "a cycle of the warm start")
     bot.send_signal(signal.SIGTERM)
     assert bot.wait(15) == 0
-    log = (tmp_path / "bot.log").read_text()
+    log = log_text(tmp_path)
     assert "backfilling" not in log, "warm start resumed from SQLite"
-    assert "cycle ts=" in log
+    assert "stopped" in log
 
 
-def test_offline_demo_shows_crossings_and_a_squeeze_within_30s(tmp_path):
+def test_offline_demo_shows_crossings_and_a_squeeze_within_30s(tmp_path, sim_start_ms):
     t = time.monotonic()
-    out = subprocess.run([PY, "-m", "bot", "demo", "--seconds", "30", "--alert-log", str(tmp_path / "a.jsonl"),
-                          "--db", str(tmp_path / "demo.db")],
-                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    start = datetime.fromtimestamp(sim_start_ms / 1000, timezone.utc).isoformat()
+    out = subprocess.run([PY, "-m", "bot", "demo", "--seconds", "30", "--start", start,
+                          "--alert-log", str(tmp_path / "a.jsonl"), "--db", str(tmp_path / "demo.db")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=90)
     assert out.returncode == 0, out.stderr[-2000:]
     assert time.monotonic() - t < 45
     text = out.stdout

@@ -465,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall-clock second")
     p.add_argument("--start-ms", type=int, default=None,
-                   help="simulated start time in ms (default: now rounded down to the minute)")
+                   help="simulated start time in ms (default: now rounded down to 5 minutes); the market is the same for any start")
     p.add_argument("--weight-limit", type=int, default=2400, help="request weight per minute (Binance: 2400)")
     p.add_argument("--futures-data-limit", type=int, default=1000, help="/futures/data requests per 5 min")
     args = p.parse_args(argv)

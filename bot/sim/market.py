@@ -26,12 +26,14 @@ Regime episodes (see :class:`Episode`):
 * ``unwind``: always follows a crowding/short-ramp episode on the same symbol (``chained``); OI falls
   5..20 % quickly, price moves against the crowded side, funding/basis revert to rest.
 
-Scheduling: time is cut into UTC days; for each (symbol, day) a seeded draw decides whether one
-episode group (an episode, optionally followed by an unwind) happens inside that day.  That makes
+Scheduling: time is cut into days counted from ``start_ms`` (the market's own frame: noise and episode
+draws use time since the start, never the wall clock, so the same seed gives the same path whenever it
+is started); for each (symbol, day) a seeded draw decides whether one episode group (an episode,
+optionally followed by an unwind) happens inside that day.  That makes
 ~6–7 % of symbols be in an episode at any instant.  On top of this, "kickoff" episodes are anchored
 to ``start_ms`` so a fast-forwarded demo shows activity at once: several symbols start episodes
-between 90 min before and 30 min after ``start_ms`` (the first one a short squeeze starting 60 min
-before ``start_ms``); all of them are ramping within the first two simulated hours.  Episode OI and
+between 90 min before and 30 min after ``start_ms`` (the first one a short squeeze starting at
+``start_ms``, so a watcher from the start sees it enter); all of them are ramping within the first two simulated hours.  Episode OI and
 price moves persist after the episode and fade out over the following 72 simulated hours.
 """
 
@@ -107,7 +109,9 @@ _REST_FUND_AMP = 0.00004
 _REST_FUND_DEADZONE = 0.00002
 _BASE_FUNDING_8H = 0.0001
 
-_WINDOW_MS = DAY_MS          # one possible episode group per (symbol, UTC day)
+_WINDOW_MS = DAY_MS          # one possible episode group per (symbol, simulated day since the start)
+_START_GRID_MS = 5 * MINUTE_MS   # a default start falls on an openInterestHist 5m boundary, so the
+                                 # samples the bot sees are the same instants of the path every run
 _P_GROUP = 0.31              # probability of a group in a window -> ~6-7 % of symbols active
 _FADE_MS = 72 * HOUR_MS      # OI / price moves of an episode fade out over this after its end
 _LOOKBACK_WINDOWS = 4        # windows that can still influence "now" (group <= 16h + 72h fade)
@@ -305,7 +309,7 @@ class MarketSimulator:
         self.clock = clock
         self._t0 = clock()
         if start_ms is None:
-            start_ms = int(self._t0 * 1000) // MINUTE_MS * MINUTE_MS
+            start_ms = int(self._t0 * 1000) // _START_GRID_MS * _START_GRID_MS
         self.start_ms = int(start_ms)
 
         self._specs: list[_Spec] = []
@@ -317,7 +321,7 @@ class MarketSimulator:
         self._knots: dict[int, list] = {}
         self._window_cache: dict[tuple[int, int], tuple[Episode, ...]] = {}
         self._relevant_cache: dict[tuple[int, int], tuple[Episode, ...]] = {}
-        self._grid_cache: dict[tuple[int, int], float] = {}
+        self._grid_cache: dict[tuple, object] = {}
         self._kickoff: dict[str, tuple[Episode, ...]] = {}
         self._kick_span: dict[str, tuple[int, int]] = {}
         self._build_kickoff()
@@ -414,6 +418,7 @@ class MarketSimulator:
     def _noise(self, key: int, cache_id: int, series: int, levels, t: int, lane: int = 0) -> float:
         """Multi-scale value noise; knots cached per (symbol, lane, series, level).  Use separate
         lanes for evaluations at distant times so they don't evict each other's knots."""
+        t -= self.start_ms        # the market's own frame: the same path whatever the wall clock
         total = 0.0
         knots = self._knots
         base = key + series * _K_SERIES
@@ -440,6 +445,11 @@ class MarketSimulator:
     # -----------------------------------------------------------------------------------------
     # episodes
 
+    def _window_index(self, spec: _Spec, t: int) -> int:
+        """Episode windows are days counted from ``start_ms`` (not UTC days), so the episodes around
+        the start are the same whenever the simulator is started."""
+        return (t - self.start_ms - spec.phase_ms) // _WINDOW_MS
+
     def _window_groups(self, spec: _Spec, k: int) -> tuple[Episode, ...]:
         ck = (spec.idx, k)
         got = self._window_cache.get(ck)
@@ -465,7 +475,7 @@ class MarketSimulator:
             chained = kind != "squeeze" and u(4) < 0.4
             udur = (60 + int(u(5) * 120)) * MINUTE_MS if chained else 0
             total = dur + udur
-            w0 = k * _WINDOW_MS + spec.phase_ms
+            w0 = self.start_ms + k * _WINDOW_MS + spec.phase_ms
             start = w0 + int(u(6) * ((_WINDOW_MS - total) // MINUTE_MS)) * MINUTE_MS
             eps = self._make_group(spec, kind, side, start, dur, chained, udur,
                                    [u(7 + i) for i in range(8)], kickoff=False)
@@ -521,7 +531,9 @@ class MarketSimulator:
         chosen = rng.sample(pool, min(count, len(pool)))
         plan = (("squeeze", "short", False), ("long_crowding", "long", True), ("short_ramp", "short", False),
                 ("squeeze", "long", False), ("long_crowding", "long", False), ("short_ramp", "short", True))
-        offsets = (-60, -30, -80, -10, -45, 15, -70, 5, -20, -90, 30, -55)
+        # The showcase squeeze (i = 0) starts with the run: resting at the bot's first sight, so its
+        # squeeze regime is *entered* (first sight never alerts) within the demo's first minute.
+        offsets = (0, -30, -80, -10, -45, 15, -70, 5, -20, -90, 30, -55)
         for i, spec in enumerate(chosen):
             kind, side, chained = plan[i % len(plan)]
             off = offsets[i % len(offsets)] * MINUTE_MS
@@ -538,7 +550,7 @@ class MarketSimulator:
 
     def _relevant(self, spec: _Spec, t: int) -> tuple[Episode, ...]:
         """Episodes that can influence ``spec`` at ``t`` (active or fading)."""
-        k = (t - spec.phase_ms) // _WINDOW_MS
+        k = self._window_index(spec, t)
         ck = (spec.idx, k)
         got = self._relevant_cache.get(ck)
         if got is None:
@@ -562,7 +574,7 @@ class MarketSimulator:
         hi = max(self.now_ms(), self.start_ms) + 48 * HOUR_MS if end_ms is None else int(end_ms)
         out: list[Episode] = []
         for spec in self._eligible:
-            k0, k1 = (lo - spec.phase_ms) // _WINDOW_MS - 1, (hi - spec.phase_ms) // _WINDOW_MS
+            k0, k1 = self._window_index(spec, lo) - 1, self._window_index(spec, hi)
             for k in range(k0, k1 + 1):
                 out.extend(e for e in self._window_groups(spec, k) if e.end_ms > lo and e.start_ms < hi)
             out.extend(e for e in self._kickoff.get(spec.symbol, ()) if e.end_ms > lo and e.start_ms < hi)
@@ -756,7 +768,7 @@ class MarketSimulator:
         if p is None:
             if len(self._grid_cache) > 80_000:
                 self._grid_cache.clear()
-            t = hour * HOUR_MS
+            t = self.start_ms + hour * HOUR_MS
             eps = self._relevant(spec, t)
             p = self._index_price(spec, t, eps, 2) * (1.0 + self._basis(spec, t, eps, 2))
             self._grid_cache[ck] = p
@@ -764,7 +776,7 @@ class MarketSimulator:
 
     def _grid_range(self, spec: _Spec, hour: int) -> tuple[float, float]:
         """(max, min) of the hourly grid prices in the 24 hours ending at ``hour``."""
-        ck = (spec.idx, -hour - 1)
+        ck = (spec.idx, hour, "range")
         got = self._grid_cache.get(ck)
         if got is None:
             ps = [self._grid_price(spec, h) for h in range(hour - 23, hour + 1)]
@@ -780,7 +792,7 @@ class MarketSimulator:
         open_ = self._index_price(spec, t_open, eps_o, 1) * (1.0 + self._basis(spec, t_open, eps_o, 1))
         hi = max(last, open_)
         lo = min(last, open_)
-        ghi, glo = self._grid_range(spec, t // HOUR_MS)
+        ghi, glo = self._grid_range(spec, (t - self.start_ms) // HOUR_MS)
         hi = max(hi, ghi)
         lo = min(lo, glo)
         wn = self._noise(spec.skey, spec.idx, _S_VOL, _VOL_LEVELS, t)
@@ -805,7 +817,7 @@ class MarketSimulator:
         rate = spec.qv0 / spec.trade_usd / 86_400.0
         last_id = spec.id_offset + int(t / 1000.0 * rate)
         first_id = max(spec.id_offset, last_id - count + 1)
-        lq = spec.trade_usd / last * (0.2 + 1.6 * _u01(spec.skey + t))
+        lq = spec.trade_usd / last * (0.2 + 1.6 * _u01(spec.skey + t - self.start_ms))
         return {
             "symbol": spec.symbol,
             "priceChange": _fmt(last_r - open_r, d),

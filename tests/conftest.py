@@ -1,0 +1,47 @@
+"""Shared test fixtures and options.
+
+Every test that depends on what the simulated market does at a time pins the seed and the simulated
+start: ``--sim-start`` (default a fixed instant) is that start, so a run's outcome never depends on the
+hour or the day it runs. ``tests/timing_matrix.py`` reruns the timing-sensitive tests with the start
+(and, where libfaketime is installed, the wall clock) shifted across a day, under CPU load.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, TypeVar
+
+import pytest
+
+from bot.cli_run import utc_ms
+
+DEFAULT_SIM_START = "2026-11-18T00:00Z"
+
+T = TypeVar("T")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--sim-start", default=DEFAULT_SIM_START, type=utc_ms,
+                     help=f"simulated market start for the timing-sensitive tests (default {DEFAULT_SIM_START})")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "process: runs the bot as real processes against the simulator (slow, "
+                                       "timing-sensitive; rerun across a day by tests/timing_matrix.py)")
+
+
+@pytest.fixture
+def sim_start_ms(request: pytest.FixtureRequest) -> int:
+    """The pinned simulated start (epoch ms) for market-dependent tests."""
+    return request.config.getoption("--sim-start")
+
+
+def wait_for(check: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
+    """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
