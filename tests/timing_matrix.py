@@ -37,6 +37,7 @@ def main() -> int:
                    help="how many start hours (N = 0..N-1) or a comma list (default 24)")
     p.add_argument("--load", type=int, default=2, help="busy-loop processes alongside (default 2)")
     p.add_argument("--no-faketime", action="store_true", help="shift only the simulated start")
+    p.add_argument("--keep-logs", metavar="DIR", help="write each failing run's full output here")
     p.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     a = p.parse_args()
 
@@ -68,6 +69,12 @@ def main() -> int:
             if not ok:
                 failed = [ln for ln in out.stdout.splitlines() if ln.startswith(("FAILED", "ERROR"))]
                 failures.append(f"start hour {h}: " + ("; ".join(failed) or out.stdout[-1500:] + out.stderr[-1500:]))
+                print("  " + failures[-1], flush=True)
+                if a.keep_logs:
+                    log = Path(a.keep_logs) / f"hour-{h:02d}.log"
+                    log.parent.mkdir(parents=True, exist_ok=True)
+                    log.write_text(out.stdout + "\n--- stderr ---\n" + out.stderr)
+                    print(f"  full output: {log}", flush=True)
     finally:
         for proc in load:
             proc.kill()
