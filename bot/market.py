@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from .clock import SYSTEM_CLOCK, Clock
 from .config import Config
 from .exchange.binance import BinanceClient, BinanceError
 from .score import ScoreInputs
@@ -72,11 +72,13 @@ def change(now: float | None, then: float | None) -> float | None:
 
 
 class MarketCollector:
-    def __init__(self, client: BinanceClient, store: Store, cfg: Config):
+    def __init__(self, client: BinanceClient, store: Store, cfg: Config, clock: Clock | None = None):
         self.client, self.store, self.cfg = client, store, cfg
+        # the refresh interval is timed on the client's clock unless told otherwise (one clock in tests)
+        self.clock: Clock = clock or getattr(client, "clock", None) or SYSTEM_CLOCK
         self._universe: list[str] = []
         self._intervals: dict[str, float] = {}
-        self._refreshed_at = -1e18     # monotonic time of the last universe/fundingInfo refresh
+        self._refreshed_at = -1e18     # clock.monotonic() of the last universe/fundingInfo refresh
 
     @property
     def universe(self) -> list[str]:
@@ -85,7 +87,7 @@ class MarketCollector:
 
     async def refresh_reference_data(self, force: bool = False) -> None:
         """exchangeInfo + fundingInfo, at most hourly (both change rarely)."""
-        if not force and time.monotonic() - self._refreshed_at < self.cfg.exchange.funding_info_refresh_s:
+        if not force and self.clock.monotonic() - self._refreshed_at < self.cfg.exchange.funding_info_refresh_s:
             return
         info, funding = await asyncio.gather(self.client.exchange_info(), self.client.funding_info())
         self._universe = eligible_symbols(info, self.cfg)
@@ -93,7 +95,7 @@ class MarketCollector:
             raise BinanceError("fundingInfo: malformed reply (expected a list)", path="/fapi/v1/fundingInfo")
         self._intervals = {f["symbol"]: float(f["fundingIntervalHours"]) for f in funding
                            if isinstance(f, dict) and "symbol" in f and "fundingIntervalHours" in f}
-        self._refreshed_at = time.monotonic()
+        self._refreshed_at = self.clock.monotonic()
 
     async def warm_up(self, progress: Progress | None = None) -> dict[str, str]:
         """Cold start, before the first scheduled cycle: backfill history for the liquid universe."""
@@ -101,7 +103,7 @@ class MarketCollector:
         premium, tickers = await asyncio.gather(self.client.premium_index(), self.client.ticker_24hr())
         premium = _by_symbol(premium, "premiumIndex")
         symbols = [s for s in self._liquid(_by_symbol(tickers, "ticker/24hr")) if s in premium]
-        ts = max((int(premium[s].get("time", 0)) for s in symbols), default=0) or int(time.time() * 1000)
+        ts = max((int(premium[s].get("time", 0)) for s in symbols), default=0) or int(self.clock.time() * 1000)
         return await self.backfill(symbols, ts, progress)
 
     async def collect(self, progress: Progress | None = None) -> CycleData:
@@ -111,7 +113,7 @@ class MarketCollector:
         tickers = _by_symbol(tickers, "ticker/24hr")
         symbols = self._liquid(tickers)
         failed: dict[str, str] = {}
-        ts = max((int(premium[s].get("time", 0)) for s in symbols if s in premium), default=0) or int(time.time() * 1000)
+        ts = max((int(premium[s].get("time", 0)) for s in symbols if s in premium), default=0) or int(self.clock.time() * 1000)
 
         await self.backfill([s for s in symbols if s in premium], ts, progress)
         oi_now = await self._fetch_open_interest(symbols, failed)
