@@ -1,6 +1,6 @@
 """The live engine: each cycle scores the market and turns changes into queued alerts.
 
-Data flows one way: market (collector) -> score (pure) -> rules (pure) -> outbox (SQLite) -> the
+Data flows one way: market source (the collector, scored) -> rules (pure) -> outbox (SQLite) -> the
 delivery worker -> chat adapters. A cycle's scores, rule state, signals, cooldowns and outbox rows
 are committed in one transaction, so a restart neither repeats nor loses an alert.
 """
@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from .config import Config
-from .cycle import CycleOutcome, run_cycle
+from .cycle import CollectorSource, CycleOutcome, MarketSource
 from .exchange.binance import BinanceClient, BinanceError
 from .market import MarketCollector, Progress
 from .rules import Delivery, Event, SymbolState, Subscriber, detect, route, thresholds_in_use
@@ -73,12 +73,19 @@ class Engine:
     clock: Clock = utcnow
     progress: Progress | None = None
     on_cycle: list[Callable[[CycleReport], None]] = field(default_factory=list)
+    source: MarketSource | None = None      # where cycles come from; None: the exchange via the collector
 
     def __post_init__(self) -> None:
-        self.collector = MarketCollector(self.client, self.store, self.cfg)
+        if self.source is None:
+            self.source = CollectorSource(self.cfg, self.client, self.store, progress=self.progress)
         self._state: dict[str, SymbolState] | None = None
         self.cycle_lock = asyncio.Lock()
         self.cycles_run = 0
+
+    @property
+    def collector(self) -> MarketCollector | None:
+        """The real source's collector (its universe); None when cycles come from another source."""
+        return getattr(self.source, "collector", None)
 
     def _load_state(self) -> dict[str, SymbolState]:
         return {s: SymbolState(*row) for s, row in self.store.load_symbol_state().items()}
@@ -87,7 +94,7 @@ class Engine:
         async with self.cycle_lock:
             if self._state is None:
                 self._state = await asyncio.to_thread(self._load_state)
-            out = await run_cycle(self.cfg, self.client, self.store, self.collector, self.progress, save=False)
+            out = await self.source.next_cycle()
             report = await asyncio.to_thread(self._evaluate_and_commit, out)
             self.cycles_run += 1
         for cb in self.on_cycle:
@@ -132,8 +139,12 @@ class Engine:
 
     async def warm_up(self) -> None:
         """Cold start: backfill OI history (with progress) before the first scheduled cycle; a warm
-        start finds the history in the store and fetches nothing more."""
-        errors = await self.collector.warm_up(self.progress)
+        start finds the history in the store and fetches nothing more. A source without `warm_up` has
+        nothing to backfill."""
+        warm_up = getattr(self.source, "warm_up", None)
+        if warm_up is None:
+            return
+        errors = await warm_up()
         if errors:
             log.warning("backfill failed for %d symbols; they get history from our own cycles", len(errors))
 
