@@ -76,8 +76,8 @@ class Engine:
     source: MarketSource | None = None      # where cycles come from; None: the exchange via the collector
 
     def __post_init__(self) -> None:
-        if self.source is None:
-            self.source = CollectorSource(self.cfg, self.client, self.store, progress=self.progress)
+        self.market: MarketSource = self.source or CollectorSource(self.cfg, self.client, self.store,
+                                                                   progress=self.progress)
         self._state: dict[str, SymbolState] | None = None
         self.cycle_lock = asyncio.Lock()
         self.cycles_run = 0
@@ -85,7 +85,7 @@ class Engine:
     @property
     def collector(self) -> MarketCollector | None:
         """The real source's collector (its universe); None when cycles come from another source."""
-        return getattr(self.source, "collector", None)
+        return getattr(self.market, "collector", None)
 
     def _load_state(self) -> dict[str, SymbolState]:
         return {s: SymbolState(*row) for s, row in self.store.load_symbol_state().items()}
@@ -94,7 +94,7 @@ class Engine:
         async with self.cycle_lock:
             if self._state is None:
                 self._state = await asyncio.to_thread(self._load_state)
-            out = await self.source.next_cycle()
+            out = await self.market.next_cycle()
             report = await asyncio.to_thread(self._evaluate_and_commit, out)
             self.cycles_run += 1
         for cb in self.on_cycle:
@@ -141,7 +141,7 @@ class Engine:
         """Cold start: backfill OI history (with progress) before the first scheduled cycle; a warm
         start finds the history in the store and fetches nothing more. A source without `warm_up` has
         nothing to backfill."""
-        warm_up = getattr(self.source, "warm_up", None)
+        warm_up = getattr(self.market, "warm_up", None)
         if warm_up is None:
             return
         errors = await warm_up()
