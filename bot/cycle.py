@@ -9,11 +9,12 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from .config import Config
 from .exchange.binance import BinanceClient
 from .market import CycleData, MarketCollector, Progress
+from .records import ScoredRow
 from .score import ScoreResult, score_all
 from .store import Store
 
@@ -30,9 +31,9 @@ class CycleOutcome:
     weight: int
     max_used_weight_1m: int
 
-    def result_dicts(self) -> list[dict]:
+    def result_dicts(self) -> list[ScoredRow]:
         """Results as stored: inputs, score fields and the raw receipt values."""
-        return [dict(r.as_dict(), raw=self.data.raw.get(r.symbol)) for r in self.results]
+        return [cast(ScoredRow, dict(r.as_dict(), raw=self.data.raw.get(r.symbol))) for r in self.results]
 
 
 async def run_cycle(cfg: Config, client: BinanceClient, store: Store, collector: MarketCollector | None = None,

@@ -19,6 +19,7 @@ from .config import Config
 from .cycle import CollectorSource, CycleOutcome, MarketSource
 from .exchange.binance import BinanceClient, BinanceError
 from .market import MarketCollector, Progress
+from .records import CycleRecord, FiredRow, OutboxEntry, SignalReceipt, SignalRecord, SymbolStateRow
 from .rules import Delivery, Event, SymbolState, Subscriber, detect, route, thresholds_in_use
 from .store import Store
 
@@ -118,20 +119,21 @@ class Engine:
         deliveries, fired = route(events, subs, last, now, self.cfg.score)
 
         ids = {(e.symbol, e.rule): signal_id(out.ts, e.symbol, e.rule) for e in events}
-        signals = [dict(id=ids[(e.symbol, e.rule)], ts=out.ts, symbol=e.symbol, rule=e.rule, kind=e.kind,
-                        score=e.score, bias=e.result["bias"], regime=e.result["regime"],
-                        receipt=_receipt(e)) for e in events]
-        outbox = [dict(key=f"{out.ts}:{d.recipient}:{rt.channel}:{rt.address}" + (":held" if d.hold_until else ""),
-                       recipient=d.recipient,
-                       channel=rt.channel, address=rt.address, created=now_ms,
-                       due=int(d.hold_until.timestamp() * 1000) if d.hold_until else now_ms,
-                       signal_ids=[ids[(e.symbol, e.rule)] for e in d.events])
+        signals = [SignalRecord(id=ids[(e.symbol, e.rule)], ts=out.ts, symbol=e.symbol, rule=e.rule, kind=e.kind,
+                                score=e.score, bias=e.result["bias"], regime=e.result["regime"],
+                                receipt=_receipt(e)) for e in events]
+        outbox = [OutboxEntry(key=f"{out.ts}:{d.recipient}:{rt.channel}:{rt.address}" + (":held" if d.hold_until else ""),
+                              recipient=d.recipient,
+                              channel=rt.channel, address=rt.address, created=now_ms,
+                              due=int(d.hold_until.timestamp() * 1000) if d.hold_until else now_ms,
+                              signal_ids=[ids[(e.symbol, e.rule)] for e in d.events])
                   for d in deliveries for rt in recipients[d.recipient].routes]
-        state_rows = {s: (st.score, st.bias, st.regime, st.armed, st.regime_cycles) for s, st in new_state.items()}
-        cycle = dict(ts=out.ts, duration_s=out.duration_s, requests=out.requests, weight=out.weight,
-                     failed=out.data.failed)
+        state_rows = {s: SymbolStateRow(st.score, st.bias, st.regime, st.armed, st.regime_cycles)
+                      for s, st in new_state.items()}
+        cycle = CycleRecord(ts=out.ts, duration_s=out.duration_s, requests=out.requests, weight=out.weight,
+                            failed=out.data.failed)
         self.store.commit_alert_cycle(cycle, results, state_rows, signals,
-                                      [(r, s, rule, now_ms) for r, s, rule in fired], outbox)
+                                      [FiredRow(r, s, rule, now_ms) for r, s, rule in fired], outbox)
         self._state = new_state
         log.info("alerts ts=%d events=%d deliveries=%d queued=%d", out.ts, len(events), len(deliveries), len(outbox))
         return CycleReport(out.ts, len(results), out.data.failed, events, deliveries, out.duration_s,
@@ -162,14 +164,14 @@ class Engine:
             log.exception("cycle failed: %s", e)
 
 
-def _receipt(e: Event) -> dict:
+def _receipt(e: Event) -> SignalReceipt:
     """The exact inputs that fired a signal: raw exchange values, score inputs, components, the rule."""
     r = e.result
-    return {
-        "rule": e.rule, "kind": e.kind, "threshold": e.threshold, "prev_score": e.prev_score,
-        "score": r["score"], "band": r["band"], "bias": r["bias"], "regime": r["regime"], "reason": r["reason"],
-        "components": r["components"], "quadrant": r.get("quadrant"),
-        "inputs": {k: r.get(k) for k in ("funding_rate", "funding_interval_hours", "oi_change_1h", "oi_change_4h",
-                                         "oi_change_24h", "basis", "price_change_1h", "price_change_24h")},
-        "raw": r.get("raw"), "missing": r.get("missing", []),
-    }
+    return SignalReceipt(
+        rule=e.rule, kind=e.kind, threshold=e.threshold, prev_score=e.prev_score,
+        score=r["score"], band=r["band"], bias=r["bias"], regime=r["regime"], reason=r["reason"],
+        components=r["components"], quadrant=r.get("quadrant"),
+        inputs={k: r.get(k) for k in ("funding_rate", "funding_interval_hours", "oi_change_1h", "oi_change_4h",
+                                      "oi_change_24h", "basis", "price_change_1h", "price_change_24h")},
+        raw=r.get("raw"), missing=r.get("missing", []),
+    )

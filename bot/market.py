@@ -15,6 +15,7 @@ from typing import Callable
 from .clock import SYSTEM_CLOCK, Clock
 from .config import Config
 from .exchange.binance import BinanceClient, BinanceError
+from .records import MarketReceipt
 from .score import ScoreInputs
 from .store import OIPoint, Store
 
@@ -29,7 +30,7 @@ Progress = Callable[[int, int], None]
 class CycleData:
     ts: int                                   # exchange time of this snapshot (ms)
     inputs: list[ScoreInputs]
-    raw: dict[str, dict]                      # symbol -> the exact values the inputs came from (receipts)
+    raw: dict[str, MarketReceipt]             # symbol -> the exact values the inputs came from (receipts)
     failed: dict[str, str] = field(default_factory=dict)   # symbol (or endpoint) -> why
     universe_size: int = 0
 
@@ -202,7 +203,8 @@ class MarketCollector:
             end = int(page[0]["timestamp"]) - 1
         return rows
 
-    def _build_inputs(self, symbols, premium, tickers, oi_now, ts, failed) -> tuple[list[ScoreInputs], dict]:
+    def _build_inputs(self, symbols, premium, tickers, oi_now, ts, failed
+                      ) -> tuple[list[ScoreInputs], dict[str, MarketReceipt]]:
         tol = self.cfg.history.tolerance_minutes
         windows: dict[str, dict[str, list[OIPoint]]] = {}
         for name, h in HORIZONS_H.items():
@@ -228,7 +230,7 @@ class MarketCollector:
             raw[s] = receipt
         return inputs, raw
 
-    def _inputs_for(self, s, prem, tick, oi_now, ts, windows, tol) -> tuple[ScoreInputs, dict]:
+    def _inputs_for(self, s, prem, tick, oi_now, ts, windows, tol) -> tuple[ScoreInputs, MarketReceipt]:
         mark, index = _f(prem, "markPrice"), _f(prem, "indexPrice")
         funding = _f(prem, "lastFundingRate")
         oi, oi_ts = oi_now
@@ -245,14 +247,14 @@ class MarketCollector:
             price_change_1h=change(mark, p1h),
             price_change_24h=pct24 / 100,
         )
-        receipt = {
-            "time": ts, "mark_price": mark, "index_price": index, "funding_rate": funding,
-            "funding_interval_hours": inp.funding_interval_hours,
-            "funding_interval_source": "fundingInfo" if s in self._intervals else "default 8h (not in fundingInfo)",
-            "price_change_24h_pct": pct24, "last_price": tick.get("lastPrice"),
-            "oi": {"now": [oi_ts, oi], **{name: ([p.ts, p.oi] if p else None) for name, p in past.items()}},
-            "price_1h_ago": [past["1h"].ts, p1h] if past["1h"] else None,
-        }
+        receipt = MarketReceipt(
+            time=ts, mark_price=mark, index_price=index, funding_rate=funding,
+            funding_interval_hours=inp.funding_interval_hours,
+            funding_interval_source="fundingInfo" if s in self._intervals else "default 8h (not in fundingInfo)",
+            price_change_24h_pct=pct24, last_price=tick.get("lastPrice"),
+            oi={"now": [oi_ts, oi], **{name: ([p.ts, p.oi] if p else None) for name, p in past.items()}},
+            price_1h_ago=[past["1h"].ts, p1h] if past["1h"] else None,
+        )
         return inp, receipt
 
 
