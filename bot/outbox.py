@@ -63,7 +63,7 @@ class DeliveryWorker:
 
     async def recover(self) -> None:
         """Rows left 'sending' by a crash: delivered (sink can tell) -> sent, else pending again."""
-        for row in await asyncio.to_thread(self.store.outbox_rows, "status='sending'"):
+        for row in await asyncio.to_thread(self.store.outbox_by_status, "sending"):
             sender = self.senders.get(row["channel"])
             done = await sender.was_delivered(row["key"]) if sender else None
             status: OutboxStatus = "sent" if done else "pending"

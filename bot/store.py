@@ -4,7 +4,8 @@ would implement for hosted workers with ephemeral disks.
 Sync API on purpose: each call is a short transaction; the engine runs batches in a worker thread
 (asyncio.to_thread) so the shared event loop never blocks on disk.
 
-What goes in and comes out is typed in `records`.
+Callers ask by name (`outbox_by_status("sending")`, `outbox_row(key)`), never with SQL of their own; what
+goes in and comes out is typed in `records`.
 """
 from __future__ import annotations
 
@@ -240,7 +241,20 @@ class Store:
         with self._tx() as db:
             db.execute("UPDATE signals SET outcome=? WHERE id=?", (json.dumps(outcome), signal_id))
 
-    def outbox_rows(self, where: str = "1=1", args: tuple = ()) -> list[OutboxRow]:
+    def outbox_rows(self) -> list[OutboxRow]:
+        """Every outbox row, oldest first."""
+        return self._outbox_where("1=1", ())
+
+    def outbox_by_status(self, status: OutboxStatus) -> list[OutboxRow]:
+        """Rows in one state, oldest first ('sending' after a crash: claimed, outcome unknown)."""
+        return self._outbox_where("status = ?", (status,))
+
+    def outbox_row(self, key: str) -> OutboxRow | None:
+        """The row with this idempotency key."""
+        rows = self._outbox_where("key = ?", (key,))
+        return rows[0] if rows else None
+
+    def _outbox_where(self, where: str, args: tuple) -> list[OutboxRow]:
         with self._lock:
             rows = self._db.execute(f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM outbox WHERE {where} ORDER BY id",
                                     args).fetchall()
@@ -252,7 +266,7 @@ class Store:
             ids = [r[0] for r in db.execute("SELECT id FROM outbox WHERE status='pending' AND due <= ? ORDER BY id",
                                             (now_ms,)).fetchall()]
             db.executemany("UPDATE outbox SET status='sending', attempts=attempts+1 WHERE id=?", [(i,) for i in ids])
-        return self.outbox_rows(f"id IN ({','.join('?' * len(ids))})", tuple(ids)) if ids else []
+        return self._outbox_where(f"id IN ({','.join('?' * len(ids))})", tuple(ids)) if ids else []
 
     def mark_outbox(self, ids: list[int], status: OutboxStatus, *, error: str | None = None, due: int | None = None,
                     sent: int | None = None) -> None:
