@@ -1,6 +1,7 @@
 """One scoring cycle: collect the market, score it (pure), store the results.
 
-Shared by `scan` (one cycle) and the scheduled engine (`run`).
+Shared by `scan` (one cycle) and the scheduled engine (`run`). The engine reads its cycles from a
+`MarketSource`; `CollectorSource` is the real one (the exchange through the collector), tests pass their own.
 """
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from typing import Protocol, cast
 
 from .config import Config
 from .exchange.binance import BinanceClient
 from .market import CycleData, MarketCollector, Progress
+from .records import ScoredRow
 from .score import ScoreResult, score_all
 from .store import Store
 
@@ -28,9 +31,9 @@ class CycleOutcome:
     weight: int
     max_used_weight_1m: int
 
-    def result_dicts(self) -> list[dict]:
+    def result_dicts(self) -> list[ScoredRow]:
         """Results as stored: inputs, score fields and the raw receipt values."""
-        return [dict(r.as_dict(), raw=self.data.raw.get(r.symbol)) for r in self.results]
+        return [cast(ScoredRow, dict(r.as_dict(), raw=self.data.raw.get(r.symbol))) for r in self.results]
 
 
 async def run_cycle(cfg: Config, client: BinanceClient, store: Store, collector: MarketCollector | None = None,
@@ -52,3 +55,27 @@ async def run_cycle(cfg: Config, client: BinanceClient, store: Store, collector:
     log.info("cycle ts=%d duration=%.2fs requests=%d weight=%d used_weight_1m=%d scored=%d failed=%d",
              data.ts, duration, out.requests, out.weight, out.max_used_weight_1m, len(results), len(data.failed))
     return out
+
+
+class MarketSource(Protocol):
+    """Where the engine's cycles come from: one call, one scored (not yet stored) cycle. A source may
+    also offer `async warm_up() -> dict[str, str]` (cold-start backfill; symbol -> error), which the
+    engine calls before the first cycle."""
+
+    async def next_cycle(self) -> CycleOutcome: ...
+
+
+class CollectorSource:
+    """The real market source: the exchange through the collector, scored; the engine stores it."""
+
+    def __init__(self, cfg: Config, client: BinanceClient, store: Store, collector: MarketCollector | None = None,
+                 progress: Progress | None = None):
+        self.cfg, self.client, self.store, self.progress = cfg, client, store, progress
+        self.collector = collector or MarketCollector(client, store, cfg)
+
+    async def next_cycle(self) -> CycleOutcome:
+        return await run_cycle(self.cfg, self.client, self.store, self.collector, self.progress, save=False)
+
+    async def warm_up(self) -> dict[str, str]:
+        """Cold start: backfill OI history before the first cycle; symbol -> error for those that failed."""
+        return await self.collector.warm_up(self.progress)

@@ -1,6 +1,6 @@
 """The live engine: each cycle scores the market and turns changes into queued alerts.
 
-Data flows one way: market (collector) -> score (pure) -> rules (pure) -> outbox (SQLite) -> the
+Data flows one way: market source (the collector, scored) -> rules (pure) -> outbox (SQLite) -> the
 delivery worker -> chat adapters. A cycle's scores, rule state, signals, cooldowns and outbox rows
 are committed in one transaction, so a restart neither repeats nor loses an alert.
 """
@@ -16,9 +16,10 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from .config import Config
-from .cycle import CycleOutcome, run_cycle
+from .cycle import CollectorSource, CycleOutcome, MarketSource
 from .exchange.binance import BinanceClient, BinanceError
 from .market import MarketCollector, Progress
+from .records import CycleRecord, FiredRow, OutboxEntry, SignalReceipt, SignalRecord, SymbolStateRow
 from .rules import Delivery, Event, SymbolState, Subscriber, detect, route, thresholds_in_use
 from .store import Store
 
@@ -73,12 +74,19 @@ class Engine:
     clock: Clock = utcnow
     progress: Progress | None = None
     on_cycle: list[Callable[[CycleReport], None]] = field(default_factory=list)
+    source: MarketSource | None = None      # where cycles come from; None: the exchange via the collector
 
     def __post_init__(self) -> None:
-        self.collector = MarketCollector(self.client, self.store, self.cfg)
+        self.market: MarketSource = self.source or CollectorSource(self.cfg, self.client, self.store,
+                                                                   progress=self.progress)
         self._state: dict[str, SymbolState] | None = None
         self.cycle_lock = asyncio.Lock()
         self.cycles_run = 0
+
+    @property
+    def collector(self) -> MarketCollector | None:
+        """The real source's collector (its universe); None when cycles come from another source."""
+        return getattr(self.market, "collector", None)
 
     def _load_state(self) -> dict[str, SymbolState]:
         return {s: SymbolState(*row) for s, row in self.store.load_symbol_state().items()}
@@ -87,7 +95,7 @@ class Engine:
         async with self.cycle_lock:
             if self._state is None:
                 self._state = await asyncio.to_thread(self._load_state)
-            out = await run_cycle(self.cfg, self.client, self.store, self.collector, self.progress, save=False)
+            out = await self.market.next_cycle()
             report = await asyncio.to_thread(self._evaluate_and_commit, out)
             self.cycles_run += 1
         for cb in self.on_cycle:
@@ -111,20 +119,21 @@ class Engine:
         deliveries, fired = route(events, subs, last, now, self.cfg.score)
 
         ids = {(e.symbol, e.rule): signal_id(out.ts, e.symbol, e.rule) for e in events}
-        signals = [dict(id=ids[(e.symbol, e.rule)], ts=out.ts, symbol=e.symbol, rule=e.rule, kind=e.kind,
-                        score=e.score, bias=e.result["bias"], regime=e.result["regime"],
-                        receipt=_receipt(e)) for e in events]
-        outbox = [dict(key=f"{out.ts}:{d.recipient}:{rt.channel}:{rt.address}" + (":held" if d.hold_until else ""),
-                       recipient=d.recipient,
-                       channel=rt.channel, address=rt.address, created=now_ms,
-                       due=int(d.hold_until.timestamp() * 1000) if d.hold_until else now_ms,
-                       signal_ids=[ids[(e.symbol, e.rule)] for e in d.events])
+        signals = [SignalRecord(id=ids[(e.symbol, e.rule)], ts=out.ts, symbol=e.symbol, rule=e.rule, kind=e.kind,
+                                score=e.score, bias=e.result["bias"], regime=e.result["regime"],
+                                receipt=_receipt(e)) for e in events]
+        outbox = [OutboxEntry(key=f"{out.ts}:{d.recipient}:{rt.channel}:{rt.address}" + (":held" if d.hold_until else ""),
+                              recipient=d.recipient,
+                              channel=rt.channel, address=rt.address, created=now_ms,
+                              due=int(d.hold_until.timestamp() * 1000) if d.hold_until else now_ms,
+                              signal_ids=[ids[(e.symbol, e.rule)] for e in d.events])
                   for d in deliveries for rt in recipients[d.recipient].routes]
-        state_rows = {s: (st.score, st.bias, st.regime, st.armed, st.regime_cycles) for s, st in new_state.items()}
-        cycle = dict(ts=out.ts, duration_s=out.duration_s, requests=out.requests, weight=out.weight,
-                     failed=out.data.failed)
+        state_rows = {s: SymbolStateRow(st.score, st.bias, st.regime, st.armed, st.regime_cycles)
+                      for s, st in new_state.items()}
+        cycle = CycleRecord(ts=out.ts, duration_s=out.duration_s, requests=out.requests, weight=out.weight,
+                            failed=out.data.failed)
         self.store.commit_alert_cycle(cycle, results, state_rows, signals,
-                                      [(r, s, rule, now_ms) for r, s, rule in fired], outbox)
+                                      [FiredRow(r, s, rule, now_ms) for r, s, rule in fired], outbox)
         self._state = new_state
         log.info("alerts ts=%d events=%d deliveries=%d queued=%d", out.ts, len(events), len(deliveries), len(outbox))
         return CycleReport(out.ts, len(results), out.data.failed, events, deliveries, out.duration_s,
@@ -132,8 +141,12 @@ class Engine:
 
     async def warm_up(self) -> None:
         """Cold start: backfill OI history (with progress) before the first scheduled cycle; a warm
-        start finds the history in the store and fetches nothing more."""
-        errors = await self.collector.warm_up(self.progress)
+        start finds the history in the store and fetches nothing more. A source without `warm_up` has
+        nothing to backfill."""
+        warm_up = getattr(self.market, "warm_up", None)
+        if warm_up is None:
+            return
+        errors = await warm_up()
         if errors:
             log.warning("backfill failed for %d symbols; they get history from our own cycles", len(errors))
 
@@ -151,14 +164,14 @@ class Engine:
             log.exception("cycle failed: %s", e)
 
 
-def _receipt(e: Event) -> dict:
+def _receipt(e: Event) -> SignalReceipt:
     """The exact inputs that fired a signal: raw exchange values, score inputs, components, the rule."""
     r = e.result
-    return {
-        "rule": e.rule, "kind": e.kind, "threshold": e.threshold, "prev_score": e.prev_score,
-        "score": r["score"], "band": r["band"], "bias": r["bias"], "regime": r["regime"], "reason": r["reason"],
-        "components": r["components"], "quadrant": r.get("quadrant"),
-        "inputs": {k: r.get(k) for k in ("funding_rate", "funding_interval_hours", "oi_change_1h", "oi_change_4h",
-                                         "oi_change_24h", "basis", "price_change_1h", "price_change_24h")},
-        "raw": r.get("raw"), "missing": r.get("missing", []),
-    }
+    return SignalReceipt(
+        rule=e.rule, kind=e.kind, threshold=e.threshold, prev_score=e.prev_score,
+        score=r["score"], band=r["band"], bias=r["bias"], regime=r["regime"], reason=r["reason"],
+        components=r["components"], quadrant=r.get("quadrant"),
+        inputs={k: r.get(k) for k in ("funding_rate", "funding_interval_hours", "oi_change_1h", "oi_change_4h",
+                                      "oi_change_24h", "basis", "price_change_1h", "price_change_24h")},
+        raw=r.get("raw"), missing=r.get("missing", []),
+    )

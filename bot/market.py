@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from .clock import SYSTEM_CLOCK, Clock
 from .config import Config
 from .exchange.binance import BinanceClient, BinanceError
+from .records import MarketReceipt
 from .score import ScoreInputs
 from .store import OIPoint, Store
 
@@ -29,7 +30,7 @@ Progress = Callable[[int, int], None]
 class CycleData:
     ts: int                                   # exchange time of this snapshot (ms)
     inputs: list[ScoreInputs]
-    raw: dict[str, dict]                      # symbol -> the exact values the inputs came from (receipts)
+    raw: dict[str, MarketReceipt]             # symbol -> the exact values the inputs came from (receipts)
     failed: dict[str, str] = field(default_factory=dict)   # symbol (or endpoint) -> why
     universe_size: int = 0
 
@@ -72,11 +73,13 @@ def change(now: float | None, then: float | None) -> float | None:
 
 
 class MarketCollector:
-    def __init__(self, client: BinanceClient, store: Store, cfg: Config):
+    def __init__(self, client: BinanceClient, store: Store, cfg: Config, clock: Clock | None = None):
         self.client, self.store, self.cfg = client, store, cfg
+        # the refresh interval is timed on the client's clock unless told otherwise (one clock in tests)
+        self.clock: Clock = clock or getattr(client, "clock", None) or SYSTEM_CLOCK
         self._universe: list[str] = []
         self._intervals: dict[str, float] = {}
-        self._refreshed_at = -1e18     # monotonic time of the last universe/fundingInfo refresh
+        self._refreshed_at = -1e18     # clock.monotonic() of the last universe/fundingInfo refresh
 
     @property
     def universe(self) -> list[str]:
@@ -85,7 +88,7 @@ class MarketCollector:
 
     async def refresh_reference_data(self, force: bool = False) -> None:
         """exchangeInfo + fundingInfo, at most hourly (both change rarely)."""
-        if not force and time.monotonic() - self._refreshed_at < self.cfg.exchange.funding_info_refresh_s:
+        if not force and self.clock.monotonic() - self._refreshed_at < self.cfg.exchange.funding_info_refresh_s:
             return
         info, funding = await asyncio.gather(self.client.exchange_info(), self.client.funding_info())
         self._universe = eligible_symbols(info, self.cfg)
@@ -93,7 +96,7 @@ class MarketCollector:
             raise BinanceError("fundingInfo: malformed reply (expected a list)", path="/fapi/v1/fundingInfo")
         self._intervals = {f["symbol"]: float(f["fundingIntervalHours"]) for f in funding
                            if isinstance(f, dict) and "symbol" in f and "fundingIntervalHours" in f}
-        self._refreshed_at = time.monotonic()
+        self._refreshed_at = self.clock.monotonic()
 
     async def warm_up(self, progress: Progress | None = None) -> dict[str, str]:
         """Cold start, before the first scheduled cycle: backfill history for the liquid universe."""
@@ -101,7 +104,7 @@ class MarketCollector:
         premium, tickers = await asyncio.gather(self.client.premium_index(), self.client.ticker_24hr())
         premium = _by_symbol(premium, "premiumIndex")
         symbols = [s for s in self._liquid(_by_symbol(tickers, "ticker/24hr")) if s in premium]
-        ts = max((int(premium[s].get("time", 0)) for s in symbols), default=0) or int(time.time() * 1000)
+        ts = max((int(premium[s].get("time", 0)) for s in symbols), default=0) or int(self.clock.time() * 1000)
         return await self.backfill(symbols, ts, progress)
 
     async def collect(self, progress: Progress | None = None) -> CycleData:
@@ -111,7 +114,7 @@ class MarketCollector:
         tickers = _by_symbol(tickers, "ticker/24hr")
         symbols = self._liquid(tickers)
         failed: dict[str, str] = {}
-        ts = max((int(premium[s].get("time", 0)) for s in symbols if s in premium), default=0) or int(time.time() * 1000)
+        ts = max((int(premium[s].get("time", 0)) for s in symbols if s in premium), default=0) or int(self.clock.time() * 1000)
 
         await self.backfill([s for s in symbols if s in premium], ts, progress)
         oi_now = await self._fetch_open_interest(symbols, failed)
@@ -200,7 +203,8 @@ class MarketCollector:
             end = int(page[0]["timestamp"]) - 1
         return rows
 
-    def _build_inputs(self, symbols, premium, tickers, oi_now, ts, failed) -> tuple[list[ScoreInputs], dict]:
+    def _build_inputs(self, symbols, premium, tickers, oi_now, ts, failed
+                      ) -> tuple[list[ScoreInputs], dict[str, MarketReceipt]]:
         tol = self.cfg.history.tolerance_minutes
         windows: dict[str, dict[str, list[OIPoint]]] = {}
         for name, h in HORIZONS_H.items():
@@ -226,7 +230,7 @@ class MarketCollector:
             raw[s] = receipt
         return inputs, raw
 
-    def _inputs_for(self, s, prem, tick, oi_now, ts, windows, tol) -> tuple[ScoreInputs, dict]:
+    def _inputs_for(self, s, prem, tick, oi_now, ts, windows, tol) -> tuple[ScoreInputs, MarketReceipt]:
         mark, index = _f(prem, "markPrice"), _f(prem, "indexPrice")
         funding = _f(prem, "lastFundingRate")
         oi, oi_ts = oi_now
@@ -243,14 +247,14 @@ class MarketCollector:
             price_change_1h=change(mark, p1h),
             price_change_24h=pct24 / 100,
         )
-        receipt = {
-            "time": ts, "mark_price": mark, "index_price": index, "funding_rate": funding,
-            "funding_interval_hours": inp.funding_interval_hours,
-            "funding_interval_source": "fundingInfo" if s in self._intervals else "default 8h (not in fundingInfo)",
-            "price_change_24h_pct": pct24, "last_price": tick.get("lastPrice"),
-            "oi": {"now": [oi_ts, oi], **{name: ([p.ts, p.oi] if p else None) for name, p in past.items()}},
-            "price_1h_ago": [past["1h"].ts, p1h] if past["1h"] else None,
-        }
+        receipt = MarketReceipt(
+            time=ts, mark_price=mark, index_price=index, funding_rate=funding,
+            funding_interval_hours=inp.funding_interval_hours,
+            funding_interval_source="fundingInfo" if s in self._intervals else "default 8h (not in fundingInfo)",
+            price_change_24h_pct=pct24, last_price=tick.get("lastPrice"),
+            oi={"now": [oi_ts, oi], **{name: ([p.ts, p.oi] if p else None) for name, p in past.items()}},
+            price_1h_ago=[past["1h"].ts, p1h] if past["1h"] else None,
+        )
         return inp, receipt
 
 

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
+from .records import OutboxRow, OutboxStatus, StoredSignal
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -25,9 +26,9 @@ MAX_ATTEMPTS = 8
 @dataclass
 class Digest:
     recipient: str
-    keys: list[str]            # outbox idempotency keys merged into this message
-    signals: list[dict]        # signal rows (with receipts), highest score first
-    held: bool = False         # released after quiet hours
+    keys: list[str]               # outbox idempotency keys merged into this message
+    signals: list[StoredSignal]   # signal rows (with receipts), highest score first
+    held: bool = False            # released after quiet hours
 
 
 class DeliveryError(Exception):
@@ -62,23 +63,23 @@ class DeliveryWorker:
 
     async def recover(self) -> None:
         """Rows left 'sending' by a crash: delivered (sink can tell) -> sent, else pending again."""
-        for row in await asyncio.to_thread(self.store.outbox_rows, "status='sending'"):
+        for row in await asyncio.to_thread(self.store.outbox_by_status, "sending"):
             sender = self.senders.get(row["channel"])
             done = await sender.was_delivered(row["key"]) if sender else None
-            status = "sent" if done else "pending"
+            status: OutboxStatus = "sent" if done else "pending"
             await asyncio.to_thread(self.store.mark_outbox, [row["id"]], status,
                                     sent=self._now_ms() if done else None)
             log.info("outbox recover %s -> %s", row["key"], status)
 
     async def deliver_due(self) -> int:
         rows = await asyncio.to_thread(self.store.claim_due, self._now_ms())
-        groups: dict[tuple[str, str, str], list[dict]] = {}
+        groups: dict[tuple[str, str, str], list[OutboxRow]] = {}
         for r in rows:
             groups.setdefault((r["recipient"], r["channel"], r["address"]), []).append(r)
         await asyncio.gather(*(self._deliver_group(k, g) for k, g in groups.items()))
         return len(groups)
 
-    async def _deliver_group(self, key: tuple[str, str, str], rows: list[dict]) -> None:
+    async def _deliver_group(self, key: tuple[str, str, str], rows: list[OutboxRow]) -> None:
         recipient, channel, address = key
         ids = [r["id"] for r in rows]
         sender = self.senders.get(channel)
@@ -104,7 +105,8 @@ class DeliveryWorker:
         self.sent_messages += 1
         log.info("delivered recipient=%s channel=%s signals=%d", recipient, channel, len(signals))
 
-    async def _fail(self, rows, key, error: str, permanent: bool = False, retry_after: float | None = None) -> None:
+    async def _fail(self, rows: list[OutboxRow], key: tuple[str, str, str], error: str, permanent: bool = False,
+                    retry_after: float | None = None) -> None:
         ids = [r["id"] for r in rows]
         attempts = max(r["attempts"] for r in rows)
         if permanent or attempts >= MAX_ATTEMPTS:

@@ -3,6 +3,9 @@ would implement for hosted workers with ephemeral disks.
 
 Sync API on purpose: each call is a short transaction; the engine runs batches in a worker thread
 (asyncio.to_thread) so the shared event loop never blocks on disk.
+
+Callers ask by name (`outbox_by_status("sending")`, `outbox_row(key)`), never with SQL of their own; what
+goes in and comes out is typed in `records`.
 """
 from __future__ import annotations
 
@@ -12,6 +15,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
+
+from .records import (CycleRecord, FiredRow, Outcome, OutboxEntry, OutboxRow, OutboxStatus, ScoredRow,
+                      SignalRecord, StoredCycle, StoredSignal, SymbolStateRow)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS oi_history (
@@ -52,6 +58,8 @@ CREATE INDEX IF NOT EXISTS outbox_status_due ON outbox (status, due);
 
 OUTBOX_COLUMNS = ("id", "key", "recipient", "channel", "address", "created", "due", "signal_ids",
                   "status", "attempts", "last_error", "sent")
+SIGNAL_COLUMNS = ("id", "ts", "symbol", "rule", "kind", "score", "bias", "regime", "receipt", "outcome")
+_SIGNAL_SELECT = f"SELECT {', '.join(SIGNAL_COLUMNS)} FROM signals"
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,25 +127,24 @@ class Store:
 
     # ---- cycles and scores ----------------------------------------------------------------
     def save_cycle(self, ts: int, duration_s: float, requests: int, weight: int,
-                   results: list[dict], failed: dict[str, str]) -> None:
+                   results: list[ScoredRow], failed: dict[str, str]) -> None:
         rows = [(ts, r["symbol"], r["score"], r["bias"], r["regime_key"], json.dumps(r)) for r in results]
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO cycles VALUES (?,?,?,?,?,?)",
                        (ts, duration_s, requests, weight, len(results), json.dumps(failed)))
             db.executemany("INSERT OR REPLACE INTO scores VALUES (?,?,?,?,?,?)", rows)
 
-    def last_cycle(self) -> dict | None:
+    def last_cycle(self) -> StoredCycle | None:
         with self._lock:
             row = self._db.execute("SELECT ts, duration_s, requests, weight, scored, failed FROM cycles "
                                    "ORDER BY ts DESC LIMIT 1").fetchone()
         if not row:
             return None
-        keys = ("ts", "duration_s", "requests", "weight", "scored", "failed")
-        d = dict(zip(keys, row))
-        d["failed"] = json.loads(d["failed"] or "{}")
-        return d
+        ts, duration_s, requests, weight, scored, failed = row
+        return StoredCycle(ts=ts, duration_s=duration_s, requests=requests, weight=weight, scored=scored,
+                           failed=json.loads(failed or "{}"))
 
-    def latest_scores(self) -> tuple[int | None, list[dict]]:
+    def latest_scores(self) -> tuple[int | None, list[ScoredRow]]:
         """The most recent cycle's results, ranked."""
         last = self.last_cycle()
         if not last:
@@ -152,17 +159,18 @@ class Store:
             return self._db.execute("SELECT ts, score, bias FROM scores WHERE symbol=? AND ts>=? ORDER BY ts",
                                     (symbol, since_ms)).fetchall()
 
-    def score_payloads(self, symbol: str, since_ms: int) -> list[tuple[int, dict]]:
+    def score_payloads(self, symbol: str, since_ms: int) -> list[tuple[int, ScoredRow]]:
         with self._lock:
             rows = self._db.execute("SELECT ts, payload FROM scores WHERE symbol=? AND ts>=? ORDER BY ts",
                                     (symbol, since_ms)).fetchall()
         return [(ts, json.loads(p)) for ts, p in rows]
 
     # ---- alert rules state, signals, outbox --------------------------------------------------
-    def load_symbol_state(self) -> dict[str, tuple[int, str, str, dict[int, bool], int]]:
+    def load_symbol_state(self) -> dict[str, SymbolStateRow]:
         with self._lock:
             rows = self._db.execute("SELECT symbol, score, bias, regime, armed, regime_cycles FROM symbol_state").fetchall()
-        return {s: (sc, b, rg, {int(k): v for k, v in json.loads(a).items()}, n) for s, sc, b, rg, a, n in rows}
+        return {s: SymbolStateRow(sc, b, rg, {int(k): v for k, v in json.loads(a).items()}, n)
+                for s, sc, b, rg, a, n in rows}
 
     def load_last_fired(self, since_ms: int) -> dict[tuple[str, str, str], int]:
         with self._lock:
@@ -170,8 +178,9 @@ class Store:
                                     (since_ms,)).fetchall()
         return {(r, s, rule): ts for r, s, rule, ts in rows}
 
-    def commit_alert_cycle(self, cycle: dict, results: list[dict], symbol_state: dict, signals: list[dict],
-                           fired: list[tuple[str, str, str, int]], outbox: list[dict]) -> None:
+    def commit_alert_cycle(self, cycle: CycleRecord, results: list[ScoredRow],
+                           symbol_state: dict[str, SymbolStateRow], signals: list[SignalRecord],
+                           fired: list[FiredRow], outbox: list[OutboxEntry]) -> None:
         """Scores, rule state, signals, cooldowns and outbox rows of one cycle, in ONE transaction:
         after a crash the cycle either happened entirely (alerts queued, state advanced) or not at all."""
         with self._tx() as db:
@@ -182,7 +191,8 @@ class Store:
                            [(cycle["ts"], r["symbol"], r["score"], r["bias"], r["regime_key"], json.dumps(r))
                             for r in results])
             db.executemany("INSERT OR REPLACE INTO symbol_state VALUES (?,?,?,?,?,?)",
-                           [(sym, st[0], st[1], st[2], json.dumps(st[3]), st[4]) for sym, st in symbol_state.items()])
+                           [(sym, st.score, st.bias, st.regime, json.dumps(st.armed), st.regime_cycles)
+                            for sym, st in symbol_state.items()])
             db.executemany("INSERT OR IGNORE INTO signals VALUES (?,?,?,?,?,?,?,?,?,NULL)",
                            [(g["id"], g["ts"], g["symbol"], g["rule"], g["kind"], g["score"], g["bias"],
                              g["regime"], json.dumps(g["receipt"])) for g in signals])
@@ -193,21 +203,20 @@ class Store:
                 [(o["key"], o["recipient"], o["channel"], o["address"], o["created"], o["due"],
                   json.dumps(o["signal_ids"])) for o in outbox])
 
-    def signal(self, signal_id: str) -> dict | None:
+    def signal(self, signal_id: str) -> StoredSignal | None:
         with self._lock:
-            row = self._db.execute("SELECT id, ts, symbol, rule, kind, score, bias, regime, receipt, outcome "
-                                   "FROM signals WHERE id = ?", (signal_id.strip().upper(),)).fetchone()
-        return _signal_dict(row) if row else None
+            row = self._db.execute(f"{_SIGNAL_SELECT} WHERE id = ?", (signal_id.strip().upper(),)).fetchone()
+        return _stored_signal(row) if row else None
 
-    def signals(self, ids: list[str]) -> list[dict]:
+    def signals(self, ids: list[str]) -> list[StoredSignal]:
+        """The signals with these ids, in the order asked (unknown ids left out)."""
         with self._lock:
-            rows = self._db.execute(
-                f"SELECT id, ts, symbol, rule, kind, score, bias, regime, receipt, outcome FROM signals "
-                f"WHERE id IN ({','.join('?' * len(ids))})", ids).fetchall()
-        by_id = {r[0]: _signal_dict(r) for r in rows}
+            rows = self._db.execute(f"{_SIGNAL_SELECT} WHERE id IN ({','.join('?' * len(ids))})", ids).fetchall()
+        by_id = {r[0]: _stored_signal(r) for r in rows}
         return [by_id[i] for i in ids if i in by_id]
 
-    def recent_signals(self, limit: int = 20, symbols: list[str] | None = None, recipient: str | None = None) -> list[dict]:
+    def recent_signals(self, limit: int = 20, symbols: list[str] | None = None,
+                       recipient: str | None = None) -> list[StoredSignal]:
         """Newest first; for a recipient, the signals that were queued for them."""
         if recipient is not None:
             with self._lock:
@@ -215,39 +224,51 @@ class Store:
                                         (recipient, limit)).fetchall()
             ids = list(dict.fromkeys(i for r in rows for i in json.loads(r[0])))[:limit]
             return sorted(self.signals(ids), key=lambda g: -g["ts"])
-        q, args = "SELECT id, ts, symbol, rule, kind, score, bias, regime, receipt, outcome FROM signals", []
+        q, args = _SIGNAL_SELECT, []
         if symbols:
             q += f" WHERE symbol IN ({','.join('?' * len(symbols))})"
             args = list(symbols)
         with self._lock:
             rows = self._db.execute(q + " ORDER BY ts DESC, id LIMIT ?", (*args, limit)).fetchall()
-        return [_signal_dict(r) for r in rows]
+        return [_stored_signal(r) for r in rows]
 
-    def signals_without_outcome(self, before_ms: int) -> list[dict]:
+    def signals_without_outcome(self, before_ms: int) -> list[StoredSignal]:
         with self._lock:
-            rows = self._db.execute("SELECT id, ts, symbol, rule, kind, score, bias, regime, receipt, outcome "
-                                    "FROM signals WHERE outcome IS NULL AND ts <= ?", (before_ms,)).fetchall()
-        return [_signal_dict(r) for r in rows]
+            rows = self._db.execute(f"{_SIGNAL_SELECT} WHERE outcome IS NULL AND ts <= ?", (before_ms,)).fetchall()
+        return [_stored_signal(r) for r in rows]
 
-    def set_outcome(self, signal_id: str, outcome: dict) -> None:
+    def set_outcome(self, signal_id: str, outcome: Outcome) -> None:
         with self._tx() as db:
             db.execute("UPDATE signals SET outcome=? WHERE id=?", (json.dumps(outcome), signal_id))
 
-    def outbox_rows(self, where: str = "1=1", args: tuple = ()) -> list[dict]:
+    def outbox_rows(self) -> list[OutboxRow]:
+        """Every outbox row, oldest first."""
+        return self._outbox_where("1=1", ())
+
+    def outbox_by_status(self, status: OutboxStatus) -> list[OutboxRow]:
+        """Rows in one state, oldest first ('sending' after a crash: claimed, outcome unknown)."""
+        return self._outbox_where("status = ?", (status,))
+
+    def outbox_row(self, key: str) -> OutboxRow | None:
+        """The row with this idempotency key."""
+        rows = self._outbox_where("key = ?", (key,))
+        return rows[0] if rows else None
+
+    def _outbox_where(self, where: str, args: tuple) -> list[OutboxRow]:
         with self._lock:
             rows = self._db.execute(f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM outbox WHERE {where} ORDER BY id",
                                     args).fetchall()
-        return [dict(zip(OUTBOX_COLUMNS, r), signal_ids=json.loads(r[7])) for r in rows]
+        return [_outbox_row(r) for r in rows]
 
-    def claim_due(self, now_ms: int) -> list[dict]:
+    def claim_due(self, now_ms: int) -> list[OutboxRow]:
         """Pending rows whose time has come, marked 'sending' (so a crash mid-send is visible)."""
         with self._tx() as db:
             ids = [r[0] for r in db.execute("SELECT id FROM outbox WHERE status='pending' AND due <= ? ORDER BY id",
                                             (now_ms,)).fetchall()]
             db.executemany("UPDATE outbox SET status='sending', attempts=attempts+1 WHERE id=?", [(i,) for i in ids])
-        return self.outbox_rows(f"id IN ({','.join('?' * len(ids))})", tuple(ids)) if ids else []
+        return self._outbox_where(f"id IN ({','.join('?' * len(ids))})", tuple(ids)) if ids else []
 
-    def mark_outbox(self, ids: list[int], status: str, *, error: str | None = None, due: int | None = None,
+    def mark_outbox(self, ids: list[int], status: OutboxStatus, *, error: str | None = None, due: int | None = None,
                     sent: int | None = None) -> None:
         with self._tx() as db:
             db.executemany("UPDATE outbox SET status=?, last_error=?, due=COALESCE(?, due), sent=? WHERE id=?",
@@ -286,10 +307,14 @@ class _Tx:
             self.lock.release()
 
 
+def _stored_signal(row: tuple) -> StoredSignal:
+    sid, ts, symbol, rule, kind, score, bias, regime, receipt, outcome = row
+    return StoredSignal(id=sid, ts=ts, symbol=symbol, rule=rule, kind=kind, score=score, bias=bias, regime=regime,
+                        receipt=json.loads(receipt), outcome=json.loads(outcome) if outcome else None)
 
-def _signal_dict(row) -> dict:
-    keys = ("id", "ts", "symbol", "rule", "kind", "score", "bias", "regime", "receipt", "outcome")
-    d = dict(zip(keys, row))
-    d["receipt"] = json.loads(d["receipt"])
-    d["outcome"] = json.loads(d["outcome"]) if d["outcome"] else None
-    return d
+
+def _outbox_row(row: tuple) -> OutboxRow:
+    rid, key, recipient, channel, address, created, due, signal_ids, status, attempts, last_error, sent = row
+    return OutboxRow(id=rid, key=key, recipient=recipient, channel=channel, address=address, created=created,
+                     due=due, signal_ids=json.loads(signal_ids), status=status, attempts=attempts,
+                     last_error=last_error, sent=sent)

@@ -16,7 +16,6 @@ import pytest
 
 import bot.adapters.discord as discord_adapter_mod
 import bot.commands as registry
-import bot.engine as engine_mod
 from bot import app as app_mod
 from bot.adapters.console import ConsoleSender
 from bot.adapters.discord import (COLOURS, MAX_DESCRIPTION, MAX_EMBED_TOTAL, MAX_EMBEDS,
@@ -80,18 +79,17 @@ def make_svc(tmp_path, discord: dict, db: str = "bot.db") -> Services:
 class Cycles:
     """The real Engine (detect -> route -> one-transaction commit of signals + outbox) fed with fixed inputs."""
 
-    def __init__(self, svc: Services, monkeypatch):
+    def __init__(self, svc: Services):
         self.svc, self.queue = svc, []
         self.ts = 1_760_000_000_000
+        self.engine = Engine(svc.cfg, svc.store, None, svc.recipients, source=self)
 
-        async def fake_run_cycle(cfg, client, store, collector=None, progress=None, save=True):
-            inputs = self.queue.pop(0)
-            self.ts += 300_000
-            results = score_all(inputs, cfg.score)
-            return CycleOutcome(self.ts, results, CycleData(self.ts, inputs, {}), 0.1, 0, 0, 0)
-
-        monkeypatch.setattr(engine_mod, "run_cycle", fake_run_cycle)
-        self.engine = Engine(svc.cfg, svc.store, None, svc.recipients)
+    async def next_cycle(self) -> CycleOutcome:
+        """The engine's market source: the next queued inputs, scored, 5 minutes after the last cycle."""
+        inputs = self.queue.pop(0)
+        self.ts += 300_000
+        results = score_all(inputs, self.svc.cfg.score)
+        return CycleOutcome(self.ts, results, CycleData(self.ts, inputs, {}), 0.1, 0, 0, 0)
 
     async def run(self, inputs):
         self.queue.append(inputs)
@@ -203,7 +201,7 @@ async def test_webhook_alert_digest_delivered_once(server, tmp_path, monkeypatch
     assert "webhook" in svc.senders and "discord-channel" not in svc.senders
     await adapter.start()
     try:
-        cycles = Cycles(svc, monkeypatch)
+        cycles = Cycles(svc)
         await cycles.run(CALM)
         await cycles.run(HOT)
         await cycles.run(HOT)        # regimes alert once confirmed (rules.regime_confirm_cycles)
@@ -243,7 +241,7 @@ async def test_webhook_429_is_kept_and_delivered_later_exactly_once(server, tmp_
     adapter = add_adapter(svc)
     await adapter.start()
     try:
-        cycles = Cycles(svc, monkeypatch)
+        cycles = Cycles(svc)
         await cycles.run(CALM)
         await cycles.run(HOT)
         server.fail_next("/webhooks/5555/", 429, {"message": "You are being rate limited.", "retry_after": 0.4,
@@ -272,7 +270,7 @@ async def test_webhook_deleted_is_reported_once_disabled_and_not_retried(server,
     adapter = add_adapter(svc)
     await adapter.start()
     try:
-        cycles = Cycles(svc, monkeypatch)
+        cycles = Cycles(svc)
         await cycles.run(CALM)
         await cycles.run(HOT)
         server.delete_webhook(5555)
@@ -316,7 +314,7 @@ async def test_several_webhook_urls_with_their_own_filters(server, tmp_path, mon
     try:
         recips = {r.id: [rt.address for rt in r.routes] for r in svc.recipients()}
         assert recips == {"dc-webhook-majors": ["majors"], "dc-webhook-stressed": ["stressed", "stressed-2"]}
-        cycles = Cycles(svc, monkeypatch)
+        cycles = Cycles(svc)
         await cycles.run(CALM)
         await cycles.run(HOT)
         await cycles.run(HOT)
@@ -362,7 +360,7 @@ def body_of(responses: list[dict]) -> dict:
 async def test_bot_slash_commands_top_score_autocomplete(server, tmp_path, monkeypatch):
     bot_env(monkeypatch, server)
     svc = make_svc(tmp_path, {"webhooks": []})
-    cycles = Cycles(svc, monkeypatch)
+    cycles = Cycles(svc)
     await cycles.run(HOT)
     adapter = await start_bot(svc)
     try:
@@ -425,7 +423,7 @@ async def test_bot_watch_and_unwatch_edit_only_the_callers_watchlist(server, tmp
     bot_env(monkeypatch, server)
     server.add_user(4445, "other")
     svc = make_svc(tmp_path, {"webhooks": []})
-    await Cycles(svc, monkeypatch).run(HOT)
+    await Cycles(svc).run(HOT)
     await svc.watchlists.ensure("dc-4445", discord_user_id=4445)
     await svc.watchlists.add_symbols("dc-4445", ["ETH"])
     other_file = tmp_path / "watchlists" / "dc-4445.yaml"
@@ -464,7 +462,7 @@ async def test_bot_alert_reaches_channel_and_dm_once_deleted_channel_disabled(se
     await svc.watchlists.add_symbols("dc-4444", ["BTC"])
     adapter = await start_bot(svc)
     try:
-        cycles = Cycles(svc, monkeypatch)
+        cycles = Cycles(svc)
         await cycles.run(CALM)
         await cycles.run(HOT)
         by_route = {(r["channel"], r["address"]) for r in outbox(svc)}
@@ -534,7 +532,7 @@ async def test_tokens_never_appear_in_logs_at_debug(server, tmp_path, monkeypatc
                               "webhooks": [{"name": "secret", "url_env": "DC_HOOK_SECRET"}]})
     adapter = await start_bot(svc)
     try:
-        cycles = Cycles(svc, monkeypatch)
+        cycles = Cycles(svc)
         await cycles.run(CALM)
         await cycles.run(HOT)
         server.fail_next("/webhooks/5700/", 500, {"message": "boom", "code": 0})
@@ -565,7 +563,7 @@ async def test_rejected_bot_token_turns_bot_mode_off_but_webhooks_keep_working(t
             assert adapter.bot_failed and "discord-channel" not in svc.senders and "discord-dm" not in svc.senders
             assert [r.id for r in svc.recipients()] == ["dc-webhook-default"]
             assert any("rejected the bot token" in r.getMessage() for r in caplog.records)
-            cycles = Cycles(svc, monkeypatch)
+            cycles = Cycles(svc)
             await cycles.run(CALM)
             await cycles.run(HOT)
             await make_worker(svc).deliver_due()

@@ -1,10 +1,13 @@
-"""The real Binance client and market collector against the Binance-shaped simulator on loopback."""
+"""The real Binance client and market collector against the Binance-shaped simulator on loopback.
+
+Pauses and retry back-off run on a `FakeClock`: the tests check how long the client waited without
+waiting themselves."""
 from __future__ import annotations
 
-import time
-
+import httpx
 import pytest
 
+from bot.clock import FakeClock
 from bot.config import Config, ExchangeConfig
 from bot.cycle import run_cycle
 from bot.exchange.binance import BinanceClient, BinanceError
@@ -41,48 +44,74 @@ async def test_weight_header_is_tracked(sim_server):
 async def test_429_with_retry_after_pauses_then_succeeds(sim_server, caplog):
     server, url = sim_server
     server.faults.add("429", "/fapi/v1/premiumIndex", retry_after=1)
-    async with BinanceClient(FAST, base_url=url) as c:
-        t = time.monotonic()
+    clock = FakeClock()
+    async with BinanceClient(FAST, base_url=url, clock=clock) as c:
+        t = clock.monotonic()
         body = await c.premium_index()
     assert isinstance(body, list) and len(body) > 10
-    assert time.monotonic() - t >= 0.9            # honoured Retry-After
-    assert c.stats.retries == 1
+    assert clock.monotonic() - t >= 1.0           # honoured Retry-After (back-off, then the rest of the pause)
+    assert c.stats.retries == 1 and c.paused_for == 0
     assert any("rate limited (HTTP 429)" in r.getMessage() for r in caplog.records)
 
 
 async def test_418_ban_pauses_all_requests(sim_server):
     server, url = sim_server
     server.faults.add("418", "/fapi/v1/openInterest", retry_after=None)
-    async with BinanceClient(ExchangeConfig(max_retries=0), base_url=url) as c:
+    clock = FakeClock()
+    async with BinanceClient(ExchangeConfig(max_retries=0), base_url=url, clock=clock) as c:
         with pytest.raises(BinanceError, match=r"rate limited \(HTTP 418\).*banned") as e:
             await c.open_interest("BTCUSDT")
         # no Retry-After on a ban: every request now waits a long backoff instead of hammering
-        assert e.value.status == 418 and c._paused_until - time.monotonic() > 50
+        assert e.value.status == 418 and c.paused_for == 60
+        body = await c.premium_index()              # the next request, to any endpoint, waits it out first
+        assert isinstance(body, list) and clock.sleeps == [60] and c.paused_for == 0
 
 
 async def test_418_with_retry_after_waits_then_succeeds(sim_server):
     server, url = sim_server
     server.faults.add("418", "/fapi/v1/openInterest", retry_after=1)
-    async with BinanceClient(FAST, base_url=url) as c:
-        t = time.monotonic()
+    clock = FakeClock()
+    async with BinanceClient(FAST, base_url=url, clock=clock) as c:
+        t = clock.monotonic()
         body = await c.open_interest("BTCUSDT")
-    assert body["symbol"] == "BTCUSDT" and time.monotonic() - t >= 0.9
+    assert body["symbol"] == "BTCUSDT" and clock.monotonic() - t >= 1.0
+
+
+async def test_used_weight_near_the_limit_pauses_until_the_minute_rolls_over():
+    """Other clients on our IP count too: a used-weight header at the headroom holds every request
+    until the next minute window (plus half a second)."""
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        used = 1920 if len(seen) == 1 else 100           # 2400 * 0.8 headroom on the first reply
+        return httpx.Response(200, json=[], headers={"X-MBX-USED-WEIGHT-1M": str(used)})
+
+    clock = FakeClock(time=1_800_000_030.0)              # 30 s into a minute
+    async with BinanceClient(ExchangeConfig(), base_url="http://binance.test", clock=clock,
+                             transport=httpx.MockTransport(handler)) as c:
+        await c.premium_index()
+        assert c.paused_for == 30.5 and c.stats.max_used_weight_1m == 1920
+        await c.premium_index()
+    assert clock.sleeps == [30.5] and len(seen) == 2 and c.paused_for == 0
 
 
 async def test_5xx_and_malformed_json_are_retried(sim_server):
     server, url = sim_server
     server.faults.add("5xx", "/fapi/v1/ticker/24hr", status=502)
     server.faults.add("malformed", "/fapi/v1/ticker/24hr")
-    async with BinanceClient(FAST, base_url=url) as c:
+    clock = FakeClock()
+    async with BinanceClient(FAST, base_url=url, clock=clock) as c:
         body = await c.ticker_24hr()
     assert isinstance(body, list) and c.stats.retries == 2
+    assert len(clock.sleeps) == 2 and all(0 <= s <= 5 for s in clock.sleeps)   # jittered back-off, capped
 
 
 async def test_timeout_is_retried_and_reported(sim_server):
     server, url = sim_server
     server.faults.add("timeout", "/fapi/v1/exchangeInfo", times=10)
     cfg = ExchangeConfig(timeout_s=0.3, max_retries=1)
-    async with BinanceClient(cfg, base_url=url) as c:
+    async with BinanceClient(cfg, base_url=url, clock=FakeClock()) as c:     # the timeouts are real, the back-off not
         with pytest.raises(BinanceError, match=r"exchangeInfo: timed out after 0.3s"):
             await c.exchange_info()
     assert c.stats.retries == 1
@@ -149,7 +178,7 @@ async def test_malformed_all_symbols_reply_is_a_clear_error(sim_server, cfg, tmp
     server, url = sim_server
     server.faults.add("malformed", "/fapi/v1/premiumIndex", times=20)
     store = Store(tmp_path / "t.db")
-    async with BinanceClient(ExchangeConfig(timeout_s=1, max_retries=1), base_url=url) as c:
+    async with BinanceClient(ExchangeConfig(timeout_s=1, max_retries=1), base_url=url, clock=FakeClock()) as c:
         with pytest.raises(BinanceError, match="premiumIndex: malformed JSON reply"):
             await run_cycle(cfg, c, store)
 
@@ -163,3 +192,20 @@ async def test_backfill_longer_than_one_page_pages_back_by_end_time(sim_server, 
     (sym, (lo, hi)), *_ = store.history_coverage().items()
     assert hi - lo >= 48 * 3_600_000 - 5 * 60_000             # 577 points of 5m, beyond one 500-row page
     assert server.count("/futures/data/openInterestHist", symbol=sym) == 2
+
+
+async def test_universe_and_funding_intervals_refresh_once_the_interval_has_passed(sim_server, cfg, tmp_path):
+    server, url = sim_server
+    store = Store(tmp_path / "t.db")
+    clock = FakeClock()
+    async with BinanceClient(cfg.exchange, base_url=url, clock=clock) as c:
+        collector = MarketCollector(c, store, cfg)
+        assert collector.clock is clock                   # the client's clock, unless given one
+        await collector.refresh_reference_data()
+        clock.advance(cfg.exchange.funding_info_refresh_s - 1)
+        await collector.refresh_reference_data()          # still fresh: nothing fetched
+        assert server.count("/fapi/v1/fundingInfo") == 1 and server.count("/fapi/v1/exchangeInfo") == 1
+        clock.advance(1)
+        await collector.refresh_reference_data()
+        assert server.count("/fapi/v1/fundingInfo") == 2 and server.count("/fapi/v1/exchangeInfo") == 2
+    assert collector.universe

@@ -111,6 +111,21 @@ async def test_crash_between_send_and_mark_is_recovered_without_a_duplicate(stor
     assert {r["status"] for r in store.outbox_rows()} == {"sent"}
 
 
+def test_store_answers_named_outbox_queries_with_the_typed_records(store):
+    """Callers ask the store by name (no SQL of their own) and get rows shaped as bot.records says."""
+    from typing import get_type_hints
+
+    from bot.records import OutboxRow, StoredCycle, StoredSignal
+    queue(store, [("k1", NOW, ["A"]), ("k2", NOW + 60_000, ["B"])], [signal("A", "AUSDT", 40), signal("B", "BUSDT", 45)])
+    (claimed,) = store.claim_due(NOW)
+    assert [r["key"] for r in store.outbox_by_status("sending")] == ["k1"] == [claimed["key"]]
+    assert [r["key"] for r in store.outbox_by_status("pending")] == ["k2"]
+    assert store.outbox_row("k2")["due"] == NOW + 60_000 and store.outbox_row("nope") is None
+    assert set(claimed) == set(get_type_hints(OutboxRow))
+    assert set(store.signal("a")) == set(get_type_hints(StoredSignal))
+    assert set(store.last_cycle()) == set(get_type_hints(StoredCycle))
+
+
 def test_channel_filter_watches_the_whole_market_at_or_above_min_score():
     sub = FilterSubscriber.from_filter(AlertFilter(min_score=60, bands=["stretched", "stressed"]))
     now = datetime(2026, 11, 25, tzinfo=timezone.utc)

@@ -181,7 +181,8 @@ def worker(env: Env) -> DeliveryWorker:
 
 
 def outbox(env: Env, key: str) -> dict:
-    [row] = env.svc.store.outbox_rows("key=?", (key,))
+    row = env.svc.store.outbox_row(key)
+    assert row is not None, f"no outbox row {key!r}"
     return row
 
 

@@ -7,13 +7,13 @@ Rate limits are respected, not hoped for:
 - 429/418 pause *all* requests for Retry-After (or a backoff when absent), then retry;
 - 5xx, timeouts and malformed JSON are retried with jittered exponential backoff (tenacity);
 - Binance error bodies ({"code","msg"}) surface in the exception message.
+Pauses and back-off waits read and sleep on an injected `Clock` (the real one by default), so tests
+move time forward instead of waiting.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +22,7 @@ import httpx
 from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from ..clock import SYSTEM_CLOCK, Clock
 from ..config import ExchangeConfig
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,9 @@ def _retry_after(resp: httpx.Response) -> float | None:
 
 class BinanceClient:
     def __init__(self, cfg: ExchangeConfig, base_url: str | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None):
+                 transport: httpx.AsyncBaseTransport | None = None, clock: Clock | None = None):
         self.cfg = cfg
+        self.clock: Clock = clock or SYSTEM_CLOCK
         self.base_url = (base_url or cfg.base_url).rstrip("/")
         self._http = httpx.AsyncClient(
             base_url=self.base_url, timeout=cfg.timeout_s, transport=transport,
@@ -84,8 +86,13 @@ class BinanceClient:
         budget = cfg.weight_limit * cfg.weight_headroom
         self._weight_bucket = AsyncLimiter(budget, 60)
         self._data_bucket = AsyncLimiter(cfg.data_limit_per_5m * cfg.weight_headroom, 300)
-        self._paused_until = 0.0        # monotonic time before which no request is sent (429/418)
+        self._paused_until = 0.0        # clock.monotonic() before which no request is sent (429/418)
         self.stats = RequestStats()
+
+    @property
+    def paused_for(self) -> float:
+        """Seconds left of a rate-limit pause (0 when requests may go out)."""
+        return max(0.0, self._paused_until - self.clock.monotonic())
 
     async def __aenter__(self) -> "BinanceClient":
         return self
@@ -125,6 +132,7 @@ class BinanceClient:
     async def get(self, path: str, params: dict | None = None, *, weight: int = 1) -> Any:
         """GET with rate limiting and retries; raises BinanceError with a specific message."""
         retrying = AsyncRetrying(
+            sleep=self.clock.sleep,
             stop=stop_after_attempt(self.cfg.max_retries + 1),
             wait=wait_random_exponential(multiplier=0.2, max=5),
             retry=retry_if_exception(lambda e: isinstance(e, BinanceError) and e.retryable),
@@ -172,9 +180,9 @@ class BinanceClient:
                                path=path, status=resp.status_code, retryable=True) from e
 
     async def _respect_limits(self, path: str, weight: int) -> None:
-        wait = self._paused_until - time.monotonic()
+        wait = self._paused_until - self.clock.monotonic()
         if wait > 0:
-            await asyncio.sleep(wait)
+            await self.clock.sleep(wait)
         if path.startswith("/futures/data/"):
             await self._data_bucket.acquire()
         if weight:
@@ -188,13 +196,13 @@ class BinanceClient:
         self.stats.max_used_weight_1m = max(self.stats.max_used_weight_1m, used)
         if used >= self.cfg.weight_limit * self.cfg.weight_headroom:
             # Other clients on this IP count too: hold off until the minute window rolls over.
-            until_next_minute = 60 - (time.time() % 60) + 0.5
-            self._paused_until = max(self._paused_until, time.monotonic() + until_next_minute)
+            until_next_minute = 60 - (self.clock.time() % 60) + 0.5
+            self._paused_until = max(self._paused_until, self.clock.monotonic() + until_next_minute)
             log.warning("binance used weight %d/%d: pausing %.0fs", used, self.cfg.weight_limit, until_next_minute)
 
     def _pause(self, resp: httpx.Response) -> None:
         seconds = _retry_after(resp)
         if seconds is None:
             seconds = 2.0 if resp.status_code == 429 else 60.0
-        self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+        self._paused_until = max(self._paused_until, self.clock.monotonic() + seconds)
         log.warning("binance HTTP %d: pausing all requests for %.1fs", resp.status_code, seconds)

@@ -1,0 +1,145 @@
+"""The records that cross the store boundary: what the engine commits, what the store hands back.
+
+TypedDicts (as freqtrade's rpc_types.py does) rather than dataclasses: they are the JSON that is stored
+and the dicts that commands and chat adapters already read (`sig["score"]`, `row.get("raw")`), so typing
+them changes nothing at runtime. Tuples the store keeps positionally are NamedTuples.
+
+No `from __future__ import annotations` here: TypedDict reads `NotRequired` at class creation.
+"""
+from typing import Literal, NamedTuple, NotRequired, TypedDict
+
+OutboxStatus = Literal["pending", "sending", "sent", "failed"]
+
+
+class MarketReceipt(TypedDict):
+    """The exact exchange values a symbol's score inputs came from (a scored row's `raw`)."""
+    time: int                                # exchange time of the snapshot (ms)
+    mark_price: float
+    index_price: float
+    funding_rate: float
+    funding_interval_hours: float | None
+    funding_interval_source: str             # "fundingInfo" or the default that was assumed
+    price_change_24h_pct: float
+    last_price: str | None
+    oi: dict[str, list | None]               # "now", "1h", "4h", "24h" -> [ts ms, open interest] or None
+    price_1h_ago: list | None                # [ts ms, price] or None
+
+
+class ScoredRow(TypedDict):
+    """One symbol's result as stored per cycle: score inputs, score fields and the market receipt."""
+    symbol: str
+    funding_rate: float
+    funding_interval_hours: float | None
+    oi_change_1h: float | None
+    oi_change_4h: float | None
+    oi_change_24h: float | None
+    basis: float | None
+    price_change_1h: float | None
+    price_change_24h: float | None
+    score: int
+    band: str
+    bias: str
+    regime: str                              # the label shown to people
+    regime_key: str                          # the key the rules work on
+    reason: str
+    components: dict[str, float]
+    missing: list[str]
+    assumptions: list[str]
+    quadrant: str | None
+    raw: NotRequired[MarketReceipt | None]
+
+
+class SignalReceipt(TypedDict):
+    """Why a signal fired: the rule, the score and its components, the inputs and raw exchange values."""
+    rule: str
+    kind: str                                # threshold | regime | bias_flip
+    threshold: int | None
+    prev_score: int | None
+    score: int
+    band: str
+    bias: str
+    regime: str
+    reason: str
+    components: dict[str, float]
+    quadrant: NotRequired[str | None]
+    inputs: dict[str, float | None]
+    raw: MarketReceipt | None
+    missing: NotRequired[list[str]]
+
+
+class HorizonOutcome(TypedDict):
+    price_change: float | None
+    oi_change: float | None
+
+
+# What price and open interest did 1h/4h/24h after a signal (None: no history within tolerance).
+Outcome = TypedDict("Outcome", {"1h": HorizonOutcome | None, "4h": HorizonOutcome | None,
+                                "24h": HorizonOutcome | None})
+
+
+class SignalRecord(TypedDict):
+    """A signal as the engine commits it."""
+    id: str
+    ts: int
+    symbol: str
+    rule: str
+    kind: str
+    score: int
+    bias: str
+    regime: str
+    receipt: SignalReceipt
+
+
+class StoredSignal(SignalRecord):
+    """A signal as the store returns it."""
+    outcome: Outcome | None
+
+
+class OutboxEntry(TypedDict):
+    """A message to deliver, as the engine queues it."""
+    key: str                                 # idempotency key: "{ts}:{recipient}:{channel}:{address}[:held]"
+    recipient: str
+    channel: str
+    address: str
+    created: int                             # ms
+    due: int                                 # ms
+    signal_ids: list[str]
+
+
+class OutboxRow(OutboxEntry):
+    """An outbox row as the store returns it."""
+    id: int
+    status: OutboxStatus
+    attempts: int
+    last_error: str | None
+    sent: int | None                         # ms
+
+
+class CycleRecord(TypedDict):
+    """A cycle's bookkeeping, as committed."""
+    ts: int
+    duration_s: float
+    requests: int
+    weight: int
+    failed: dict[str, str]                   # symbol (or endpoint) -> why
+
+
+class StoredCycle(CycleRecord):
+    scored: int
+
+
+class SymbolStateRow(NamedTuple):
+    """The rules' per-symbol state as stored (rules.SymbolState(*row) reads it back)."""
+    score: int
+    bias: str
+    regime: str
+    armed: dict[int, bool]
+    regime_cycles: int
+
+
+class FiredRow(NamedTuple):
+    """When a rule last fired for a recipient and symbol (cooldowns)."""
+    recipient: str
+    symbol: str
+    rule: str
+    ts: int                                  # ms
