@@ -31,7 +31,7 @@ local disk and send local files as ``file://`` URIs instead of uploading them.
 
 Standalone (offline demo)::
 
-    python -m bot.sim.telegram_server --port 8082 --token 123:ABC
+    python -m fakes.telegram_server --port 8082 --token 123:ABC
 
 prints the API root (``http://127.0.0.1:8082``) as its first stdout line and
 logs every message the bot sends to stderr. Drive it with the JSON control API

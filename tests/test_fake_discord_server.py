@@ -15,8 +15,8 @@ import httpx
 import pytest
 from discord import app_commands
 
-import bot.sim.discord_server as discord_server_mod
-from bot.sim.discord_server import DiscordSimServer, patch_discord
+import fakes.discord_server as discord_server_mod
+from fakes.discord_server import DiscordSimServer, patch_discord
 
 PNG_1x1 = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"

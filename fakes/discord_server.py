@@ -130,7 +130,7 @@ handlers run in tasks of the client).  Faults: :meth:`fail_next`,
 :meth:`delete_webhook`, :meth:`request_reconnect`, :meth:`drop_gateway`,
 :meth:`close_gateway`, ``interaction_ack_timeout``.
 
-Standalone: ``python -m bot.sim.discord_server --port 8083``.
+Standalone: ``python -m fakes.discord_server --port 8083``.
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ except ImportError:  # pragma: no cover
 
 __all__ = ["DiscordSimServer", "patch_discord", "DISCORD_EPOCH"]
 
-log = logging.getLogger("bot.sim.discord_server")
+log = logging.getLogger("fakes.discord_server")
 
 DISCORD_EPOCH = 1420070400000
 
