@@ -29,8 +29,8 @@ if str(HERE.parent) not in sys.path:
 async def _serve(args: argparse.Namespace) -> None:
     from aiohttp import web
 
-    from bot.sim.binance_server import BinanceSimServer, Faults
-    from bot.sim.market import MarketSimulator
+    from bot.demo_market.binance_server import BinanceSimServer, Faults
+    from bot.demo_market.market import MarketSimulator
 
     sim = MarketSimulator(n_symbols=args.symbols, seed=args.seed, speed=args.speed)
     server = BinanceSimServer(sim, faults=Faults(latency_ms=args.latency_ms), weight_limit=args.weight_limit,

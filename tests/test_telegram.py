@@ -28,8 +28,8 @@ from bot.cycle import run_cycle
 from bot.engine import _receipt, signal_id
 from bot.outbox import DeliveryWorker, Digest
 from bot.rules import Event
-from bot.sim.binance_server import BinanceSimServer
-from bot.sim.market import MarketSimulator
+from bot.demo_market.binance_server import BinanceSimServer
+from bot.demo_market.market import MarketSimulator
 from fakes.telegram_server import TelegramSimServer, parse_formatted_text
 from bot.watchlists import WatchlistError, parse_watchlist
 

@@ -14,7 +14,7 @@ Faults can be injected at runtime through :class:`Faults` (see :meth:`Faults.add
 
 Standalone::
 
-    python -m bot.sim.binance_server --port 8081 --symbols 300 --seed 7 --speed 60
+    python -m bot.demo_market.binance_server --port 8081 --symbols 300 --seed 7 --speed 60
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Callable
 
 from aiohttp import web
 
-from bot.sim.market import MarketSimulator
+from bot.demo_market.market import MarketSimulator
 
 __all__ = ["Faults", "Fault", "BinanceSimServer", "FAULT_KINDS", "main"]
 
@@ -457,7 +457,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bot.sim.binance_server",
+    p = argparse.ArgumentParser(prog="python -m bot.demo_market.binance_server",
                                 description="Binance USDⓈ-M-shaped market-data server backed by a seeded simulator")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8081, help="0 = pick a free port")
