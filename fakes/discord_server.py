@@ -156,6 +156,8 @@ from typing import Any, Awaitable, Callable, Iterator, Sequence
 
 from aiohttp import WSMsgType, web
 
+from bot.demo_market.serve import run_until_signalled
+
 try:  # pragma: no cover - depends on the environment
     import zstandard as _zstd_mod  # type: ignore
 
@@ -2042,25 +2044,6 @@ def patch_discord(server: DiscordSimServer) -> Iterator[None]:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = old_gw
 
 
-async def _amain(args: argparse.Namespace) -> None:
-    server = DiscordSimServer(
-        application_id=args.application_id,
-        bot_user_id=args.bot_user_id,
-        guild_id=args.guild_id,
-        channel_ids=[int(c) for c in args.channel_ids.split(",") if c.strip()],
-        bot_token=args.token,
-        heartbeat_interval=args.heartbeat_interval,
-    )
-    root = await server.start(args.host, args.port)
-    print(f"Discord sim: root={root} api_base={server.api_base} gateway={server.gateway_url}", flush=True)
-    print(f"  webhook: {server.webhook_url()}", flush=True)
-    print("  discord.py: Route.BASE = api_base; DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway)", flush=True)
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await server.stop()
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="Discord-shaped REST + gateway + webhook server on loopback")
     p.add_argument("--host", default="127.0.0.1")
@@ -2074,8 +2057,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_amain(args))
+    server = DiscordSimServer(
+        application_id=args.application_id,
+        bot_user_id=args.bot_user_id,
+        guild_id=args.guild_id,
+        channel_ids=[int(c) for c in args.channel_ids.split(",") if c.strip()],
+        bot_token=args.token,
+        heartbeat_interval=args.heartbeat_interval,
+    )
+
+    async def start() -> str:
+        root = await server.start(args.host, args.port)
+        return (f"Discord sim: root={root} api_base={server.api_base} gateway={server.gateway_url}\n"
+                f"  webhook: {server.webhook_url()}\n"
+                "  discord.py: Route.BASE = api_base; DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway)")
+
+    run_until_signalled(start, server.stop)
 
 
 if __name__ == "__main__":

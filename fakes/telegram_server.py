@@ -134,7 +134,6 @@ import json
 import logging
 import mimetypes
 import re
-import signal
 import struct
 import sys
 import threading
@@ -143,6 +142,8 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+
+from bot.demo_market.serve import run_until_signalled
 
 __all__ = ["TelegramSimServer", "ApiError", "parse_formatted_text"]
 
@@ -1755,32 +1756,6 @@ def _print_sent(rec: dict) -> None:
     print(f"-> chat {rec['chat_id']} #{rec['message_id']}: {what}", file=sys.stderr, flush=True)
 
 
-async def _serve(args: argparse.Namespace) -> None:
-    server = TelegramSimServer(token=args.token, bot_username=args.username)
-    root = await server.start(args.host, args.port)
-    print(root, flush=True)
-    if not args.quiet:
-        server.listeners.append(_print_sent)
-        print(
-            f"Telegram sim for bot @{args.username} (token {args.token}).\n"
-            f"  PTB: .base_url('{root}/bot').base_file_url('{root}/file/bot')\n"
-            f"  push: curl -s {root}/sim/push_message -d '{{\"chat_id\": 1001, \"text\": \"/start\"}}'",
-            file=sys.stderr,
-            flush=True,
-        )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):
-            pass
-    try:
-        await stop.wait()
-    finally:
-        await server.stop()
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Telegram Bot API simulator (loopback)")
     parser.add_argument("--host", default="127.0.0.1")
@@ -1789,10 +1764,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--username", default="pressure_test_bot")
     parser.add_argument("--quiet", action="store_true", help="do not log sent messages to stderr")
     args = parser.parse_args(argv)
-    try:
-        asyncio.run(_serve(args))
-    except KeyboardInterrupt:
-        pass
+    server = TelegramSimServer(token=args.token, bot_username=args.username)
+
+    async def start() -> str:
+        root = await server.start(args.host, args.port)
+        if not args.quiet:
+            server.listeners.append(_print_sent)
+            print(
+                f"Telegram sim for bot @{args.username} (token {args.token}).\n"
+                f"  PTB: .base_url('{root}/bot').base_file_url('{root}/file/bot')\n"
+                f"  push: curl -s {root}/sim/push_message -d '{{\"chat_id\": 1001, \"text\": \"/start\"}}'",
+                file=sys.stderr,
+                flush=True,
+            )
+        return root
+
+    run_until_signalled(start, server.stop)
 
 
 if __name__ == "__main__":
