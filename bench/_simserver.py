@@ -12,10 +12,8 @@ Prints one line, "<base url> <control url>", then serves until SIGTERM/SIGINT. T
 from __future__ import annotations
 
 import argparse
-import asyncio
 import collections
 import json
-import signal
 import subprocess
 import sys
 import urllib.request
@@ -26,16 +24,27 @@ if str(HERE.parent) not in sys.path:
     sys.path.insert(0, str(HERE.parent))
 
 
-async def _serve(args: argparse.Namespace) -> None:
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--symbols", type=int, default=300)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--speed", type=float, default=1.0)
+    p.add_argument("--latency-ms", type=float, default=0.0)
+    p.add_argument("--weight-limit", type=int, default=2400)
+    p.add_argument("--futures-data-limit", type=int, default=1000)
+    args = p.parse_args(argv)
+
     from aiohttp import web
 
-    from bot.sim.binance_server import BinanceSimServer, Faults
-    from bot.sim.market import MarketSimulator
+    from bot.demo_market.binance_server import BinanceSimServer, Faults
+    from bot.demo_market.market import MarketSimulator
+    from bot.demo_market.serve import run_until_signalled
 
     sim = MarketSimulator(n_symbols=args.symbols, seed=args.seed, speed=args.speed)
     server = BinanceSimServer(sim, faults=Faults(latency_ms=args.latency_ms), weight_limit=args.weight_limit,
                               futures_data_limit=args.futures_data_limit)
-    url = await server.start(args.host, args.port)
 
     async def counts(_req):
         by_path = collections.Counter(p for p, _q in server.requests)
@@ -49,35 +58,19 @@ async def _serve(args: argparse.Namespace) -> None:
     app.router.add_get("/counts", counts)
     app.router.add_get("/reset", reset)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, args.host, 0)
-    await site.start()
-    control = f"http://{args.host}:{runner.addresses[0][1]}"
-    print(url, control, flush=True)
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
+    async def start() -> str:
+        url = await server.start(args.host, args.port)
+        await runner.setup()
+        site = web.TCPSite(runner, args.host, 0)
+        await site.start()
+        return f"{url} http://{args.host}:{runner.addresses[0][1]}"
+
+    async def stop() -> None:
         await runner.cleanup()
         await server.stop()
 
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=0)
-    p.add_argument("--symbols", type=int, default=300)
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--speed", type=float, default=1.0)
-    p.add_argument("--latency-ms", type=float, default=0.0)
-    p.add_argument("--weight-limit", type=int, default=2400)
-    p.add_argument("--futures-data-limit", type=int, default=1000)
-    asyncio.run(_serve(p.parse_args(argv)))
-    return 0
+    return run_until_signalled(start, stop)
 
 
 class SimServerProcess:

@@ -55,8 +55,8 @@ async def exchange_url(args):
     if not getattr(args, "simulate", False):
         yield args.exchange_url
         return
-    from .sim.binance_server import BinanceSimServer
-    from .sim.market import MarketSimulator
+    from .demo_market.binance_server import BinanceSimServer
+    from .demo_market.market import MarketSimulator
     server = BinanceSimServer(MarketSimulator(n_symbols=args.sim_symbols, seed=args.sim_seed))
     url = await server.start()
     try:

@@ -55,8 +55,8 @@ def demo_config(cfg: Config, interval_s: float) -> Config:
 
 
 async def _demo(args, cfg: Config) -> None:
-    from .sim.binance_server import BinanceSimServer
-    from .sim.market import MarketSimulator
+    from .demo_market.binance_server import BinanceSimServer
+    from .demo_market.market import MarketSimulator
     sim = MarketSimulator(n_symbols=args.symbols, seed=args.seed, speed=args.speed, start_ms=args.start)
     server = BinanceSimServer(sim, weight_limit=1_000_000, futures_data_limit=100_000)
     url = await server.start()

@@ -27,6 +27,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "process: runs the bot as real processes against the simulator (slow, "
                                        "timing-sensitive; rerun across a day by tests/timing_matrix.py)")
+    config.addinivalue_line("markers", "slow: takes seconds for reasons other than timing (e.g. builds the wheel)")
 
 
 @pytest.fixture

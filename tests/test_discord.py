@@ -1,4 +1,4 @@
-"""Discord adapter end to end against the loopback Discord (bot/sim/discord_server.py).
+"""Discord adapter end to end against the loopback Discord (fakes/discord_server.py).
 
 Webhook mode: the real outbox (alerts committed by the real Engine) -> DeliveryWorker -> WebhookSender (httpx)
 -> the sim's webhook execute API, including 429 with retry_after and 404 for a deleted webhook.
@@ -31,7 +31,7 @@ from bot.market import CycleData
 from bot.outbox import DeliveryWorker, Digest
 from bot.rules import wants
 from bot.score import ScoreInputs, score_all
-from bot.sim.discord_server import DiscordSimServer
+from fakes.discord_server import DiscordSimServer
 from bot.store import Store
 from bot.watchlists import WatchlistRegistry
 

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.process
 def market(sim_start_ms):
     """The Binance-shaped simulator in its own process, fast-forwarded so scores keep moving; seed and
     start pinned, so the market is the same on every run."""
-    proc = subprocess.Popen([PY, "-m", "bot.sim.binance_server", "--port", "0", "--symbols", "150", "--seed", "11",
+    proc = subprocess.Popen([PY, "-m", "bot.demo_market.binance_server", "--port", "0", "--symbols", "150", "--seed", "11",
                              "--start-ms", str(sim_start_ms), "--speed", "600", "--weight-limit", "1000000",
                              "--futures-data-limit", "100000"],
                             stdout=subprocess.PIPE, text=True, cwd=ROOT)

@@ -12,8 +12,8 @@ from bot.config import Config, ExchangeConfig
 from bot.cycle import run_cycle
 from bot.exchange.binance import BinanceClient, BinanceError
 from bot.market import MarketCollector
-from bot.sim.binance_server import BinanceSimServer, Faults
-from bot.sim.market import MarketSimulator
+from bot.demo_market.binance_server import BinanceSimServer, Faults
+from bot.demo_market.market import MarketSimulator
 from bot.store import Store
 
 FAST = ExchangeConfig(timeout_s=1.0, max_retries=3)

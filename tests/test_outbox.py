@@ -143,8 +143,8 @@ def test_channel_filter_watches_the_whole_market_at_or_above_min_score():
 async def test_engine_commits_alerts_and_state_together(tmp_path):
     """A cycle through the real Engine against the simulator: signals, outbox and state land together."""
     from bot.exchange.binance import BinanceClient
-    from bot.sim.binance_server import BinanceSimServer
-    from bot.sim.market import MarketSimulator
+    from bot.demo_market.binance_server import BinanceSimServer
+    from bot.demo_market.market import MarketSimulator
     now = [1_795_000_000.0]                                   # the market's clock: 10 minutes a cycle
     server = BinanceSimServer(MarketSimulator(n_symbols=60, seed=5, clock=lambda: now[0]))
     url = await server.start()

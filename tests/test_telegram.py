@@ -1,5 +1,5 @@
 """The Telegram adapter end to end: the REAL python-telegram-bot Application, polling the Bot-API-shaped loopback
-server (bot.sim.telegram_server), with Services built by app.build_services over a real scoring cycle against the
+server (fakes.telegram_server), with Services built by app.build_services over a real scoring cycle against the
 Binance-shaped simulator. Every update goes through getUpdates -> PTB handlers -> commands.dispatch -> Telegram
 API calls; alerts go engine-style through the outbox and DeliveryWorker into TelegramSender.
 
@@ -28,9 +28,9 @@ from bot.cycle import run_cycle
 from bot.engine import _receipt, signal_id
 from bot.outbox import DeliveryWorker, Digest
 from bot.rules import Event
-from bot.sim.binance_server import BinanceSimServer
-from bot.sim.market import MarketSimulator
-from bot.sim.telegram_server import TelegramSimServer, parse_formatted_text
+from bot.demo_market.binance_server import BinanceSimServer
+from bot.demo_market.market import MarketSimulator
+from fakes.telegram_server import TelegramSimServer, parse_formatted_text
 from bot.watchlists import WatchlistError, parse_watchlist
 
 TOKEN = "123456:TEST-TOKEN-d3adb33f"
@@ -519,7 +519,7 @@ async def test_429_on_a_later_part_never_repeats_earlier_parts(env):
     def second_fails(p, files):                               # the 2nd part hits flood control once
         calls["n"] += 1
         if calls["n"] == 2:
-            from bot.sim.telegram_server import ApiError
+            from fakes.telegram_server import ApiError
             raise ApiError(429, "Too Many Requests: retry after 1", {"retry_after": 1})
         return orig(p, files)
     env.tg._methods["sendmessage"] = ("sendMessage", second_fails)

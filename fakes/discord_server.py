@@ -7,10 +7,12 @@ One aiohttp application serves everything on a single port:
 * channel webhooks at ``{root}/api/webhooks/{id}/{token}`` (what an httpx sender
   posts to, mirroring ``https://discord.com/api/webhooks/...``),
 * a small JSON control surface under ``{root}/_sim/...`` for driving the
-  simulator from another process (offline demo), see :meth:`DiscordSimServer._control_routes`.
+  simulator from another process (manual trials), see :meth:`DiscordSimServer._control_routes`.
 
 It is meant to drive the REAL discord.py client (tested with 2.7.1) in tests and
-in the offline demo.
+in manual trials.  It serves what the bot uses (login, gateway, command sync,
+interactions and their follow-ups, channel and DM messages, ``GET /channels/{id}``,
+webhooks); other routes answer 404 like an unknown Discord route.
 
 Pointing discord.py at it
 =========================
@@ -49,8 +51,8 @@ Quirks found in discord.py 2.7.1 (read from its source):
 * The plain ``discord.Client`` NEVER calls ``GET /gateway/bot``: it connects
   to ``DiscordWebSocket.DEFAULT_GATEWAY`` (``wss://gateway.discord.gg/``), so
   that class attribute must be patched.  Only ``AutoShardedClient`` (without an
-  explicit ``shard_count``) asks ``GET /gateway/bot`` for the URL; this server
-  answers it with ``ws://127.0.0.1:PORT/gateway`` as well.  After READY the
+  explicit ``shard_count``) asks ``GET /gateway/bot`` for the URL; the bot does
+  not use it and this server does not serve it.  After READY the
   client reconnects/RESUMEs to ``resume_gateway_url`` from READY, which is this
   server too; after an INVALID_SESSION it goes back to ``DEFAULT_GATEWAY``.
 * Compression: discord.py always asks for transport compression
@@ -59,11 +61,10 @@ Quirks found in discord.py 2.7.1 (read from its source):
   for ``zstd-stream`` instead when ``zstandard`` (or Python 3.14's
   ``compression.zstd``) is importable.  This server honours ``zlib-stream``
   (one shared ``zlib.compressobj`` per connection, every message flushed with
-  ``Z_SYNC_FLUSH`` and sent as a binary frame) and ``zstd-stream`` (one
-  streaming compressor per connection, ``FLUSH_BLOCK`` per message) when a zstd
-  module is importable here; otherwise it falls back to plain TEXT frames,
-  which discord.py accepts whatever it asked for (only binary frames go
-  through its decompressor).  ``encoding=etf`` is refused with close code 4002.
+  ``Z_SYNC_FLUSH`` and sent as a binary frame) and answers anything else with
+  plain TEXT frames, which discord.py accepts whatever it asked for (only
+  binary frames go through its decompressor).  ``encoding=etf`` is refused
+  with close code 4002.
 * READY is not the client's ``on_ready``: discord.py waits
   ``guild_ready_timeout`` (default 2 s) after the last GUILD_CREATE before
   dispatching ``on_ready``; pass ``guild_ready_timeout=0.1`` in tests.
@@ -96,15 +97,14 @@ Quirks found in discord.py 2.7.1 (read from its source):
   After a deferred (type 5) response the first follow-up replaces the
   "thinking" original message (same message id), like Discord does.
 
-* With GUILD_MEMBERS but without GUILD_PRESENCES discord.py requests member
-  chunks (op 8) at startup; the server answers with GUILD_MEMBERS_CHUNK.  With
-  both intents GUILD_CREATE carries all members (Discord's small-guild
-  behaviour), so discord.py does not chunk.
+* GUILD_CREATE carries all members only with both GUILD_MEMBERS and
+  GUILD_PRESENCES (Discord's small-guild behaviour).  Member chunk requests
+  (op 8, sent by discord.py with GUILD_MEMBERS alone) are not served: the bot
+  asks for the GUILDS intent only.
 * A client closing the socket with 1000/1001 (``client.close()``) ends its
   session, as on Discord; op 7 RECONNECT (:meth:`DiscordSimServer.request_reconnect`)
-  or a server close with 4000 make discord.py RESUME (op 6 → missed events
-  replayed, then RESUMED).  Close 4004 (bad token when ``bot_token`` is set)
-  or 4014 (:meth:`DiscordSimServer.close_gateway`) make it give up.
+  makes discord.py RESUME (op 6 → missed events replayed, then RESUMED).
+  Close 4004 (bad token when ``bot_token`` is set) makes it give up.
 
 World: application/bot user ``1111`` ("PressureBot"), guild ``2222`` with
 text channels ``3333`` (``#alerts``) and ``3334``, member/user ``4444``
@@ -127,10 +127,9 @@ channel, as Discord shows them), :meth:`webhook_messages`, :meth:`dm_messages`,
 :meth:`wait_interaction_responses` / :meth:`wait_channel_messages` /
 :meth:`wait_webhook_messages` / :meth:`wait_for` instead of sleeping (command
 handlers run in tasks of the client).  Faults: :meth:`fail_next`,
-:meth:`delete_webhook`, :meth:`request_reconnect`, :meth:`drop_gateway`,
-:meth:`close_gateway`, ``interaction_ack_timeout``.
+:meth:`delete_webhook`, :meth:`request_reconnect`, ``interaction_ack_timeout``.
 
-Standalone: ``python -m bot.sim.discord_server --port 8083``.
+Standalone: ``python -m fakes.discord_server --port 8083``.
 """
 
 from __future__ import annotations
@@ -156,22 +155,11 @@ from typing import Any, Awaitable, Callable, Iterator, Sequence
 
 from aiohttp import WSMsgType, web
 
-try:  # pragma: no cover - depends on the environment
-    import zstandard as _zstd_mod  # type: ignore
-
-    _ZSTD_KIND: str | None = "zstandard"
-except ImportError:  # pragma: no cover
-    try:
-        from compression import zstd as _zstd_mod  # type: ignore
-
-        _ZSTD_KIND = "compression.zstd"
-    except ImportError:
-        _zstd_mod = None
-        _ZSTD_KIND = None
+from bot.demo_market.serve import run_until_signalled
 
 __all__ = ["DiscordSimServer", "patch_discord", "DISCORD_EPOCH"]
 
-log = logging.getLogger("bot.sim.discord_server")
+log = logging.getLogger("fakes.discord_server")
 
 DISCORD_EPOCH = 1420070400000
 
@@ -275,7 +263,7 @@ class _Interaction:
 
 
 class _GatewayConn:
-    """One websocket connection; serialises sends so stream compressors stay ordered."""
+    """One websocket connection; serialises sends so the zlib stream stays ordered."""
 
     def __init__(self, ws: web.WebSocketResponse, compress: str | None) -> None:
         self.ws = ws
@@ -283,13 +271,7 @@ class _GatewayConn:
         self.lock = asyncio.Lock()
         self.session: _Session | None = None
         self._zlib = zlib.compressobj() if compress == "zlib-stream" else None
-        self._zstd = None
-        if compress == "zstd-stream" and _zstd_mod is not None:
-            if _ZSTD_KIND == "zstandard":
-                self._zstd = _zstd_mod.ZstdCompressor().compressobj()
-            else:
-                self._zstd = _zstd_mod.ZstdCompressor()
-        self.effective_compression = "zlib-stream" if self._zlib else ("zstd-stream" if self._zstd else None)
+        self.effective_compression = "zlib-stream" if self._zlib else None
         self.server_closed = False
 
     async def close(self, code: int, message: str = "") -> None:
@@ -305,13 +287,6 @@ class _GatewayConn:
                 if self._zlib is not None:
                     raw = data.encode()
                     await self.ws.send_bytes(self._zlib.compress(raw) + self._zlib.flush(zlib.Z_SYNC_FLUSH))
-                elif self._zstd is not None:
-                    raw = data.encode()
-                    if _ZSTD_KIND == "zstandard":
-                        out = self._zstd.compress(raw) + self._zstd.flush(_zstd_mod.COMPRESSOBJ_FLUSH_BLOCK)
-                    else:
-                        out = self._zstd.compress(raw, _zstd_mod.ZstdCompressor.FLUSH_BLOCK)
-                    await self.ws.send_bytes(out)
                 else:
                     await self.ws.send_str(data)
             except (ConnectionError, RuntimeError) as exc:  # peer went away
@@ -572,7 +547,7 @@ class DiscordSimServer:
                     "member_count": len(self._members),
                     "voice_states": [],
                     # like Discord: all members of a small guild only with GUILD_MEMBERS + GUILD_PRESENCES,
-                    # else just the bot (discord.py then chunks with op 8 if it has GUILD_MEMBERS)
+                    # else just the bot
                     "members": (
                         [self._member_obj(uid) for uid in self._members]
                         if intents & INTENT_GUILD_MEMBERS and intents & INTENT_GUILD_PRESENCES
@@ -699,9 +674,8 @@ class DiscordSimServer:
         """Bodies the bot sent for this interaction, in order.
 
         Each entry is the JSON body as sent plus ``_kind`` (``callback``,
-        ``edit_original``, ``delete_original``, ``followup``, ``edit_message``,
-        ``delete_message``) and, where a message was created/edited,
-        ``_message_id``.  Callback entries look like ``{"type": 4, "data": {...}}``
+        ``edit_original``, ``followup``, ``edit_message``) and, where a message
+        was created/edited, ``_message_id``.  Callback entries look like ``{"type": 4, "data": {...}}``
         or ``{"type": 5}``; follow-ups like ``{"embeds": [...], ...}``.
         """
         inter = self._interactions_by_token.get(token)
@@ -807,14 +781,6 @@ class DiscordSimServer:
         """Send op 7 RECONNECT; discord.py closes and RESUMEs on resume_gateway_url."""
         for conn in self._live_conns():
             await conn.send({"op": 7, "d": None, "s": None, "t": None})
-
-    async def close_gateway(self, code: int = 4000, message: str = "") -> None:
-        """Close live gateway connections with a close code (4000 → client resumes, 4004/4014 → client gives up)."""
-        for conn in self._live_conns():
-            await conn.close(code, message)
-
-    async def drop_gateway(self) -> None:
-        await self.close_gateway(1001, "going away")
 
     def _live_conns(self) -> list[_GatewayConn]:
         return [c for c in self._conns if not c.ws.closed]
@@ -940,11 +906,6 @@ class DiscordSimServer:
         if session.conn is not None and not session.conn.ws.closed:
             await session.conn.send(payload)
 
-    async def _dispatch_all(self, event: str, data: dict, intent: int) -> None:
-        for session in list(self._sessions.values()):
-            if session.intents & intent and session.conn is not None and not session.conn.ws.closed:
-                await self._dispatch(session, event, data)
-
     async def _gateway_handler(self, request: web.Request) -> web.StreamResponse:
         encoding = request.query.get("encoding", "json")
         compress = request.query.get("compress")
@@ -1001,8 +962,6 @@ class DiscordSimServer:
             await self._resume(conn, d or {})
         elif op == 3:  # presence update
             self.presences.append(d)
-        elif op == 8:  # request guild members
-            await self._request_members(conn, d or {})
         elif op == 4:  # voice state: nothing to do
             pass
         else:
@@ -1077,69 +1036,23 @@ class DiscordSimServer:
         await conn.send(resumed)
         await self._notify()
 
-    async def _request_members(self, conn: _GatewayConn, d: dict) -> None:
-        if conn.session is None:
-            await conn.close(4003, "Not authenticated.")
-            return
-        query = (d.get("query") or "").lower()
-        ids = {int(u) for u in (d.get("user_ids") or [])} if d.get("user_ids") else None
-        limit = int(d.get("limit") or 0)
-        members = []
-        for uid in self._members:
-            if ids is not None and uid not in ids:
-                continue
-            if ids is None and query and not self._users[uid]["username"].lower().startswith(query):
-                continue
-            members.append(self._member_obj(uid))
-        if limit:
-            members = members[:limit]
-        chunk: dict[str, Any] = {
-            "guild_id": str(d.get("guild_id", self.guild_id)),
-            "members": members,
-            "chunk_index": 0,
-            "chunk_count": 1,
-            "not_found": [str(u) for u in ids - set(self._members)] if ids is not None else [],
-        }
-        if d.get("nonce") is not None:
-            chunk["nonce"] = d["nonce"]
-        if d.get("presences"):
-            chunk["presences"] = []
-        await self._dispatch(conn.session, "GUILD_MEMBERS_CHUNK", chunk)
-
     # ------------------------------------------------------------------ HTTP plumbing
     _API_RE = re.compile(r"^/api(?:/v(?P<version>\d+))?(?P<rest>/.*)$")
 
     # (method, regex, handler name, needs bot auth, major params)
     _ROUTES: list[tuple[str, str, str, bool, tuple[str, ...]]] = [
-        ("GET", r"/gateway", "_r_gateway", False, ()),
-        ("GET", r"/gateway/bot", "_r_gateway_bot", True, ()),
         ("GET", r"/users/@me", "_r_me", True, ()),
         ("POST", r"/users/@me/channels", "_r_create_dm", True, ()),
         ("GET", r"/users/(?P<user_id>\d+)", "_r_get_user", True, ()),
         ("GET", r"/(?:oauth2/)?applications/@me", "_r_app_info", True, ()),
-        ("GET", r"/applications/(?P<app_id>\d+)(?:/guilds/(?P<guild_id>\d+))?/commands", "_r_get_commands", True, ("guild_id",)),
         ("PUT", r"/applications/(?P<app_id>\d+)(?:/guilds/(?P<guild_id>\d+))?/commands", "_r_put_commands", True, ("guild_id",)),
-        ("POST", r"/applications/(?P<app_id>\d+)(?:/guilds/(?P<guild_id>\d+))?/commands", "_r_post_command", True, ("guild_id",)),
-        ("GET", r"/applications/(?P<app_id>\d+)(?:/guilds/(?P<guild_id>\d+))?/commands/(?P<command_id>\d+)", "_r_get_command", True, ("guild_id",)),
-        ("PATCH", r"/applications/(?P<app_id>\d+)(?:/guilds/(?P<guild_id>\d+))?/commands/(?P<command_id>\d+)", "_r_patch_command", True, ("guild_id",)),
-        ("DELETE", r"/applications/(?P<app_id>\d+)(?:/guilds/(?P<guild_id>\d+))?/commands/(?P<command_id>\d+)", "_r_delete_command", True, ("guild_id",)),
         ("POST", r"/interactions/(?P<interaction_id>\d+)/(?P<token>[^/]+)/callback", "_r_callback", False, ("interaction_id", "token")),
         ("GET", r"/webhooks/(?P<webhook_id>\d+)/(?P<token>[^/]+)/messages/(?P<message_id>@original|\d+)", "_r_wh_get_message", False, ("webhook_id", "token")),
         ("PATCH", r"/webhooks/(?P<webhook_id>\d+)/(?P<token>[^/]+)/messages/(?P<message_id>@original|\d+)", "_r_wh_edit_message", False, ("webhook_id", "token")),
-        ("DELETE", r"/webhooks/(?P<webhook_id>\d+)/(?P<token>[^/]+)/messages/(?P<message_id>@original|\d+)", "_r_wh_delete_message", False, ("webhook_id", "token")),
         ("POST", r"/webhooks/(?P<webhook_id>\d+)/(?P<token>[^/]+)", "_r_wh_execute", False, ("webhook_id", "token")),
-        ("GET", r"/webhooks/(?P<webhook_id>\d+)/(?P<token>[^/]+)", "_r_wh_get", False, ("webhook_id", "token")),
-        ("DELETE", r"/webhooks/(?P<webhook_id>\d+)/(?P<token>[^/]+)", "_r_wh_delete", False, ("webhook_id", "token")),
         ("GET", r"/channels/(?P<channel_id>\d+)", "_r_get_channel", True, ("channel_id",)),
         ("GET", r"/channels/(?P<channel_id>\d+)/messages", "_r_list_messages", True, ("channel_id",)),
         ("POST", r"/channels/(?P<channel_id>\d+)/messages", "_r_create_message", True, ("channel_id",)),
-        ("GET", r"/channels/(?P<channel_id>\d+)/messages/(?P<message_id>\d+)", "_r_get_message", True, ("channel_id",)),
-        ("PATCH", r"/channels/(?P<channel_id>\d+)/messages/(?P<message_id>\d+)", "_r_edit_message", True, ("channel_id",)),
-        ("DELETE", r"/channels/(?P<channel_id>\d+)/messages/(?P<message_id>\d+)", "_r_delete_message", True, ("channel_id",)),
-        ("POST", r"/channels/(?P<channel_id>\d+)/typing", "_r_typing", True, ("channel_id",)),
-        ("GET", r"/guilds/(?P<guild_id>\d+)", "_r_get_guild", True, ("guild_id",)),
-        ("GET", r"/guilds/(?P<guild_id>\d+)/channels", "_r_guild_channels", True, ("guild_id",)),
-        ("GET", r"/guilds/(?P<guild_id>\d+)/members/(?P<user_id>\d+)", "_r_guild_member", True, ("guild_id",)),
     ]
     _COMPILED = [(m, re.compile(f"^{p}/?$"), h, a, mp, p) for (m, p, h, a, mp) in _ROUTES]
 
@@ -1523,29 +1436,7 @@ class DiscordSimServer:
             msg["attachments"] = kept + self._attachments(body, files, int(msg["channel_id"]))
         msg["edited_timestamp"] = _now_iso()
 
-    async def _remove_message(self, msg: dict) -> None:
-        cid = int(msg["channel_id"])
-        self._message_index.pop(int(msg["id"]), None)
-        lst = self._messages.get(cid, [])
-        if msg in lst:
-            lst.remove(msg)
-            data = {"id": msg["id"], "channel_id": msg["channel_id"]}
-            if self._channels.get(cid, {}).get("type") != 1:
-                data["guild_id"] = str(self.guild_id)
-            is_dm = self._channels.get(cid, {}).get("type") == 1
-            await self._dispatch_all("MESSAGE_DELETE", data, INTENT_DIRECT_MESSAGES if is_dm else INTENT_GUILD_MESSAGES)
-
     # ------------------------------------------------------------------ routes: misc
-    async def _r_gateway(self, req: _Req) -> tuple[int, Any]:
-        return 200, {"url": self.gateway_url}
-
-    async def _r_gateway_bot(self, req: _Req) -> tuple[int, Any]:
-        return 200, {
-            "url": self.gateway_url,
-            "shards": 1,
-            "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 14400000, "max_concurrency": 1},
-        }
-
     async def _r_me(self, req: _Req) -> tuple[int, Any]:
         return 200, {**self._users[self.bot_user_id], "verified": True, "mfa_enabled": False, "locale": "en-US", "email": None}
 
@@ -1637,9 +1528,6 @@ class DiscordSimServer:
             return self._global_commands
         return self._guild_commands.setdefault(guild_id, [])
 
-    async def _r_get_commands(self, req: _Req) -> tuple[int, Any]:
-        return 200, self._cmd_list(self._check_app(req))
-
     async def _r_put_commands(self, req: _Req) -> tuple[int, Any]:
         gid = self._check_app(req)
         body = req.body
@@ -1654,39 +1542,6 @@ class DiscordSimServer:
         lst = self._cmd_list(gid)
         lst[:] = cmds
         return 200, cmds
-
-    async def _r_post_command(self, req: _Req) -> tuple[int, Any]:
-        gid = self._check_app(req)
-        errors: dict[str, Any] = {}
-        cmd = self._command_obj(req.body or {}, gid, 0, errors)
-        if errors:
-            raise _form_error(errors["0"])
-        lst = self._cmd_list(gid)
-        existed = any(c["id"] == cmd["id"] for c in lst)
-        lst[:] = [c for c in lst if c["id"] != cmd["id"]] + [cmd]
-        return (200 if existed else 201), cmd
-
-    def _get_cmd(self, req: _Req) -> tuple[list[dict], dict]:
-        lst = self._cmd_list(self._check_app(req))
-        for c in lst:
-            if c["id"] == req.params["command_id"]:
-                return lst, c
-        raise SimApiError(404, {"message": "Unknown application command", "code": 10063})
-
-    async def _r_get_command(self, req: _Req) -> tuple[int, Any]:
-        return 200, self._get_cmd(req)[1]
-
-    async def _r_patch_command(self, req: _Req) -> tuple[int, Any]:
-        _, cmd = self._get_cmd(req)
-        for k, v in (req.body or {}).items():
-            if k in ("name", "description", "options", "default_member_permissions", "dm_permission", "nsfw", "contexts"):
-                cmd[k] = v
-        return 200, cmd
-
-    async def _r_delete_command(self, req: _Req) -> tuple[int, Any]:
-        lst, cmd = self._get_cmd(req)
-        lst.remove(cmd)
-        return 204, None
 
     # ------------------------------------------------------------------ routes: interactions
     def _interaction(self, req: _Req) -> _Interaction:
@@ -1853,24 +1708,7 @@ class DiscordSimServer:
             await self._gateway_message_event("MESSAGE_UPDATE", msg)
         return 200, msg
 
-    async def _r_wh_delete_message(self, req: _Req) -> tuple[int, Any]:
-        inter, msg = self._webhook_message(req)
-        await self._remove_message(msg)
-        if inter is not None:
-            kind = "delete_original" if req.params["message_id"] == "@original" else "delete_message"
-            inter.responses.append({"_kind": kind, "_message_id": msg["id"]})
-        return 204, None
-
-    async def _r_wh_get(self, req: _Req) -> tuple[int, Any]:
-        hook = self._channel_webhook(req)
-        return 200, {k: v for k, v in hook.items() if k != "deleted"}
-
-    async def _r_wh_delete(self, req: _Req) -> tuple[int, Any]:
-        hook = self._channel_webhook(req)
-        hook["deleted"] = True
-        return 204, None
-
-    # ------------------------------------------------------------------ routes: channels / guild
+    # ------------------------------------------------------------------ routes: channels
     def _channel(self, req: _Req) -> dict:
         ch = self._channels.get(int(req.params["channel_id"]))
         if ch is None:
@@ -1893,53 +1731,6 @@ class DiscordSimServer:
         msg = self._make_message(int(ch["id"]), body, req.files, author=self._users[self.bot_user_id])
         await self._store_message(msg)
         return 200, msg
-
-    def _channel_message(self, req: _Req) -> dict:
-        ch = self._channel(req)
-        msg = self._message_index.get(int(req.params["message_id"]))
-        if msg is None or msg["channel_id"] != ch["id"]:
-            raise SimApiError(404, {"message": "Unknown Message", "code": 10008})
-        return msg
-
-    async def _r_get_message(self, req: _Req) -> tuple[int, Any]:
-        return 200, self._channel_message(req)
-
-    async def _r_edit_message(self, req: _Req) -> tuple[int, Any]:
-        msg = self._channel_message(req)
-        if msg["author"]["id"] != str(self.bot_user_id):
-            raise SimApiError(403, {"message": "Cannot edit a message authored by another user", "code": 50005})
-        body = req.body if isinstance(req.body, dict) else {}
-        self._validate_message({"content": msg["content"], "embeds": msg["embeds"], **body}, req.files, require_content=False)
-        self._apply_edit(msg, body, req.files)
-        await self._gateway_message_event("MESSAGE_UPDATE", msg)
-        return 200, msg
-
-    async def _r_delete_message(self, req: _Req) -> tuple[int, Any]:
-        await self._remove_message(self._channel_message(req))
-        return 204, None
-
-    async def _r_typing(self, req: _Req) -> tuple[int, Any]:
-        self._channel(req)
-        return 204, None
-
-    def _check_guild(self, req: _Req) -> None:
-        if int(req.params["guild_id"]) != self.guild_id:
-            raise SimApiError(404, {"message": "Unknown Guild", "code": 10004})
-
-    async def _r_get_guild(self, req: _Req) -> tuple[int, Any]:
-        self._check_guild(req)
-        return 200, self._guild_obj(full=False)
-
-    async def _r_guild_channels(self, req: _Req) -> tuple[int, Any]:
-        self._check_guild(req)
-        return 200, [c for c in self._channels.values() if c["type"] != 1]
-
-    async def _r_guild_member(self, req: _Req) -> tuple[int, Any]:
-        self._check_guild(req)
-        uid = int(req.params["user_id"])
-        if uid not in self._members:
-            raise SimApiError(404, {"message": "Unknown Member", "code": 10007})
-        return 200, self._member_obj(uid)
 
     # ------------------------------------------------------------------ control surface (/_sim)
     def _control_routes(self) -> list[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]]:
@@ -2042,25 +1833,6 @@ def patch_discord(server: DiscordSimServer) -> Iterator[None]:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = old_gw
 
 
-async def _amain(args: argparse.Namespace) -> None:
-    server = DiscordSimServer(
-        application_id=args.application_id,
-        bot_user_id=args.bot_user_id,
-        guild_id=args.guild_id,
-        channel_ids=[int(c) for c in args.channel_ids.split(",") if c.strip()],
-        bot_token=args.token,
-        heartbeat_interval=args.heartbeat_interval,
-    )
-    root = await server.start(args.host, args.port)
-    print(f"Discord sim: root={root} api_base={server.api_base} gateway={server.gateway_url}", flush=True)
-    print(f"  webhook: {server.webhook_url()}", flush=True)
-    print("  discord.py: Route.BASE = api_base; DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway)", flush=True)
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await server.stop()
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="Discord-shaped REST + gateway + webhook server on loopback")
     p.add_argument("--host", default="127.0.0.1")
@@ -2074,8 +1846,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_amain(args))
+    server = DiscordSimServer(
+        application_id=args.application_id,
+        bot_user_id=args.bot_user_id,
+        guild_id=args.guild_id,
+        channel_ids=[int(c) for c in args.channel_ids.split(",") if c.strip()],
+        bot_token=args.token,
+        heartbeat_interval=args.heartbeat_interval,
+    )
+
+    async def start() -> str:
+        root = await server.start(args.host, args.port)
+        return (f"Discord sim: root={root} api_base={server.api_base} gateway={server.gateway_url}\n"
+                f"  webhook: {server.webhook_url()}\n"
+                "  discord.py: Route.BASE = api_base; DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway)")
+
+    run_until_signalled(start, server.stop)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ local disk and send local files as ``file://`` URIs instead of uploading them.
 
 Standalone (offline demo)::
 
-    python -m bot.sim.telegram_server --port 8082 --token 123:ABC
+    python -m fakes.telegram_server --port 8082 --token 123:ABC
 
 prints the API root (``http://127.0.0.1:8082``) as its first stdout line and
 logs every message the bot sends to stderr. Drive it with the JSON control API
@@ -99,16 +99,17 @@ Telegram behaviour emulated (because our bugs live there)
   ``&amp;``/``&quot;``/``&#NN;`` is an error (Telegram keeps it literally) - unescaped ``&``
   almost always means unescaped external data that will eventually contain ``<``.
   Set ``server.strict_ampersand = False`` for Telegram's lenient behaviour.
-  ``MarkdownV2`` (reserved characters, unclosed entities) and legacy ``Markdown`` are
-  checked too. Stdlib ``html.parser`` was not used because it silently treats
-  ``a < b`` and unclosed tags as data, which Telegram rejects.
+  ``MarkdownV2`` (reserved characters, unclosed entities) is checked too; legacy ``Markdown``
+  is refused (``unsupported parse_mode``): the bot never sends it. Stdlib ``html.parser`` was
+  not used because it silently treats ``a < b`` and unclosed tags as data, which Telegram rejects.
 * ``editMessageText`` with identical text/entities/markup -> 400 ``message is not
   modified: ...``; omitting ``reply_markup`` on an edit removes the keyboard (as in
   Telegram); editing unknown messages / other users' messages fails.
 * Inline keyboards: ``callback_data`` must be 1-64 bytes (``BUTTON_DATA_INVALID``), a
   button needs an action. ``setMyCommands`` validates names ``[a-z0-9_]{1,32}``.
-* Uploads: empty file -> ``file must be non-empty``; a photo that is not PNG/JPEG/GIF/
-  WEBP/BMP -> ``IMAGE_PROCESS_FAILED`` (catches BytesIO not rewound after savefig).
+* Uploads: empty file -> ``file must be non-empty``; a photo that is not a PNG ->
+  ``IMAGE_PROCESS_FAILED`` (catches BytesIO not rewound after savefig). Stricter than Telegram,
+  which also takes JPEG/GIF/WEBP/BMP: the bot only sends PNG charts.
 * ``answerCallbackQuery`` twice or with an unknown id -> ``query is too old ...``.
 * Replying to a missing message -> ``message to be replied not found``.
 * A second concurrent ``getUpdates`` terminates the first with 409 Conflict.
@@ -117,10 +118,11 @@ Telegram behaviour emulated (because our bugs live there)
 * ``set_admins(chat, [a, b, ...])``: the FIRST id is reported as ``creator`` (owner),
   the others as ``administrator``; anyone else is ``member``.
 
-Not emulated: flood limits (inject them with ``fail_next``), webhooks (accepted and
-ignored), chat-not-found for unknown chats (any chat id is accepted; positive ids are
-private chats, ``-100...`` supergroups, other negative ids groups), url/mention entities
-in pushed messages (only ``bot_command`` entities are generated).
+Not emulated: flood limits (inject them with ``fail_next``), webhooks (only ``deleteWebhook``,
+which polling sends), ``@channelusername`` chat ids (400 ``chat not found``), chat-not-found for
+unknown chats (any numeric chat id is accepted; positive ids are private chats, ``-100...``
+supergroups, other negative ids groups), url/mention entities in pushed messages (only
+``bot_command`` entities are generated), ``editMessageCaption``, ``deleteMessage``.
 """
 
 from __future__ import annotations
@@ -134,7 +136,6 @@ import json
 import logging
 import mimetypes
 import re
-import signal
 import struct
 import sys
 import threading
@@ -143,6 +144,8 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+
+from bot.demo_market.serve import run_until_signalled
 
 __all__ = ["TelegramSimServer", "ApiError", "parse_formatted_text"]
 
@@ -565,64 +568,6 @@ def _parse_markdown_v2(text: str) -> tuple[str, list[dict]]:
     return out.text(), out.entities
 
 
-def _parse_markdown(text: str) -> tuple[str, list[dict]]:
-    """Legacy Markdown: _italic_, *bold*, `code`, ```pre```, [text](url); no nesting."""
-    out = _Builder()
-    n = len(text)
-    i = 0
-    kinds = {"_": "italic", "*": "bold", "`": "code", "[": "text_link"}
-    while i < n:
-        c = text[i]
-        if c == "\\" and i + 1 < n and text[i + 1] in "_*`[":
-            out.add(text[i + 1])
-            i += 2
-            continue
-        if c not in kinds:
-            out.add(c)
-            i += 1
-            continue
-        begin = i
-        end_char = "]" if c == "[" else c
-        is_pre = c == "`" and text.startswith("``", i + 1)
-        i += 3 if is_pre else 1
-        language = ""
-        if is_pre:
-            lang_end = i
-            while lang_end < n and text[lang_end] not in _SPACES and text[lang_end] != "`":
-                lang_end += 1
-            if i != lang_end and lang_end < n and text[lang_end] != "`":
-                language = text[i:lang_end]
-                i = lang_end
-        start = out.offset
-        while i < n and (text[i] != end_char or (is_pre and not text.startswith("```", i))):
-            out.add(text[i])
-            i += 1
-        if i >= n:
-            raise _EntityParseError(
-                f"Can't find end of the entity starting at byte offset {_byte_offset(text, begin)}"
-            )
-        if is_pre:
-            i += 3
-            out.entity("pre", start, language=language)
-        elif c == "[":
-            i += 1
-            url = ""
-            if i < n and text[i] == "(":
-                close = text.find(")", i)
-                if close < 0:
-                    raise _EntityParseError(
-                        f"Can't find end of the entity starting at byte offset {_byte_offset(text, begin)}"
-                    )
-                url = text[i + 1:close]
-                i = close + 1
-            if url:
-                out.entity("text_link", start, url=url)
-        else:
-            i += 1
-            out.entity(kinds[c], start)
-    return out.text(), out.entities
-
-
 def _strip(plain: str, entities: list[dict]) -> tuple[str, list[dict]]:
     stripped = plain.strip()
     if stripped == plain:
@@ -654,8 +599,6 @@ def parse_formatted_text(
             plain, ents = _parse_html(text, strict_ampersand)
         elif mode == "markdownv2":
             plain, ents = _parse_markdown_v2(text)
-        elif mode == "markdown":
-            plain, ents = _parse_markdown(text)
         else:
             raise _bad("unsupported parse_mode")
     except _EntityParseError as exc:
@@ -667,46 +610,9 @@ def parse_formatted_text(
 # --------------------------------------------------------------------------- images
 
 def _image_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) for PNG/GIF/JPEG/WEBP/BMP, None if not a recognised image."""
-    try:
-        if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
-            return struct.unpack(">II", data[16:24])
-        if data[:6] in (b"GIF87a", b"GIF89a"):
-            return struct.unpack("<HH", data[6:10])
-        if data[:2] == b"BM" and len(data) >= 26:
-            w, h = struct.unpack("<ii", data[18:26])
-            return abs(w), abs(h)
-        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-            chunk = data[12:16]
-            if chunk == b"VP8X":
-                w = int.from_bytes(data[24:27], "little") + 1
-                h = int.from_bytes(data[27:30], "little") + 1
-                return w, h
-            if chunk == b"VP8L":
-                bits = int.from_bytes(data[21:25], "little")
-                return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-            if chunk == b"VP8 ":
-                w, h = struct.unpack("<HH", data[26:30])
-                return w & 0x3FFF, h & 0x3FFF
-            return 512, 512
-        if data[:3] == b"\xff\xd8\xff":
-            i = 2
-            while i + 9 < len(data):
-                if data[i] != 0xFF:
-                    i += 1
-                    continue
-                marker = data[i + 1]
-                if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
-                    i += 1 if marker == 0xFF else 2
-                    continue
-                seg_len = struct.unpack(">H", data[i + 2:i + 4])[0]
-                if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
-                    h, w = struct.unpack(">HH", data[i + 5:i + 9])
-                    return w, h
-                i += 2 + seg_len
-            return None
-    except (struct.error, IndexError, ValueError):
-        return None
+    """(width, height) of a PNG (the bot's charts), None for anything else."""
+    if len(data) >= 24 and data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+        return struct.unpack(">II", data[16:24])
     return None
 
 
@@ -783,8 +689,6 @@ class TelegramSimServer:
         self._faults: list[dict] = []
         self._admins: dict[Any, list[int]] = {}
         self._commands: dict[tuple[str, str], list[dict]] = {}
-        self._channel_ids: dict[str, int] = {}
-        self._webhook_url = ""
         self._allowed_updates: list[str] | None = None
         self._poll_generation = 0
 
@@ -1221,13 +1125,8 @@ class TelegramSimServer:
         chat_id = _norm_chat_id(p.get("chat_id"))
         if chat_id is None or chat_id == "":
             raise _bad("chat_id is empty")
-        if isinstance(chat_id, str):
-            if not chat_id.startswith("@"):
-                raise _bad("chat not found")
-            if chat_id not in self._channel_ids:
-                self._channel_ids[chat_id] = -1_009_000_000_000 - len(self._channel_ids)
-                self._chat(self._channel_ids[chat_id], "channel")
-            chat_id = self._channel_ids[chat_id]
+        if isinstance(chat_id, str):  # @channelusername: the bot only addresses numeric chat ids
+            raise _bad("chat not found")
         return chat_id
 
     def _format(self, text: str, p: dict, parse_key: str = "parse_mode", entities_key: str = "entities") -> tuple[str, list[dict]]:
@@ -1392,17 +1291,9 @@ class TelegramSimServer:
         return True
 
     def _api_deleteWebhook(self, p: dict, files: dict) -> bool:
-        self._webhook_url = ""
         if _as_bool(p.get("drop_pending_updates", False)):
             self._updates.clear()
         return True
-
-    def _api_setWebhook(self, p: dict, files: dict) -> bool:
-        self._webhook_url = str(p.get("url") or "")
-        return True
-
-    def _api_getWebhookInfo(self, p: dict, files: dict) -> dict:
-        return {"url": self._webhook_url, "has_custom_certificate": False, "pending_update_count": len(self._updates)}
 
     async def _api_getUpdates(self, p: dict, files: dict) -> list[dict]:
         offset = _as_int(p.get("offset"), 0)
@@ -1410,8 +1301,6 @@ class TelegramSimServer:
         timeout = max(float(p.get("timeout") or 0), 0.0)
         allowed = p.get("allowed_updates")
         with self._lock:
-            if self._webhook_url:
-                raise ApiError(409, "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first")
             if allowed is not None:
                 self._allowed_updates = list(allowed) or None
             self._poll_generation += 1
@@ -1568,23 +1457,6 @@ class TelegramSimServer:
         self._record_edit("editMessageText", msg, p)
         return msg
 
-    def _api_editMessageCaption(self, p: dict, files: dict) -> dict | bool:
-        caption, cents = self._caption(p)
-        markup = self._check_markup(p.get("reply_markup"))
-        msg = self._editable(p)
-        if msg is None:
-            return True
-        if "text" in msg:
-            raise _bad("there is no caption in the message to edit")
-        if caption == msg.get("caption") and cents == msg.get("caption_entities", []) and markup == msg.get("reply_markup"):
-            raise ApiError(400, NOT_MODIFIED)
-        self._set_optional(msg, "caption", caption)
-        self._set_optional(msg, "caption_entities", cents)
-        self._set_optional(msg, "reply_markup", markup)
-        msg["edit_date"] = int(time.time())
-        self._record_edit("editMessageCaption", msg, p)
-        return msg
-
     def _api_editMessageReplyMarkup(self, p: dict, files: dict) -> dict | bool:
         markup = self._check_markup(p.get("reply_markup"))
         msg = self._editable(p)
@@ -1619,13 +1491,6 @@ class TelegramSimServer:
                 "params": p,
             }
         )
-
-    def _api_deleteMessage(self, p: dict, files: dict) -> bool:
-        chat_id = self._require_chat(p)
-        mid = _as_int(p.get("message_id"))
-        if self._messages.pop((chat_id, mid), None) is None:
-            raise _bad("message to delete not found")
-        return True
 
     def _api_answerCallbackQuery(self, p: dict, files: dict) -> bool:
         qid = str(p.get("callback_query_id") or "")
@@ -1755,32 +1620,6 @@ def _print_sent(rec: dict) -> None:
     print(f"-> chat {rec['chat_id']} #{rec['message_id']}: {what}", file=sys.stderr, flush=True)
 
 
-async def _serve(args: argparse.Namespace) -> None:
-    server = TelegramSimServer(token=args.token, bot_username=args.username)
-    root = await server.start(args.host, args.port)
-    print(root, flush=True)
-    if not args.quiet:
-        server.listeners.append(_print_sent)
-        print(
-            f"Telegram sim for bot @{args.username} (token {args.token}).\n"
-            f"  PTB: .base_url('{root}/bot').base_file_url('{root}/file/bot')\n"
-            f"  push: curl -s {root}/sim/push_message -d '{{\"chat_id\": 1001, \"text\": \"/start\"}}'",
-            file=sys.stderr,
-            flush=True,
-        )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):
-            pass
-    try:
-        await stop.wait()
-    finally:
-        await server.stop()
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Telegram Bot API simulator (loopback)")
     parser.add_argument("--host", default="127.0.0.1")
@@ -1789,10 +1628,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--username", default="pressure_test_bot")
     parser.add_argument("--quiet", action="store_true", help="do not log sent messages to stderr")
     args = parser.parse_args(argv)
-    try:
-        asyncio.run(_serve(args))
-    except KeyboardInterrupt:
-        pass
+    server = TelegramSimServer(token=args.token, bot_username=args.username)
+
+    async def start() -> str:
+        root = await server.start(args.host, args.port)
+        if not args.quiet:
+            server.listeners.append(_print_sent)
+            print(
+                f"Telegram sim for bot @{args.username} (token {args.token}).\n"
+                f"  PTB: .base_url('{root}/bot').base_file_url('{root}/file/bot')\n"
+                f"  push: curl -s {root}/sim/push_message -d '{{\"chat_id\": 1001, \"text\": \"/start\"}}'",
+                file=sys.stderr,
+                flush=True,
+            )
+        return root
+
+    run_until_signalled(start, server.stop)
 
 
 if __name__ == "__main__":

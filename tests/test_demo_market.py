@@ -1,4 +1,4 @@
-"""Tests for the seeded market simulator (bot/sim/market.py)."""
+"""Tests for the seeded market simulator (bot/demo_market/market.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from bot.sim.market import DAY_MS, HOUR_MS, MINUTE_MS, Episode, MarketSimulator
+from bot.demo_market.market import DAY_MS, HOUR_MS, MINUTE_MS, Episode, MarketSimulator
 
 START = 1_794_999_960_000  # a fixed minute, 2026-11-18 UTC
 N = 300

@@ -1,4 +1,4 @@
-"""Tests for the Binance-shaped simulator server (bot/sim/binance_server.py)."""
+"""Tests for the Binance-shaped simulator server (bot/demo_market/binance_server.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import time
 import httpx
 import pytest
 
-from bot.sim.binance_server import BinanceSimServer, Faults
-from bot.sim.market import MarketSimulator
+from bot.demo_market.binance_server import BinanceSimServer, Faults
+from bot.demo_market.market import MarketSimulator
 
 START = 1_794_999_960_000
 WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
@@ -298,7 +298,7 @@ def test_faults_validation():
 
 async def test_standalone_runner_subprocess():
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bot.sim.binance_server", "--port", "0", "--symbols", "20", "--seed", "7",
+        [sys.executable, "-m", "bot.demo_market.binance_server", "--port", "0", "--symbols", "20", "--seed", "7",
          "--speed", "60"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),

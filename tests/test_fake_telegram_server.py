@@ -1,4 +1,4 @@
-"""Prove bot.sim.telegram_server against the REAL python-telegram-bot Application."""
+"""Prove fakes.telegram_server against the REAL python-telegram-bot Application."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import zlib
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,8 +19,9 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, Conflict, EndPointNotFound, Forbidden, InvalidToken, RetryAfter
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
 
-from bot.sim.telegram_server import TelegramSimServer
+from fakes.telegram_server import TelegramSimServer
 
+ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "123456:TEST-TOKEN"
 CHAT = 1001
 
@@ -336,11 +338,12 @@ async def test_wrong_token_is_invalid_token(server):
 def test_standalone_runner_prints_root():
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bot.sim.telegram_server", "--port", "0", "--token", "123:ABC", "--quiet"],
+        [sys.executable, "-m", "fakes.telegram_server", "--port", "0", "--token", "123:ABC", "--quiet"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        cwd=ROOT,  # `python -m fakes.telegram_server` runs from the repository root
     )
     try:
         root = proc.stdout.readline().strip()

@@ -15,8 +15,7 @@ import httpx
 import pytest
 from discord import app_commands
 
-import bot.sim.discord_server as discord_server_mod
-from bot.sim.discord_server import DiscordSimServer, patch_discord
+from fakes.discord_server import DiscordSimServer, patch_discord
 
 PNG_1x1 = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -111,12 +110,11 @@ async def test_login_gateway_and_state(server: DiscordSimServer, bot) -> None:
     paths = [c[1] for c in server.calls]
     assert "/api/v10/users/@me" in paths and "/api/v10/oauth2/applications/@me" in paths
     # discord.py asks for transport compression (zlib-stream, or zstd-stream if a zstd module is
-    # importable); the sim honours it (zstd falls back to text frames if the server has no zstd module)
+    # importable); the sim honours zlib-stream and answers zstd-stream with plain text frames
     conn = server.gateway_connections[-1]
     assert conn["v"] == "10" and conn["encoding"] == "json"
     assert conn["compress"] == discord.utils._ActiveDecompressionContext.COMPRESSION_TYPE
-    zstd_here = discord_server_mod._ZSTD_KIND is not None
-    expected = conn["compress"] if (conn["compress"] == "zlib-stream" or zstd_here) else None
+    expected = "zlib-stream" if conn["compress"] == "zlib-stream" else None
     assert conn["effective_compression"] == expected
     ident = server.identifies[-1]
     assert ident["intents"] == discord.Intents.default().value

@@ -14,7 +14,7 @@ Faults can be injected at runtime through :class:`Faults` (see :meth:`Faults.add
 
 Standalone::
 
-    python -m bot.sim.binance_server --port 8081 --symbols 300 --seed 7 --speed 60
+    python -m bot.demo_market.binance_server --port 8081 --symbols 300 --seed 7 --speed 60
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import asyncio
 import collections
 import json
 import math
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -32,7 +31,8 @@ from typing import Callable
 
 from aiohttp import web
 
-from bot.sim.market import MarketSimulator
+from bot.demo_market.market import MarketSimulator
+from bot.demo_market.serve import run_until_signalled
 
 __all__ = ["Faults", "Fault", "BinanceSimServer", "FAULT_KINDS", "main"]
 
@@ -438,26 +438,8 @@ class BinanceSimServer:
 # standalone runner
 
 
-async def _serve(args: argparse.Namespace) -> None:
-    sim = MarketSimulator(n_symbols=args.symbols, seed=args.seed, speed=args.speed, start_ms=args.start_ms)
-    server = BinanceSimServer(sim, weight_limit=args.weight_limit, futures_data_limit=args.futures_data_limit)
-    url = await server.start(args.host, args.port)
-    print(url, flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-unix
-            pass
-    try:
-        await stop.wait()
-    finally:
-        await server.stop()
-
-
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bot.sim.binance_server",
+    p = argparse.ArgumentParser(prog="python -m bot.demo_market.binance_server",
                                 description="Binance USDⓈ-M-shaped market-data server backed by a seeded simulator")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8081, help="0 = pick a free port")
@@ -469,11 +451,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weight-limit", type=int, default=2400, help="request weight per minute (Binance: 2400)")
     p.add_argument("--futures-data-limit", type=int, default=1000, help="/futures/data requests per 5 min")
     args = p.parse_args(argv)
-    try:
-        asyncio.run(_serve(args))
-    except KeyboardInterrupt:  # pragma: no cover
-        pass
-    return 0
+    sim = MarketSimulator(n_symbols=args.symbols, seed=args.seed, speed=args.speed, start_ms=args.start_ms)
+    server = BinanceSimServer(sim, weight_limit=args.weight_limit, futures_data_limit=args.futures_data_limit)
+    return run_until_signalled(lambda: server.start(args.host, args.port), server.stop)
 
 
 if __name__ == "__main__":
