@@ -11,6 +11,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .yamlerrors import compose, problems
+
 DEFAULT_CONFIG_PATH = Path("config/bot.yaml")
 
 
@@ -168,18 +170,9 @@ class ConfigError(Exception):
 
 
 def format_validation_error(path: Path | str, err: ValidationError, text: str = "") -> str:
-    """One line per problem: file:line: key.path: what was expected (the watchlists' format)."""
-    from .watchlists import _describe, _line_of, _where   # one YAML-error formatter for the project
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader) if text else None
-    except yaml.YAMLError:
-        root = None
+    """A header line, then one `file:line: key.path: what was expected` line per problem (as for watchlists)."""
     lines = [f"{path}: invalid configuration"]
-    for e in err.errors():
-        line = _line_of(root, e["loc"])
-        where = _where(e["loc"]) or "(top level)"
-        msg = "unknown key" if e["type"] == "extra_forbidden" else _describe(e)
-        lines.append(f"  {path}{f':{line}' if line else ''}: {where}: {msg}")
+    lines += [f"  {p}" for p in problems(err, str(path), compose(text), top_level="(top level)")]
     return "\n".join(lines)
 
 

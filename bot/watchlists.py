@@ -39,7 +39,6 @@ import asyncio
 import difflib
 import functools
 import io
-import json
 import math
 import os
 import re
@@ -47,7 +46,7 @@ import tempfile
 import threading
 import weakref
 from dataclasses import dataclass, field
-from datetime import date, datetime, time as dtime, timedelta, timezone
+from datetime import datetime, time as dtime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any, Callable, Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -55,7 +54,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 import yaml
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr,
                       ValidationError, ValidationInfo, field_validator)
-from pydantic_core import PydanticCustomError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.representer import RoundTripRepresenter
@@ -63,6 +61,8 @@ from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from .score import REGIMES
 from .symbols import normalize, suggest
+from .yamlerrors import Problem, invalid, line_of, show
+from .yamlerrors import problems as validation_problems
 
 __all__ = [
     "DEFAULT_DIRECTORY", "BANDS", "DEFAULT_REGIMES", "IDENTITY_FIELDS", "TEMPLATE",
@@ -94,31 +94,6 @@ class Limits:
 
 # --------------------------------------------------------------------------------------------------- validation
 
-def _show(v: Any) -> str:
-    """A short YAML-ish rendering of an offending value (never expands containers)."""
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v if len(v) <= 40 else v[:37] + "...", ensure_ascii=False)
-    if isinstance(v, datetime):
-        return v.isoformat()
-    if isinstance(v, date):
-        return f"the date {v.isoformat()}"
-    if isinstance(v, (list, tuple)):
-        return "a list"
-    if isinstance(v, dict):
-        return "a mapping"
-    return type(v).__name__
-
-
-def _fail(message: str) -> PydanticCustomError:
-    return PydanticCustomError("watchlist", "{message}", {"message": message})
-
-
 def _ctx(info: ValidationInfo | None) -> dict:
     return (info.context if info is not None and isinstance(info.context, dict) else None) or {}
 
@@ -129,7 +104,7 @@ def _limits(info: ValidationInfo | None) -> Limits:
 
 def _symbol_shape(v: Any) -> str:
     if not isinstance(v, str) or not _SYMBOL_RE.match(v.strip().upper()):
-        raise _fail(f"expected a symbol such as BTCUSDT, got {_show(v)}")
+        raise invalid(f"expected a symbol such as BTCUSDT, got {show(v)}")
     return v.strip().upper()
 
 
@@ -139,20 +114,20 @@ def _watched_symbol(v: Any, info: ValidationInfo) -> str:
     universe = ctx.get("universe")
     if universe and s not in universe and s not in ctx.get("grandfathered", ()):
         hint = suggest(s, universe)
-        raise _fail(f'unknown symbol "{s}" — did you mean {hint}?' if hint
+        raise invalid(f'unknown symbol "{s}" — did you mean {hint}?' if hint
                     else f'unknown symbol "{s}" (not listed on the exchange)')
     return s
 
 
 def _band(v: Any) -> str:
     if v not in BANDS:
-        raise _fail(f"unknown band {_show(v)} (known: {', '.join(BANDS)})")
+        raise invalid(f"unknown band {show(v)} (known: {', '.join(BANDS)})")
     return v
 
 
 def _regime(v: Any) -> str:
     if not isinstance(v, str) or v not in REGIMES:
-        raise _fail(f"unknown regime {_show(v)} (known: {', '.join(REGIMES)})")
+        raise invalid(f"unknown regime {show(v)} (known: {', '.join(REGIMES)})")
     return v
 
 
@@ -185,7 +160,7 @@ def _as_utc(v: Any) -> datetime:
         except ValueError:
             pass
     if not isinstance(v, datetime):
-        raise _fail(f"expected an ISO-8601 UTC date-time such as 2026-03-29T12:00:00Z, got {_show(v)}")
+        raise invalid(f"expected an ISO-8601 UTC date-time such as 2026-03-29T12:00:00Z, got {show(v)}")
     return v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
 
 
@@ -242,7 +217,7 @@ class Watchlist(BaseModel):
         v = list(dict.fromkeys(v))
         limit = _limits(info).max_symbols
         if len(v) > limit:
-            raise _fail(f"too many symbols: {len(v)} (at most {limit})")
+            raise invalid(f"too many symbols: {len(v)} (at most {limit})")
         return v
 
     @field_validator("bands", "regimes")
@@ -255,21 +230,21 @@ class Watchlist(BaseModel):
     def _muted_bounded(cls, v: dict, info: ValidationInfo) -> dict:
         limit = _limits(info).max_muted
         if len(v) > limit:
-            raise _fail(f"too many muted symbols: {len(v)} (at most {limit})")
+            raise invalid(f"too many muted symbols: {len(v)} (at most {limit})")
         return v
 
     @field_validator("timezone", mode="before")
     @classmethod
     def _valid_zone(cls, v: Any) -> str:
         if not isinstance(v, str) or not v.strip():
-            raise _fail(f"expected an IANA time zone such as Europe/Berlin, got {_show(v)}")
+            raise invalid(f"expected an IANA time zone such as Europe/Berlin, got {show(v)}")
         v = v.strip()
         try:
             _zone(v)
         except (ZoneInfoNotFoundError, ValueError, OSError):
             close = difflib.get_close_matches(v, _zone_names(), n=1, cutoff=0.6)
             hint = f" — did you mean {close[0]}?" if close else " (use an IANA name such as Europe/Berlin)"
-            raise _fail(f"unknown time zone {_show(v)}{hint}") from None
+            raise invalid(f"unknown time zone {show(v)}{hint}") from None
         return v
 
     @field_validator("quiet_hours", mode="before")
@@ -280,16 +255,16 @@ class Watchlist(BaseModel):
         try:
             start, end = _parse_quiet(v) if isinstance(v, str) else _parse_quiet("")
         except ValueError:
-            raise _fail(f'expected "HH:MM-HH:MM" (e.g. "23:00-07:00") or null, got {_show(v)}') from None
+            raise invalid(f'expected "HH:MM-HH:MM" (e.g. "23:00-07:00") or null, got {show(v)}') from None
         if start == end:
-            raise _fail(f'start and end are the same ({_show(v)}); use null for no quiet hours')
+            raise invalid(f'start and end are the same ({show(v)}); use null for no quiet hours')
         return f"{start:%H:%M}-{end:%H:%M}"
 
     @field_validator("quiet_mode", mode="before")
     @classmethod
     def _valid_mode(cls, v: Any) -> str:
         if v not in ("digest", "drop"):
-            raise _fail(f"expected digest or drop, got {_show(v)}")
+            raise invalid(f"expected digest or drop, got {show(v)}")
         return v
 
     # -- behaviour
@@ -372,23 +347,6 @@ def _transitions(zone: ZoneInfo, start: datetime, stop: datetime) -> list[dateti
 
 # ------------------------------------------------------------------------------------------------------ errors
 
-@dataclass(frozen=True)
-class Problem:
-    """One problem in one file: `path:line: where: message` (line and where omitted when unknown)."""
-    path: str
-    line: int | None
-    where: str | None
-    message: str
-
-    def __str__(self) -> str:
-        head = f"{self.path}:{self.line}" if self.line else self.path
-        return f"{head}: {self.where}: {self.message}" if self.where else f"{head}: {self.message}"
-
-    def short(self) -> str:
-        """Without file and line: for chat replies about an edit."""
-        return f"{self.where}: {self.message}" if self.where else self.message
-
-
 class WatchlistError(Exception):
     """A watchlist file (or text) that cannot be used; str() is one `path:line: field: message` per line."""
 
@@ -416,68 +374,6 @@ class EditResult:
     removed: list[str] = field(default_factory=list)
     already: list[str] = field(default_factory=list)       # add: already watched; remove: already not watched
     unknown: dict[str, str | None] = field(default_factory=dict)   # text -> suggestion (or None)
-
-
-def _where(loc: tuple) -> str | None:
-    out = ""
-    for part in loc:
-        if part == "[key]":
-            continue
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out or None
-
-
-def _describe(err: dict) -> str:
-    kind, ctx, got = err["type"], err.get("ctx") or {}, _show(err.get("input"))
-    if kind == "watchlist":
-        return err["msg"]
-    if kind == "extra_forbidden":
-        return f"unknown field (known: {', '.join(Watchlist.model_fields)})"
-    if kind.startswith("int_"):
-        return f"expected a whole number, got {got}"
-    if kind.startswith("bool_"):
-        return f"expected true or false, got {got}"
-    if kind.startswith("string_type"):
-        return f"expected text, got {got}"
-    if kind == "string_too_long":
-        return f"too long (at most {ctx.get('max_length')} characters)"
-    if kind == "list_type":
-        return f"expected a list such as [A, B], got {got}"
-    if kind == "dict_type":
-        return f"expected a mapping (KEY: value), got {got}"
-    if kind in ("less_than_equal", "less_than"):
-        return f"must be at most {ctx.get('le', ctx.get('lt'))}, got {got}"
-    if kind in ("greater_than_equal", "greater_than"):
-        return f"must be at least {ctx.get('ge', ctx.get('gt'))}, got {got}"
-    return f"{err['msg']}, got {got}"
-
-
-def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
-    """1-based line of the deepest node along `loc` (a pydantic error location) in the composed document."""
-    if root is None:
-        return None
-    node, line = root, root.start_mark.line + 1
-    for part in loc:
-        if part == "[key]":
-            break
-        if isinstance(node, yaml.MappingNode):
-            hit = None
-            for k, v in node.value:
-                if isinstance(k, yaml.ScalarNode) and k.value == str(part):
-                    hit = (k, v)
-            if hit is None:
-                break
-            line = hit[0].start_mark.line + 1     # the key's line (collections start on the next line)
-            node = hit[1]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line
 
 
 def _structure_problems(root: yaml.Node, path: str) -> list[Problem]:
@@ -550,21 +446,19 @@ def parse_watchlist(text: str | bytes, path: str | Path = "<text>", *, universe:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise WatchlistError([Problem(path, _line_of(root, ()), None,
+        raise WatchlistError([Problem(path, line_of(root, ()), None,
                                       f"expected a mapping of fields (name: value) at the top level, "
-                                      f"got {_show(data)}")])
+                                      f"got {show(data)}")])
     bad_keys = [k for k in data if not isinstance(k, str)]
     if bad_keys:
-        raise WatchlistError([Problem(path, _line_of(root, (k,)), None, f"expected a field name, got {_show(k)}")
+        raise WatchlistError([Problem(path, line_of(root, (k,)), None, f"expected a field name, got {show(k)}")
                               for k in bad_keys][:_MAX_PROBLEMS])
     context = {"universe": set(universe) if universe else None, "limits": limits,
                "grandfathered": frozenset(grandfathered)}
     try:
         return Watchlist.model_validate(data, context=context)
     except ValidationError as e:
-        problems = [Problem(path, _line_of(root, tuple(err["loc"])), _where(tuple(err["loc"])), _describe(err))
-                    for err in e.errors()]
-        problems.sort(key=lambda p: p.line or 0)
+        problems = sorted(validation_problems(e, path, root, known_fields=Watchlist.model_fields), key=lambda p: p.line or 0)
         raise WatchlistError(problems[:_MAX_PROBLEMS]) from None
 
 
@@ -863,7 +757,7 @@ class WatchlistRegistry:
     def path(self, user_id: str) -> Path:
         """The file of `user_id`; raises EditError for ids that are not safe file names."""
         if not isinstance(user_id, str) or not _USER_ID_RE.match(user_id) or ".." in user_id:
-            raise EditError(f"invalid user id {_show(user_id)}")
+            raise EditError(f"invalid user id {show(user_id)}")
         if user_id.startswith(EXAMPLE_PREFIX) and not self.include_examples:
             raise EditError(f"user ids starting with {EXAMPLE_PREFIX!r} are reserved for example files")
         return self.directory / f"{user_id}.yaml"
