@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .vocabulary import ALERT_REGIMES, DEFAULT_BANDS, Band, RegimeKey
 from .yamlerrors import compose, problems
 
 DEFAULT_CONFIG_PATH = Path("config/bot.yaml")
@@ -59,6 +60,7 @@ class RegimeConfig(_Strict):
 
 
 class Bands(_Strict):
+    """The score at which each band above neutral starts (one field per name in bot.vocabulary.BANDS)."""
     lean: int = 15
     stretched: int = 35
     stressed: int = 60
@@ -124,12 +126,14 @@ class TelegramConfig(_Strict):
 
 
 class AlertFilter(_Strict):
-    """Which alerts a channel or webhook gets (like a watchlist, without a person behind it)."""
+    """Which alerts a channel or webhook gets (like a watchlist, without a person behind it).
+
+    An unknown band or regime is a configuration error naming file, line and key (console.bands[0]),
+    as in a watchlist: a typo must not silently turn alerts off."""
     symbols: list[str] = []                 # empty: any symbol
     min_score: int = Field(35, ge=0, le=100)
-    bands: list[str] = ["stretched", "stressed"]
-    regimes: list[str] = ["short_squeeze_risk", "long_squeeze_risk", "long_crowded", "short_ramp",
-                          "long_unwind", "short_covering"]
+    bands: list[Band] = list(DEFAULT_BANDS)
+    regimes: list[RegimeKey] = list(ALERT_REGIMES)
     bias_flips: bool = True
     cooldown_minutes: float = Field(60, ge=0)
 

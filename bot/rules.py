@@ -16,10 +16,7 @@ from typing import Iterable, Protocol
 
 from .config import AlertFilter, RulesConfig, ScoreConfig
 from .symbols import resolve_all
-
-ALERT_REGIMES = frozenset({"short_squeeze_risk", "long_squeeze_risk", "long_crowded", "short_ramp",
-                           "long_unwind", "short_covering"})
-DIRECTIONAL = ("LONG", "SHORT")
+from .vocabulary import ALERT_REGIMES, BANDS, DIRECTIONAL   # (ALERT_REGIMES stays importable from here)
 
 
 @dataclass(frozen=True)
@@ -154,8 +151,7 @@ class FilterSubscriber:
 
 def band_thresholds(bands: Iterable[str], score_cfg: ScoreConfig) -> set[int]:
     b = score_cfg.bands
-    table = {"lean": b.lean, "stretched": b.stretched, "stressed": b.stressed}
-    return {table[x] for x in bands if x in table}
+    return {getattr(b, x) for x in bands if x in BANDS}
 
 
 def thresholds_in_use(subscribers: Iterable[Subscriber], rules: RulesConfig, score_cfg: ScoreConfig) -> set[int]:

@@ -59,8 +59,8 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.representer import RoundTripRepresenter
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
-from .score import REGIMES
 from .symbols import normalize, suggest
+from .vocabulary import ALERT_REGIMES, BANDS, DEFAULT_BANDS, Band, RegimeKey
 from .yamlerrors import Problem, invalid, line_of, show
 from .yamlerrors import problems as validation_problems
 
@@ -72,9 +72,7 @@ __all__ = [
 
 DEFAULT_DIRECTORY = Path("config/watchlists")
 UTC = timezone.utc
-BANDS = ("lean", "stretched", "stressed")
-DEFAULT_REGIMES = ("short_squeeze_risk", "long_squeeze_risk", "long_crowded", "short_ramp", "long_unwind",
-                   "short_covering")
+DEFAULT_REGIMES = ALERT_REGIMES      # the regime entries a watchlist alerts on unless it says otherwise
 IDENTITY_FIELDS = ("telegram_chat_id", "discord_user_id")
 EXAMPLE_PREFIX = "example-"
 
@@ -119,18 +117,6 @@ def _watched_symbol(v: Any, info: ValidationInfo) -> str:
     return s
 
 
-def _band(v: Any) -> str:
-    if v not in BANDS:
-        raise invalid(f"unknown band {show(v)} (known: {', '.join(BANDS)})")
-    return v
-
-
-def _regime(v: Any) -> str:
-    if not isinstance(v, str) or v not in REGIMES:
-        raise invalid(f"unknown regime {show(v)} (known: {', '.join(REGIMES)})")
-    return v
-
-
 @functools.lru_cache(maxsize=1)
 def _zone_names() -> tuple[str, ...]:
     try:
@@ -171,8 +157,6 @@ def _null_is_empty(factory):
 WatchedSymbol = Annotated[str, BeforeValidator(_watched_symbol)]
 MutedSymbol = Annotated[str, BeforeValidator(_symbol_shape)]
 UtcDatetime = Annotated[datetime, BeforeValidator(_as_utc)]
-Band = Annotated[str, BeforeValidator(_band)]
-Regime = Annotated[str, BeforeValidator(_regime)]
 Score = Annotated[StrictInt, Field(ge=0, le=100)]
 
 
@@ -194,11 +178,11 @@ class Watchlist(BaseModel):
     min_score: Score | None = Field(
         None, description="0-100: personal crossing threshold; regime and bias-flip alerts below it are suppressed.")
     bands: Annotated[list[Band], BeforeValidator(_null_is_empty(list))] = Field(
-        default_factory=lambda: ["stretched", "stressed"],
-        description="Band entries that alert: a subset of lean, stretched, stressed.")
-    regimes: Annotated[list[Regime], BeforeValidator(_null_is_empty(list))] = Field(
-        default_factory=lambda: list(DEFAULT_REGIMES),
-        description="Regime entries that alert (keys of bot.score.REGIMES).")
+        default_factory=lambda: list(DEFAULT_BANDS),
+        description="Band entries that alert: a subset of bot.vocabulary.BANDS.")
+    regimes: Annotated[list[RegimeKey], BeforeValidator(_null_is_empty(list))] = Field(
+        default_factory=lambda: list(ALERT_REGIMES),
+        description="Regime entries that alert: keys of bot.vocabulary.REGIMES (only ALERT_REGIMES ever fire).")
     bias_flips: StrictBool = Field(True, description="Alert when the bias flips LONG <-> SHORT at a high score.")
     cooldown_minutes: Annotated[StrictInt, Field(ge=0, le=1440)] = Field(
         60, description="Minimum minutes between two alerts of the same rule for the same symbol.")
