@@ -56,8 +56,8 @@ class ScoreResult:
     score: int
     band: ScoreBand
     bias: Bias
-    regime: str          # key into REGIMES
-    regime_label: str
+    regime_key: str      # key into REGIMES
+    regime_label: str    # REGIMES[regime_key]
     reason: str          # which regime rule matched, in words
     components: dict[str, float]   # contribution in points; they sum to the score (before rounding)
     missing: tuple[str, ...]
@@ -68,7 +68,7 @@ class ScoreResult:
     def as_dict(self) -> dict:
         d = {k: (round(v, 10) if isinstance(v, float) else v) for k, v in self.inputs.as_dict().items()}
         d.update(score=self.score, band=self.band, bias=self.bias, regime=self.regime_label,
-                 regime_key=self.regime, reason=self.reason,
+                 regime_key=self.regime_key, reason=self.reason,
                  components={k: round(v, 2) for k, v in self.components.items()},
                  missing=list(self.missing), assumptions=list(self.assumptions), quadrant=self.quadrant)
         return d
@@ -283,9 +283,9 @@ def _score(inp: ScoreInputs, c: _Compiled) -> ScoreResult:
     components["oi"] = 100 * strength * (factor - c.g0)
 
     bias = NEUTRAL if value < c.bias_min else (LONG if direction > 0 else SHORT)
-    regime, reason = _classify(inp, bias, c, fx)
+    regime_key, reason = _classify(inp, bias, c, fx)
     missing, assumptions = _missing_and_assumptions(inp)
-    return ScoreResult(inp.symbol, value, _band(value, c), bias, regime, REGIMES[regime], reason, components,
+    return ScoreResult(inp.symbol, value, _band(value, c), bias, regime_key, REGIMES[regime_key], reason, components,
                        missing, assumptions, _quadrant(inp, c.quadrant_eps), inp)
 
 

@@ -49,9 +49,9 @@ def test_the_score_speaks_the_vocabulary():
             ScoreInputs("CUSDT", 0.0001)]
     for r in score_all(rows, ScoreConfig()):
         assert r.band in v.SCORE_BANDS and r.bias in v.BIASES
-        assert r.regime_label == v.REGIMES[r.regime]
+        assert r.regime_label == v.REGIMES[r.regime_key]
         d = r.as_dict()
-        assert d["regime_key"] == r.regime and d["regime"] == r.regime_label
+        assert d["regime_key"] == r.regime_key and d["regime"] == r.regime_label
 
 
 @pytest.mark.parametrize("section, yaml_text, where", [
