@@ -59,7 +59,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.representer import RoundTripRepresenter
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
-from .symbols import normalize, suggest
+from .symbols import SYMBOL_RE, clean, normalize, suggest, with_quote
 from .vocabulary import ALERT_REGIMES, BANDS, DEFAULT_BANDS, Band, RegimeKey
 from .yamlerrors import Problem, invalid, line_of, show
 from .yamlerrors import problems as validation_problems
@@ -76,7 +76,6 @@ DEFAULT_REGIMES = ALERT_REGIMES      # the regime entries a watchlist alerts on 
 IDENTITY_FIELDS = ("telegram_chat_id", "discord_user_id")
 EXAMPLE_PREFIX = "example-"
 
-_SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,30}$")
 _QUIET_RE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 _USER_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+=-]{0,99}$")
 _MAX_PROBLEMS = 20
@@ -101,9 +100,9 @@ def _limits(info: ValidationInfo | None) -> Limits:
 
 
 def _symbol_shape(v: Any) -> str:
-    if not isinstance(v, str) or not _SYMBOL_RE.match(v.strip().upper()):
+    if not isinstance(v, str) or not SYMBOL_RE.match(clean(v)):
         raise invalid(f"expected a symbol such as BTCUSDT, got {show(v)}")
-    return v.strip().upper()
+    return clean(v)
 
 
 def _watched_symbol(v: Any, info: ValidationInfo) -> str:
@@ -287,7 +286,7 @@ class Watchlist(BaseModel):
                    default=now + timedelta(hours=24))
 
     def is_muted(self, symbol: str, now_utc: datetime) -> bool:
-        until = self.muted.get(symbol.upper())
+        until = self.muted.get(clean(symbol))
         return until is not None and _aware(now_utc) < until
 
 
@@ -971,10 +970,8 @@ class WatchlistRegistry:
         if universe:
             s = normalize(text, universe, self.quote)
             return (s, None) if s else (None, suggest(text, universe | pool, self.quote))
-        s = text.strip().upper().replace("/", "").replace("-", "").replace("_", "")
-        if not s.endswith(self.quote):
-            s += self.quote
-        if _SYMBOL_RE.match(s):
+        s = with_quote(text, self.quote)
+        if SYMBOL_RE.match(s):
             return s, None
         return None, (suggest(text, pool, self.quote) if pool else None)
 
@@ -1025,7 +1022,7 @@ class WatchlistRegistry:
             seq = doc.get("symbols")
             if removed and isinstance(seq, CommentedSeq):
                 for i in reversed(range(len(seq))):
-                    if isinstance(seq[i], str) and seq[i].strip().upper() in removed:
+                    if isinstance(seq[i], str) and clean(seq[i]) in removed:
                         del seq[i]
             elif removed:
                 _set(doc, "symbols", [s for s in cur.symbols if s not in removed])
@@ -1075,7 +1072,7 @@ class WatchlistRegistry:
                 target = set(map(str, m))
             else:
                 s, _ = self._resolve(symbol_text, cur.muted)
-                target = {k for k in m if isinstance(k, str) and k.strip().upper() == s}
+                target = {k for k in m if isinstance(k, str) and clean(k) == s}
             target |= {k for k, v in m.items() if (d := _rt_datetime(v)) is not None and d <= now}
             for k in list(m):
                 if k in target:

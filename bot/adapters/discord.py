@@ -45,6 +45,7 @@ from ..engine import Recipient, Route
 from ..logsetup import REDACTOR, install_redaction
 from ..outbox import DeliveryError, Digest
 from ..rules import FilterSubscriber, band_thresholds
+from ..symbols import clean
 
 if TYPE_CHECKING:
     from ..app import Services
@@ -514,7 +515,7 @@ class CommandBridge:
         tokens = [t for t in re.split(r"[\s,]+", current or "") if t]
         partial = "" if (not current or current[-1:] in (" ", ",")) else (tokens.pop() if tokens else "")
         prefix = " ".join(tokens)
-        q = partial.strip().upper().replace("/", "").replace("-", "")
+        q = clean(partial)
         try:
             symbols = await self._symbols()
         except Exception:
