@@ -59,10 +59,10 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.representer import RoundTripRepresenter
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
-from .symbols import SYMBOL_RE, clean, normalize, suggest, with_quote
-from .vocabulary import ALERT_REGIMES, BANDS, DEFAULT_BANDS, Band, RegimeKey
-from .yamlerrors import Problem, invalid, line_of, show
-from .yamlerrors import problems as validation_problems
+from ..symbols import SYMBOL_RE, clean, normalize, suggest, with_quote
+from ..vocabulary import ALERT_REGIMES, BANDS, DEFAULT_BANDS, Band, RegimeKey
+from ..yamlerrors import Problem, invalid, line_of, show
+from ..yamlerrors import problems as validation_problems
 
 __all__ = [
     "DEFAULT_DIRECTORY", "BANDS", "DEFAULT_REGIMES", "IDENTITY_FIELDS", "TEMPLATE",
