@@ -147,6 +147,15 @@ def test_examples_and_template_are_valid():
         assert f"`{name}`" in documented and name in TEMPLATE
 
 
+
+def test_model_template_and_docs_list_the_same_keys_in_the_same_order():
+    """The schema is defined once (the Watchlist model); the template and the docs' table follow it."""
+    fields = list(Watchlist.model_fields)
+    assert list(yaml.safe_load(TEMPLATE)) == fields
+    schema = (ROOT / "docs" / "watchlists.md").read_text().split("## Schema")[1].split("\n## ")[0]
+    table = [line.split("|")[1].strip().strip("`") for line in schema.splitlines() if line.startswith("| `")]
+    assert table == fields
+
 def test_check_watchlists_reports_every_file(tmp_path):
     (tmp_path / "good.yaml").write_text("symbols: [BTCUSDT]\n")
     (tmp_path / "bad.yaml").write_text("symbols: [BTCUSDX]\n")
