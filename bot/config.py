@@ -1,7 +1,11 @@
 """Typed configuration loaded from `config/bot.yaml` (yaml.safe_load + pydantic validation).
 
-Every key has a default, so an empty file is valid. Validation errors name the file, the key path and
-what was expected; see `load_config`.
+Every key has a default, so an empty file is valid. Validation errors name the file, the line, the key path
+and what was expected; see `load_config`.
+
+Layering: config sits below the core and imports only bot.vocabulary (band and regime names and their types)
+and bot.yamlerrors (the file:line error format it shares with the watchlists), neither of which imports
+anything from the bot.
 """
 from __future__ import annotations
 
