@@ -59,7 +59,7 @@ def main() -> None:
     inputs = realistic_inputs(a.symbols)
     results = score_all(inputs, cfg)                      # warm-up (and a sanity look at the mix)
     bands = collections.Counter(r.band for r in results)
-    regimes = collections.Counter(r.regime for r in results)
+    regimes = collections.Counter(r.regime_key for r in results)
     print("result mix: bands " + ", ".join(f"{k} {v}" for k, v in bands.most_common())
           + "; top regimes " + ", ".join(f"{k} {v}" for k, v in regimes.most_common(5)))
 

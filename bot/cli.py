@@ -15,6 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 from . import report
 from .config import Config, ConfigError, load_config, resolve_db_path
 from .cycle import run_cycle
+from .errors import UserError
 from .exchange.binance import BinanceClient, BinanceError
 from .logsetup import setup_logging
 from .score import ScoreInputs, score_all
@@ -23,10 +24,6 @@ from .symbols import normalize, suggest
 
 
 INPUT_ROW = TypeAdapter(ScoreInputs)   # one row of `scan --input`, validated into the scorer's own type
-
-
-class UserError(Exception):
-    """A problem the user can fix; printed without a traceback, exit code 1 (2 for usage)."""
 
 
 def read_input_rows(path: str) -> list[ScoreInputs]:

@@ -11,14 +11,11 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Awaitable, Callable
 
 from . import report
+from .errors import UserError
 from .symbols import normalize, suggest
 
 if TYPE_CHECKING:
     from .app import Services
-
-
-class UserError(Exception):
-    """Something the user can fix; its message is the reply."""
 
 
 @dataclass

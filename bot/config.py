@@ -1,7 +1,11 @@
 """Typed configuration loaded from `config/bot.yaml` (yaml.safe_load + pydantic validation).
 
-Every key has a default, so an empty file is valid. Validation errors name the file, the key path and
-what was expected; see `load_config`.
+Every key has a default, so an empty file is valid. Validation errors name the file, the line, the key path
+and what was expected; see `load_config`.
+
+Layering: config sits below the core and imports only bot.vocabulary (band and regime names and their types)
+and bot.yamlerrors (the file:line error format it shares with the watchlists), neither of which imports
+anything from the bot.
 """
 from __future__ import annotations
 
@@ -10,6 +14,9 @@ from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .vocabulary import ALERT_REGIMES, DEFAULT_BANDS, Band, RegimeKey
+from .yamlerrors import compose, problems
 
 DEFAULT_CONFIG_PATH = Path("config/bot.yaml")
 
@@ -57,6 +64,7 @@ class RegimeConfig(_Strict):
 
 
 class Bands(_Strict):
+    """The score at which each band above neutral starts (one field per name in bot.vocabulary.BANDS)."""
     lean: int = 15
     stretched: int = 35
     stressed: int = 60
@@ -122,12 +130,14 @@ class TelegramConfig(_Strict):
 
 
 class AlertFilter(_Strict):
-    """Which alerts a channel or webhook gets (like a watchlist, without a person behind it)."""
+    """Which alerts a channel or webhook gets (like a watchlist, without a person behind it).
+
+    An unknown band or regime is a configuration error naming file, line and key (console.bands[0]),
+    as in a watchlist: a typo must not silently turn alerts off."""
     symbols: list[str] = []                 # empty: any symbol
     min_score: int = Field(35, ge=0, le=100)
-    bands: list[str] = ["stretched", "stressed"]
-    regimes: list[str] = ["short_squeeze_risk", "long_squeeze_risk", "long_crowded", "short_ramp",
-                          "long_unwind", "short_covering"]
+    bands: list[Band] = list(DEFAULT_BANDS)
+    regimes: list[RegimeKey] = list(ALERT_REGIMES)
     bias_flips: bool = True
     cooldown_minutes: float = Field(60, ge=0)
 
@@ -168,18 +178,9 @@ class ConfigError(Exception):
 
 
 def format_validation_error(path: Path | str, err: ValidationError, text: str = "") -> str:
-    """One line per problem: file:line: key.path: what was expected (the watchlists' format)."""
-    from .watchlists import _describe, _line_of, _where   # one YAML-error formatter for the project
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader) if text else None
-    except yaml.YAMLError:
-        root = None
+    """A header line, then one `file:line: key.path: what was expected` line per problem (as for watchlists)."""
     lines = [f"{path}: invalid configuration"]
-    for e in err.errors():
-        line = _line_of(root, e["loc"])
-        where = _where(e["loc"]) or "(top level)"
-        msg = "unknown key" if e["type"] == "extra_forbidden" else _describe(e)
-        lines.append(f"  {path}{f':{line}' if line else ''}: {where}: {msg}")
+    lines += [f"  {p}" for p in problems(err, str(path), compose(text), top_level="(top level)")]
     return "\n".join(lines)
 
 

@@ -16,19 +16,21 @@ from typing import Iterable, Protocol
 
 from .config import AlertFilter, RulesConfig, ScoreConfig
 from .symbols import resolve_all
-
-ALERT_REGIMES = frozenset({"short_squeeze_risk", "long_squeeze_risk", "long_crowded", "short_ramp",
-                           "long_unwind", "short_covering"})
-DIRECTIONAL = ("LONG", "SHORT")
+from .vocabulary import ALERT_REGIMES, BANDS, DIRECTIONAL   # (ALERT_REGIMES stays importable from here)
 
 
 @dataclass(frozen=True)
 class SymbolState:
     score: int
     bias: str
-    regime: str
+    regime_key: str
     armed: dict[int, bool] = field(default_factory=dict)   # threshold -> may fire again
-    regime_cycles: int = 1                                  # consecutive cycles in `regime`
+    regime_cycles: int = 1                                  # consecutive cycles in `regime_key`
+
+    @property
+    def regime(self) -> str:
+        """Old name of `regime_key`, still read by bot/engine.py (its owner can switch, then this goes)."""
+        return self.regime_key
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class Event:
     threshold: int | None = None
 
     @property
-    def regime(self) -> str:
+    def regime_key(self) -> str:
         return self.result.get("regime_key", "")
 
 
@@ -69,21 +71,21 @@ def detect(prev: dict[str, SymbolState], results: list[dict], thresholds: set[in
     events: list[Event] = []
     state = dict(prev)
     for r in results:
-        sym, score, bias, regime = r["symbol"], r["score"], r["bias"], r["regime_key"]
+        sym, score, bias, regime_key = r["symbol"], r["score"], r["bias"], r["regime_key"]
         before = prev.get(sym)
         armed, crossed = _thresholds_state(before, score, sorted(thresholds), cfg.hysteresis)
         if before is None:      # first sight: whatever regime it is in is not news
             streak = cfg.regime_confirm_cycles + 1
         else:
-            streak = before.regime_cycles + 1 if before.regime == regime else 1
-        state[sym] = SymbolState(score, bias, regime, armed, streak)
+            streak = before.regime_cycles + 1 if before.regime_key == regime_key else 1
+        state[sym] = SymbolState(score, bias, regime_key, armed, streak)
         if before is None:
             continue
         for t in crossed:
             events.append(Event(sym, f"cross:{t}", "threshold", score, before.score, r, threshold=t))
         # A regime alerts once it has held `regime_confirm_cycles` cycles: flapping between two never does.
-        if streak == cfg.regime_confirm_cycles and regime in ALERT_REGIMES:
-            events.append(Event(sym, f"regime:{regime}", "regime", score, before.score, r))
+        if streak == cfg.regime_confirm_cycles and regime_key in ALERT_REGIMES:
+            events.append(Event(sym, f"regime:{regime_key}", "regime", score, before.score, r))
         if (before.bias in DIRECTIONAL and bias in DIRECTIONAL and bias != before.bias
                 and score >= cfg.bias_flip_min_score):
             events.append(Event(sym, f"flip:{bias}", "bias_flip", score, before.score, r))
@@ -154,8 +156,7 @@ class FilterSubscriber:
 
 def band_thresholds(bands: Iterable[str], score_cfg: ScoreConfig) -> set[int]:
     b = score_cfg.bands
-    table = {"lean": b.lean, "stretched": b.stretched, "stressed": b.stressed}
-    return {table[x] for x in bands if x in table}
+    return {getattr(b, x) for x in bands if x in BANDS}
 
 
 def thresholds_in_use(subscribers: Iterable[Subscriber], rules: RulesConfig, score_cfg: ScoreConfig) -> set[int]:
@@ -184,7 +185,7 @@ def wants(sub: Subscriber, ev: Event, score_cfg: ScoreConfig, mine: set[int] | N
     if not (anywhere or ev.symbol in sub.symbols) or ev.score < (sub.min_score or 0):
         return False
     if ev.kind == "regime":
-        return ev.regime in sub.regimes
+        return ev.regime_key in sub.regimes
     return sub.bias_flips
 
 

@@ -14,22 +14,12 @@ import operator
 from dataclasses import asdict, dataclass, field
 
 from .config import ScoreConfig
+from .vocabulary import (BALANCED, LEAN, LONG, LONG_CROWDED, LONG_SQUEEZE_RISK, LONG_UNWIND, NET_LONG, NET_SHORT,
+                         NEUTRAL, NEUTRAL_BAND, REGIMES, SHORT, SHORT_COVERING, SHORT_RAMP, SHORT_SQUEEZE_RISK,
+                         STRESSED, STRETCHED, Bias, ScoreBand)
 
-LONG, SHORT, NEUTRAL = "LONG", "SHORT", "NEUTRAL"
-
-# Regime keys -> labels. Keys are stable (rules and stored state use them); labels follow the reference page.
-REGIMES: dict[str, str] = {
-    "short_squeeze_risk": "Short squeeze risk · OI building into negative funding as price rises",
-    "long_squeeze_risk": "Long squeeze risk · OI building into positive funding as price falls",
-    "long_crowded": "Long crowded · high funding + rising OI",
-    "short_ramp": "Short ramp · rising OI + negative funding",
-    "long_unwind": "Long unwind · OI falling out of crowded longs",
-    "short_covering": "Short covering · OI falling out of crowded shorts",
-    "net_long": "Net long bias building",
-    "net_short": "Net short bias building",
-    "balanced": "Balanced · low derivatives stress",
-}
-SQUEEZE_REGIMES = frozenset({"short_squeeze_risk", "long_squeeze_risk"})
+# The names the score produces (bands, regimes, bias) are defined in bot.vocabulary; LONG, SHORT, NEUTRAL,
+# and REGIMES stay importable from here.
 
 INPUT_FIELDS = (
     "oi_change_1h", "oi_change_4h", "oi_change_24h", "funding_rate",
@@ -64,10 +54,10 @@ class ScoreInputs:
 class ScoreResult:
     symbol: str
     score: int
-    band: str
-    bias: str
-    regime: str          # key into REGIMES
-    regime_label: str
+    band: ScoreBand
+    bias: Bias
+    regime_key: str      # key into REGIMES
+    regime_label: str    # REGIMES[regime_key]
     reason: str          # which regime rule matched, in words
     components: dict[str, float]   # contribution in points; they sum to the score (before rounding)
     missing: tuple[str, ...]
@@ -78,7 +68,7 @@ class ScoreResult:
     def as_dict(self) -> dict:
         d = {k: (round(v, 10) if isinstance(v, float) else v) for k, v in self.inputs.as_dict().items()}
         d.update(score=self.score, band=self.band, bias=self.bias, regime=self.regime_label,
-                 regime_key=self.regime, reason=self.reason,
+                 regime_key=self.regime_key, reason=self.reason,
                  components={k: round(v, 2) for k, v in self.components.items()},
                  missing=list(self.missing), assumptions=list(self.assumptions), quadrant=self.quadrant)
         return d
@@ -127,18 +117,18 @@ def _compile(cfg: ScoreConfig) -> _Compiled:
     return c
 
 
-def band_of(score: int, cfg: ScoreConfig) -> str:
+def band_of(score: int, cfg: ScoreConfig) -> ScoreBand:
     return _band(score, _compile(cfg))
 
 
-def _band(score: int, c: _Compiled) -> str:
+def _band(score: int, c: _Compiled) -> ScoreBand:
     if score >= c.stressed:
-        return "stressed"
+        return STRESSED
     if score >= c.stretched:
-        return "stretched"
+        return STRETCHED
     if score >= c.lean:
-        return "lean"
-    return "neutral"
+        return LEAN
+    return NEUTRAL_BAND
 
 
 def funding_excess_8h(inp: ScoreInputs, cfg: ScoreConfig) -> float:
@@ -218,10 +208,10 @@ def _price_against(inp: ScoreInputs, side: int) -> bool | None:
 
 def _net(bias: str, bias_min: int) -> tuple[str, str]:
     if bias == LONG:
-        return "net_long", "score above the bias threshold with long-leaning funding/basis/price"
+        return NET_LONG, "score above the bias threshold with long-leaning funding/basis/price"
     if bias == SHORT:
-        return "net_short", "score above the bias threshold with short-leaning funding/basis/price"
-    return "balanced", f"score below {bias_min}: no side dominates"
+        return NET_SHORT, "score above the bias threshold with short-leaning funding/basis/price"
+    return BALANCED, f"score below {bias_min}: no side dominates"
 
 
 def classify(inp: ScoreInputs, bias: str, cfg: ScoreConfig) -> tuple[str, str]:
@@ -237,11 +227,11 @@ def _classify(inp: ScoreInputs, bias: str, c: _Compiled, fx: float) -> tuple[str
     crowded = f"funding excess {fx * 100:+.3f} %/8h is beyond ±{c.crowded * 100:.3f} %"
     if _oi_rising(inp, c):
         if _price_against(inp, side):
-            return ("short_squeeze_risk" if side < 0 else "long_squeeze_risk",
+            return (SHORT_SQUEEZE_RISK if side < 0 else LONG_SQUEEZE_RISK,
                     f"{crowded} (crowded), OI is rising, and price (or basis) moves against the crowded side")
-        return "long_crowded" if side > 0 else "short_ramp", f"{crowded} and OI is rising"
+        return LONG_CROWDED if side > 0 else SHORT_RAMP, f"{crowded} and OI is rising"
     if _oi_falling(inp, c):
-        return "long_unwind" if side > 0 else "short_covering", f"{crowded} and OI is falling"
+        return LONG_UNWIND if side > 0 else SHORT_COVERING, f"{crowded} and OI is falling"
     return _net(bias, c.bias_min)
 
 
@@ -293,9 +283,9 @@ def _score(inp: ScoreInputs, c: _Compiled) -> ScoreResult:
     components["oi"] = 100 * strength * (factor - c.g0)
 
     bias = NEUTRAL if value < c.bias_min else (LONG if direction > 0 else SHORT)
-    regime, reason = _classify(inp, bias, c, fx)
+    regime_key, reason = _classify(inp, bias, c, fx)
     missing, assumptions = _missing_and_assumptions(inp)
-    return ScoreResult(inp.symbol, value, _band(value, c), bias, regime, REGIMES[regime], reason, components,
+    return ScoreResult(inp.symbol, value, _band(value, c), bias, regime_key, REGIMES[regime_key], reason, components,
                        missing, assumptions, _quadrant(inp, c.quadrant_eps), inp)
 
 

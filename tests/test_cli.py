@@ -89,6 +89,35 @@ def test_check_config_reports_file_line_and_field(tmp_path):
     assert "bob.yaml:2: quiet_hours:" in out.stderr
 
 
+
+def test_check_config_rejects_unknown_bands_and_regimes_in_alert_filters(tmp_path):
+    """A typo in `console:` or a Discord filter used to pass and silently turn those alerts off; now it is an
+    error naming file, line and key, like the same typo in a watchlist."""
+    wl = tmp_path / "wl"
+    wl.mkdir()
+    (wl / "bob.yaml").write_text("bands: [stresed]\n")
+    cfg = tmp_path / "bot.yaml"
+    cfg.write_text("console:\n"
+                   "  bands: [stresed]\n"
+                   "discord:\n"
+                   "  channels:\n"
+                   "    - id: 42\n"
+                   "      regimes: [long_crowded, moon]\n"
+                   "  webhooks:\n"
+                   "    - name: desk\n"
+                   "      bands:\n"
+                   "        - lean\n"
+                   "        - hot\n")
+    out = bot("--config", str(cfg), "check-config", "--watchlists", str(wl))
+    assert out.returncode == 1
+    assert f'{cfg}:2: console.bands[0]: unknown band "stresed" — did you mean stressed?' in out.stderr
+    assert f'{cfg}:6: discord.channels[0].regimes[1]: unknown regime "moon" (known: short_squeeze_risk,' in out.stderr
+    assert f'{cfg}:11: discord.webhooks[0].bands[1]: unknown band "hot" (known: lean, stretched, stressed)' in out.stderr
+    assert 'bob.yaml:1: bands[0]: unknown band "stresed" — did you mean stressed?' in out.stderr
+    # the same config refuses to run, too (config loading is where it is checked)
+    run = bot("--config", str(cfg), "run", "--watchlists", str(wl), "--seconds", "1")
+    assert run.returncode == 1 and f"{cfg}:2: console.bands[0]: unknown band" in run.stderr
+
 def test_signal_receipt_from_the_store(tmp_path):
     from bot.store import Store
     store = Store(tmp_path / "s.db")

@@ -92,7 +92,7 @@ def test_resting_market_is_neutral_and_under_5(hours):
                        oi_change_1h=0, oi_change_4h=0, oi_change_24h=0, basis=0,
                        price_change_1h=0, price_change_24h=0)
     r = score(rest, CFG)
-    assert r.score < 5 and r.bias == NEUTRAL and r.regime == "balanced"
+    assert r.score < 5 and r.bias == NEUTRAL and r.regime_key == "balanced"
 
 
 @given(st.floats(-0.01, 0.01, allow_nan=False), interval, maybe(oi_change), maybe(st.floats(-0.05, 0.05)))
@@ -129,14 +129,14 @@ def test_oi_price_quadrants_and_regimes():
                              oi_change_4h=0.08, oi_change_24h=0.2, basis=0.004, price_change_1h=0.02,
                              price_change_24h=0.1)
     r = score(long_build, CFG)
-    assert (r.quadrant, r.regime, r.bias, r.band) == ("longs building", "long_crowded", LONG, "stressed")
+    assert (r.quadrant, r.regime_key, r.bias, r.band) == ("longs building", "long_crowded", LONG, "stressed")
     squeeze = dataclasses.replace(long_build, funding_rate=-0.002, basis=0.001)   # shorts pay, price rises
-    assert score(squeeze, CFG).regime == "short_squeeze_risk"
+    assert score(squeeze, CFG).regime_key == "short_squeeze_risk"
     unwind = dataclasses.replace(long_build, oi_change_1h=-0.04, oi_change_4h=-0.1, price_change_1h=-0.03)
     u = score(unwind, CFG)
-    assert u.regime == "long_unwind" and u.quadrant == "long unwind"
+    assert u.regime_key == "long_unwind" and u.quadrant == "long unwind"
     covering = mirror(unwind)
-    assert score(covering, CFG).regime == "short_covering"
+    assert score(covering, CFG).regime_key == "short_covering"
 
 
 def test_reference_rows_labels_and_ordering():

@@ -120,6 +120,20 @@ def test_shape_is_checked_without_a_universe_and_values_are_normalized():
     assert parse_watchlist("", "empty.yaml") == Watchlist()                  # every key is optional
 
 
+
+def test_symbols_are_normalised_one_way_everywhere(tmp_path):
+    """bot.symbols.clean is the one normalisation: files, edits, config filters and the CLI agree."""
+    from bot.config import AlertFilter
+    from bot.rules import FilterSubscriber
+    from bot.symbols import clean, normalize, with_quote
+    assert clean(" eth/usdt ") == clean("ETH-USDT") == clean("eth_usdt") == "ETHUSDT"
+    assert with_quote("btc") == "BTCUSDT" and normalize("pepe", UNIVERSE) == "1000PEPEUSDT"
+    wl = parse_watchlist("symbols: [eth/usdt, ETH-USDT, btcusdt]\nmuted: {sol_usdt: 2026-03-29T12:00:00Z}\n",
+                         "x.yaml", universe=UNIVERSE)
+    assert wl.symbols == ["ETHUSDT", "BTCUSDT"] and wl.is_muted("sol/usdt", datetime(2026, 3, 29, tzinfo=UTC))
+    sub = FilterSubscriber.from_filter(AlertFilter(symbols=["eth/usdt", "btc"]), UNIVERSE)
+    assert sub.symbols == {"ETHUSDT", "BTCUSDT"}
+
 def test_examples_and_template_are_valid():
     assert check_watchlists(ROOT / "config" / "watchlists", UNIVERSE) == []
     alice = parse_watchlist((ROOT / "config/watchlists/example-alice.yaml").read_text(), "a", universe=UNIVERSE)
@@ -132,6 +146,15 @@ def test_examples_and_template_are_valid():
     for name in Watchlist.model_fields:
         assert f"`{name}`" in documented and name in TEMPLATE
 
+
+
+def test_model_template_and_docs_list_the_same_keys_in_the_same_order():
+    """The schema is defined once (the Watchlist model); the template and the docs' table follow it."""
+    fields = list(Watchlist.model_fields)
+    assert list(yaml.safe_load(TEMPLATE)) == fields
+    schema = (ROOT / "docs" / "watchlists.md").read_text().split("## Schema")[1].split("\n## ")[0]
+    table = [line.split("|")[1].strip().strip("`") for line in schema.splitlines() if line.startswith("| `")]
+    assert table == fields
 
 def test_check_watchlists_reports_every_file(tmp_path):
     (tmp_path / "good.yaml").write_text("symbols: [BTCUSDT]\n")
