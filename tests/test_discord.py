@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-import bot.adapters.discord as discord_adapter_mod
+import bot.adapters.discord.adapter as discord_adapter_mod
 import bot.commands as registry
 import bot.engine as engine_mod
 from bot import app as app_mod
@@ -128,7 +128,7 @@ def titles(message: dict) -> list[str]:
 
 
 def disabled_warnings(caplog) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "bot.adapters.discord" and "disabled:" in r.getMessage()]
+    return [r for r in caplog.records if r.name == "bot.adapters.discord.adapter" and "disabled:" in r.getMessage()]
 
 
 # ---------------------------------------------------------------------------------------------- pure parts

@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from ..logsetup import REDACTOR
-from ..outbox import DeliveryError, Digest
-from .discord import WEBHOOK, WebhookTarget, digest_messages
+from ...logsetup import REDACTOR
+from ...outbox import DeliveryError, Digest
+from .adapter import WEBHOOK, WebhookTarget, digest_messages
 
 if TYPE_CHECKING:
-    from .discord import DiscordAdapter
+    from .adapter import DiscordAdapter
 
 log = logging.getLogger(__name__)
 

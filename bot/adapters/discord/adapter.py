@@ -8,7 +8,7 @@ Either mode, both, or neither may be configured (`DiscordAdapter.from_env`):
   `discord.channels` (each with its own filter) and, with `discord.dm_users`, by DM to users whose watchlist
   names their `discord_user_id`.
 * **Webhook mode** (`DISCORD_WEBHOOK_URL`, or any `url_env` of `discord.webhooks`; one variable may hold several
-  comma-separated URLs): alerts POSTed as embeds with httpx (`bot/adapters/discord_webhook.py`).
+  comma-separated URLs): alerts POSTed as embeds with httpx (`bot/adapters/discord/webhook.py`).
 
 The adapter only translates: Interaction -> `commands.Context`, `commands.Reply` / outbox `Digest` -> embeds
 coloured by bias, within Discord's limits. Delivery (exactly once, retries, rate limits) is the outbox's job;
@@ -38,17 +38,17 @@ import discord.http
 import yarl
 from discord import app_commands
 
-from .. import commands as registry
-from .. import report
-from ..config import AlertFilter, DiscordConfig
-from ..engine import Recipient, Route
-from ..logsetup import REDACTOR, install_redaction
-from ..outbox import DeliveryError, Digest
-from ..rules import FilterSubscriber, band_thresholds
+from ... import commands as registry
+from ... import report
+from ...config import AlertFilter, DiscordConfig
+from ...engine import Recipient, Route
+from ...logsetup import REDACTOR, install_redaction
+from ...outbox import DeliveryError, Digest
+from ...rules import FilterSubscriber, band_thresholds
 
 if TYPE_CHECKING:
-    from ..app import Services
-    from .discord_webhook import WebhookSender
+    from ...app import Services
+    from .webhook import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -286,7 +286,7 @@ def digest_messages(digest: Digest) -> list[dict]:
 
 # ============================================================================================ filters
 def filter_problems(f: AlertFilter, score_cfg, where: str) -> list[str]:
-    from ..score import REGIMES
+    from ...score import REGIMES
     problems = [f"{where}: unknown band {b!r} (lean, stretched, stressed)" for b in f.bands
                 if b not in ("lean", "stretched", "stressed")]
     problems += [f"{where}: unknown regime {r!r}" for r in f.regimes if r not in REGIMES]
@@ -655,7 +655,7 @@ class DiscordAdapter:
             if self.cfg.dm_users:
                 svc.senders[DM] = BotSender(self, DM)
         if self.webhooks:
-            from .discord_webhook import WebhookSender
+            from .webhook import WebhookSender
             self.webhook_sender = WebhookSender(self, {t.name: t for g in self.webhooks for t in g.targets})
             svc.senders[WEBHOOK] = self.webhook_sender
         self._load_disabled()
