@@ -5,6 +5,7 @@ translate. The registry also generates /help, Telegram's command list and Discor
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -15,6 +16,9 @@ from .symbols import normalize, suggest
 
 if TYPE_CHECKING:
     from .app import Services
+
+
+log = logging.getLogger(__name__)
 
 
 class UserError(Exception):
@@ -80,6 +84,12 @@ class Command:
     admin: bool = False
     edits: bool = False           # changes the caller's watchlist
     discord: bool = True          # offered as a Discord slash command
+    slow: bool = False            # may take seconds (charts, database reads): acknowledge before answering
+    personal: bool = False        # about the caller alone: in shared channels only the caller sees the answer
+    needs_attachment: bool = False   # reads a document sent with the command (or the message it replies to)
+
+    def offered_on(self, platform: str) -> bool:
+        return self.discord or platform != "discord"
 
     @property
     def usage(self) -> str:
@@ -90,9 +100,12 @@ REGISTRY: dict[str, Command] = {}
 
 
 def command(name: str, summary: str, *params: Param, admin: bool = False, edits: bool = False,
-            discord: bool = True):
+            discord: bool = True, slow: bool = False, personal: bool | None = None, needs_attachment: bool = False):
+    """Register a handler. `personal` defaults to `edits`: an answer about your own watchlist is yours."""
     def deco(fn: Handler) -> Handler:
-        REGISTRY[name] = Command(name, summary, fn, tuple(params), admin, edits, discord)
+        REGISTRY[name] = Command(name, summary, fn, tuple(params), admin=admin, edits=edits, discord=discord,
+                                 slow=slow, personal=edits if personal is None else personal,
+                                 needs_attachment=needs_attachment)
         return fn
     return deco
 
@@ -123,10 +136,12 @@ def suggest_command(name: str) -> str | None:
     return m[0] if m else None
 
 
-def help_text(admin: bool = False) -> str:
-    lines = ["Derivatives Pressure Bot — commands:"]
+def help_text(admin: bool = False, platform: str | None = None) -> str:
+    """The commands offered on `platform` (every command when None); admin ones only for admins."""
+    slash = platform == "discord"
+    lines = ["Derivatives Pressure Bot — " + ("slash commands:" if slash else "commands:")]
     for c in REGISTRY.values():
-        if c.admin and not admin:
+        if (c.admin and not admin) or (platform is not None and not c.offered_on(platform)):
             continue
         lines.append(f"{c.usage} — {c.summary}")
     return "\n".join(lines)
@@ -163,10 +178,16 @@ def _need_args(ctx: Context, n: int, usage: str) -> None:
         raise UserError(f"Usage: {usage}")
 
 
+def onboarding_hint(platform: str) -> str:
+    """How a user without a watchlist gets one: /start where it exists, else the first /watch creates it."""
+    start = REGISTRY.get("start")
+    return "send /start first" if start is not None and start.offered_on(platform) else "/watch SYMBOL creates it"
+
+
 async def _watchlist(ctx: Context):
     wl = ctx.svc.watchlists.get(ctx.user_id)
     if wl is None:
-        raise UserError("You have no watchlist yet: send /start first.")
+        raise UserError(f"You have no watchlist yet: {onboarding_hint(ctx.platform)}.")
     return wl
 
 
@@ -184,6 +205,7 @@ def parse_duration(text: str) -> timedelta:
 # ---- commands ------------------------------------------------------------------------------
 @command("start", "register and see what to do next", discord=False)
 async def cmd_start(ctx: Context) -> Reply:
+    await _reactivate(ctx)
     _, created = await ctx.svc.watchlists.ensure(ctx.user_id, **ctx.identity)
     first = "Welcome! Your watchlist is set up." if created else "Welcome back — your watchlist is unchanged."
     return Reply(text=(
@@ -195,14 +217,26 @@ async def cmd_start(ctx: Context) -> Reply:
         "/threshold 50 for your own alert level · /help for everything."))
 
 
-@command("help", "list the commands")
+async def _reactivate(ctx: Context) -> None:
+    """/start from a chat marked inactive (the bot was blocked, then unblocked): alerts resume."""
+    wl = ctx.svc.watchlists.get(ctx.user_id)
+    if wl is not None and not wl.active and ctx.can_edit:
+        try:
+            await ctx.svc.watchlists.set_fields(ctx.user_id, active=True)
+            log.info("%s active again after /start (%s)", ctx.user_id, ctx.platform)
+        except Exception as e:             # e.g. a hand-broken file: /start still answers
+            log.warning("could not reactivate %s: %s", ctx.user_id, e)
+
+
+@command("help", "list the commands", personal=True)
 async def cmd_help(ctx: Context) -> Reply:
-    return Reply(text=help_text(ctx.is_admin))
+    # on Discord the list is of slash commands, shown under its own title (the picker shows the rest)
+    return Reply(text=help_text(ctx.is_admin, ctx.platform), title="Help" if ctx.platform == "discord" else None)
 
 
 @command("top", "the ranked pressure table",
          Param("bias", "all, long or short", choices=("all", "long", "short")),
-         Param("n", "how many rows (default 15, max 50)", kind="int"))
+         Param("n", "how many rows (default 15, max 50)", kind="int"), slow=True)
 async def cmd_top(ctx: Context) -> Reply:
     bias, limit = "all", 15
     for a in ctx.args:
@@ -224,7 +258,8 @@ async def cmd_top(ctx: Context) -> Reply:
                           Button("Short bias", f"top short {limit}")])
 
 
-@command("score", "one symbol explained: inputs, points, regime", Param("symbol", "e.g. BTC", True, kind="symbol"))
+@command("score", "one symbol explained: inputs, points, regime", Param("symbol", "e.g. BTC", True, kind="symbol"),
+         slow=True)
 async def cmd_score(ctx: Context) -> Reply:
     _need_args(ctx, 1, "/score SYMBOL (e.g. /score BTC)")
     sym = resolve_symbol(ctx, ctx.args[0])
@@ -267,7 +302,7 @@ def _edit_summary(res, verb: str) -> str:
     return "\n".join(parts)
 
 
-@command("watchlist", "your symbols and alert settings")
+@command("watchlist", "your symbols and alert settings", personal=True)
 async def cmd_watchlist(ctx: Context) -> Reply:
     wl = await _watchlist(ctx)
     _, results = ctx.svc.latest()
@@ -335,7 +370,7 @@ async def cmd_mute(ctx: Context) -> Reply:
     return Reply(text=f"{sym} muted until {until.strftime('%Y-%m-%d %H:%M UTC')}.")
 
 
-@command("signals", "your recent alerts with their ids")
+@command("signals", "your recent alerts with their ids", slow=True, personal=True)
 async def cmd_signals(ctx: Context) -> Reply:
     sigs = await asyncio.to_thread(ctx.svc.store.recent_signals, 15, None, ctx.user_id)
     if not sigs:
@@ -345,7 +380,7 @@ async def cmd_signals(ctx: Context) -> Reply:
                                                           "Use /signal ID for a receipt."))
 
 
-@command("signal", "a signal's receipt: the exact inputs that fired it", Param("id", "signal id", True))
+@command("signal", "a signal's receipt: the exact inputs that fired it", Param("id", "signal id", True), slow=True)
 async def cmd_signal(ctx: Context) -> Reply:
     _need_args(ctx, 1, "/signal ID")
     sig = await asyncio.to_thread(ctx.svc.store.signal, ctx.args[0])
@@ -379,7 +414,8 @@ async def cmd_export(ctx: Context) -> Reply:
                  document=(f"{ctx.user_id}.yaml", text.encode()))
 
 
-@command("import", "reply to a YAML file to replace your watchlist", edits=True, discord=False)
+@command("import", "reply to a YAML file to replace your watchlist", edits=True, discord=False,
+         needs_attachment=True)
 async def cmd_import(ctx: Context) -> Reply:
     if ctx.attachment is None:
         raise UserError("Reply /import to a YAML document (for example the file /export sent you).")
@@ -392,7 +428,8 @@ async def cmd_import(ctx: Context) -> Reply:
     return Reply(text=f"Imported: watching {len(wl.symbols)} symbol(s): {', '.join(wl.symbols) or 'none'}.")
 
 
-@command("chart", "score, OI and funding over the last 48h", Param("symbol", "e.g. BTC", True, kind="symbol"))
+@command("chart", "score, OI and funding over the last 48h", Param("symbol", "e.g. BTC", True, kind="symbol"),
+         slow=True)
 async def cmd_chart(ctx: Context) -> Reply:
     _need_args(ctx, 1, "/chart SYMBOL")
     sym = resolve_symbol(ctx, ctx.args[0])

@@ -393,6 +393,10 @@ async def test_bot_slash_commands_top_score_autocomplete(server, tmp_path, monke
 
         res = await answer(server, "methodology", count=1)                          # fast: answered directly
         assert res[0]["type"] == 4 and body_of(res)["embeds"][0]["title"] == "Methodology"
+        res = await answer(server, "help", count=1)                                 # the slash commands only
+        e = body_of(res)["embeds"][0]
+        assert e["title"] == "Help" and e["description"].startswith("Derivatives Pressure Bot — slash commands:")
+        assert "/top" in e["description"] and "/start" not in e["description"] and "/stats" not in e["description"]
         # a command that turns out slow is deferred before Discord's 3 s deadline, then answered
         slow = registry.REGISTRY["methodology"]
 

@@ -325,8 +325,11 @@ class TelegramAdapter:
                .build())
         for name in REGISTRY:
             app.add_handler(CommandHandler(name, self._on_command))
-        app.add_handler(MessageHandler(filters.Document.ALL & filters.CaptionRegex(r"(?i)^/import(@\w+)?(\s|$)"),
-                                       self._on_command))
+        with_document = "|".join(re.escape(c.name) for c in REGISTRY.values() if c.needs_attachment)
+        if with_document:                      # a document whose caption is the command (e.g. /import)
+            app.add_handler(MessageHandler(
+                filters.Document.ALL & filters.CaptionRegex(rf"(?i)^/(?:{with_document})(@\w+)?(\s|$)"),
+                self._on_command))
         app.add_handler(MessageHandler(filters.COMMAND, self._on_unknown))
         app.add_handler(CallbackQueryHandler(self._on_callback))
         app.add_error_handler(self._on_error)
@@ -447,16 +450,6 @@ class TelegramAdapter:
         if self.disabled.pop(chat_id, None) is not None:
             log.info("telegram: chat %s is back; sending to it again", chat_id)
 
-    async def _reactivate(self, ctx: Context) -> None:
-        """/start from a chat we had marked inactive (blocked, then unblocked): alerts resume."""
-        wl = self.svc.watchlists.get(ctx.user_id)
-        if wl is not None and not wl.active and ctx.can_edit:
-            try:
-                await self.svc.watchlists.set_fields(ctx.user_id, active=True)
-                log.info("telegram: %s active again after /start", ctx.user_id)
-            except Exception as e:             # e.g. a hand-broken file: /start still answers
-                log.warning("telegram: could not reactivate %s: %s", ctx.user_id, e)
-
     # ------------------------------------------------------------------------------------------------ handlers
     @staticmethod
     def _command_of(message: Message) -> tuple[str, str | None, list[str]]:
@@ -479,11 +472,10 @@ class TelegramAdapter:
             return
         self._seen(update.effective_chat.id)
         ctx = await self.context_for(update, name, args)
+        cmd = REGISTRY.get(name)
         try:
-            if name == "import" and ctx.can_edit:
+            if cmd is not None and cmd.needs_attachment and ctx.can_edit:
                 ctx.attachment = await self._attachment(message)
-            if name == "start":
-                await self._reactivate(ctx)
             reply = await self.run_command(name, ctx)
         except _Refusal as e:
             reply = Reply(text=str(e), error=True)

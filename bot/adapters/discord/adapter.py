@@ -76,10 +76,9 @@ WEBHOOK = "webhook"
 META_DISABLED = "discord.disabled_routes"
 META_SYNC = "discord.commands_sync"
 
-# answered after a defer ("thinking…"): may take longer than Discord's 3 s acknowledgement deadline
-DEFER_FIRST = frozenset({"chart", "score", "top", "signal", "signals"})
-ACK_BUDGET_S = 1.5              # others: answered directly if ready by then, else deferred
-PERSONAL = frozenset({"watchlist", "signals", "help"})   # plus every command that edits: ephemeral answers
+# slow commands (Command.slow) are answered after a defer ("thinking…"), within Discord's 3 s acknowledgement
+# deadline; others are answered directly if ready within this budget, else deferred
+ACK_BUDGET_S = 1.5
 
 
 # ============================================================================================ formatting
@@ -445,15 +444,6 @@ def discord_commands(cfg: DiscordConfig) -> list[registry.Command]:
     return [c for c in registry.REGISTRY.values() if c.discord and (not c.admin or cfg.guild_id)]
 
 
-def discord_help(cfg: DiscordConfig, admin: bool) -> str:
-    lines = ["Derivatives Pressure Bot — slash commands:"]
-    for c in discord_commands(cfg):
-        if c.admin and not admin:
-            continue
-        lines.append(f"{c.usage} — {c.summary}")
-    return "\n".join(lines)
-
-
 class CommandBridge:
     """Builds the app commands from REGISTRY and runs them: Interaction -> Context -> dispatch -> messages."""
 
@@ -552,24 +542,19 @@ class CommandBridge:
 
     async def _dispatch(self, cmd: registry.Command, ctx: registry.Context) -> registry.Reply:
         try:
-            if cmd.name == "help":
-                return registry.Reply(title="Help", text=discord_help(self.adapter.cfg, ctx.is_admin))
-            reply = await registry.dispatch(cmd.name, ctx)
+            return await registry.dispatch(cmd.name, ctx)
         except Exception:
             log.exception("discord /%s failed", cmd.name)
             return registry.Reply(text="Something went wrong on our side; it was logged. Please try again later.",
                                   error=True)
-        if reply.error and "/start" in reply.text:   # Telegram's onboarding; on Discord /watch creates the list
-            reply.text = reply.text.replace("send /start first", "/watch SYMBOL creates it")
-        return reply
 
     async def run(self, cmd: registry.Command, interaction: discord.Interaction, options: dict) -> None:
-        private = (cmd.edits or cmd.name in PERSONAL) and interaction.guild_id is not None
+        private = cmd.personal and interaction.guild_id is not None     # ephemeral in servers
         deferred = False
         try:
             ctx = self.context(cmd, interaction, options)
             task = asyncio.create_task(self._dispatch(cmd, ctx))
-            if cmd.name in DEFER_FIRST:
+            if cmd.slow:
                 await interaction.response.defer(thinking=True, ephemeral=private)
                 deferred = True
             else:
