@@ -23,6 +23,7 @@ from .config import Config
 from .engine import CycleReport, Engine, Recipient, Route
 from .exchange.binance import BinanceClient
 from .outbox import DeliveryWorker, Sender
+from .queries import MarketSnapshot, Snapshot, Stats
 from .rules import FilterSubscriber
 from .store import Store
 from .watchlists import WatchlistRegistry
@@ -33,20 +34,56 @@ SHUTDOWN_BUDGET_S = 9.0
 HOUSEKEEPING_S = 5.0
 
 
+class BotQueries:
+    """The live `bot.queries.Queries` port the commands get: the market snapshot from memory, the watchlist
+    registry, and the database reads they need run in a worker thread (never on the event loop, where a
+    commit holding the store's lock would stall every chat)."""
+
+    def __init__(self, store: Store, watchlists: WatchlistRegistry, market: MarketSnapshot):
+        self._store, self._watchlists, self._market = store, watchlists, market
+
+    @property
+    def watchlists(self) -> WatchlistRegistry:
+        return self._watchlists
+
+    def snapshot(self) -> Snapshot:
+        return self._market.current()
+
+    async def recent_signals(self, recipient: str, limit: int = 15) -> list[dict]:
+        return await asyncio.to_thread(self._store.recent_signals, limit, None, recipient)
+
+    async def signal(self, signal_id: str) -> dict | None:
+        return await asyncio.to_thread(self._store.signal, signal_id)
+
+    async def stats(self) -> Stats:
+        wls = self._watchlists.items()
+        counts, last = await asyncio.to_thread(lambda: (self._store.outbox_counts(), self._store.last_cycle()))
+        return Stats(len(wls), sum(1 for _, w in wls if w.active and w.alerts), counts, last)
+
+    async def chart(self, symbol: str) -> bytes:
+        from .chart import render_chart
+        return await asyncio.to_thread(render_chart, self._store, symbol)
+
+
 @dataclass
 class Services:
-    """Everything a running bot holds; chat adapters read from it (latest scores, watchlists, store)."""
+    """What the running bot holds (the composition root's own state). Commands see only `queries`."""
     cfg: Config
     store: Store
     client: BinanceClient
     watchlists: WatchlistRegistry
     console: ConsoleSender
+    market: MarketSnapshot = field(default_factory=MarketSnapshot)
     senders: dict[str, Sender] = field(default_factory=dict)
     adapters: list = field(default_factory=list)          # started/stopped chat adapters
     extra_recipients: list = field(default_factory=list)  # callables -> list[Recipient] (e.g. Discord channels)
     engine: Engine | None = None
     worker: DeliveryWorker | None = None
-    universe: set[str] = field(default_factory=set)
+    queries: BotQueries | None = None
+
+    def __post_init__(self) -> None:
+        if self.queries is None and self.watchlists is not None:
+            self.queries = BotQueries(self.store, self.watchlists, self.market)
 
     def recipients(self) -> list[Recipient]:
         chat = [c for c in self.senders if c != "console"]
@@ -67,16 +104,21 @@ class Services:
             out.append(Recipient("console", FilterSubscriber.from_filter(self.cfg.console), [Route("console", "console")]))
         return out
 
-    def latest(self) -> tuple[int | None, list[dict]]:
-        return self.store.latest_scores()
+    async def refresh_market(self, universe: set[str] | None = None) -> Snapshot:
+        """Publish the last committed cycle's scores (read in a worker thread) and, if given, the universe."""
+        ts, results = await asyncio.to_thread(self.store.latest_scores)
+        return self.market.publish(ts, results, universe)
 
 
 def build_services(cfg: Config, db_path: str, watchlist_dir: str | Path, alert_log: str | None = None,
                    exchange_url: str | None = None, include_examples: bool = False) -> Services:
     store = Store(db_path)
     client = BinanceClient(cfg.exchange, base_url=exchange_url)
-    svc = Services(cfg=cfg, store=store, client=client, watchlists=None, console=ConsoleSender(alert_log=alert_log))
-    svc.watchlists = WatchlistRegistry(watchlist_dir, universe=lambda: svc.universe, include_examples=include_examples)
+    market = MarketSnapshot()
+    watchlists = WatchlistRegistry(watchlist_dir, universe=lambda: market.current().universe,
+                                   include_examples=include_examples)
+    svc = Services(cfg=cfg, store=store, client=client, watchlists=watchlists, market=market,
+                   console=ConsoleSender(alert_log=alert_log))
     for problem in svc.watchlists.load_all():
         log.warning("watchlist problem: %s", problem)
     svc.senders["console"] = svc.console
@@ -100,15 +142,15 @@ def _next_boundary(interval_s: float, now: float | None = None) -> datetime:
 
 
 class TablePrinter:
-    """Console: the ranked table after the first cycle and every N cycles after."""
+    """Console: the ranked table after the first cycle and every N cycles after (from the published snapshot)."""
 
     def __init__(self, svc: Services, every: int):
         self.svc, self.every, self.count = svc, every, 0
 
     def __call__(self, report: CycleReport) -> None:
         if self.count % self.every == 0:
-            ts, results = self.svc.latest()
-            self.svc.console.print_table(ts, results)
+            snap = self.svc.market.current()
+            self.svc.console.print_table(snap.ts, list(snap.results))
         self.count += 1
 
 
@@ -139,13 +181,32 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True) -
     worker = DeliveryWorker(svc.store, svc.senders, on_permanent=lambda *a: _on_permanent(svc, *a))
     svc.worker = worker
 
+    printer = TablePrinter(svc, cfg.engine.table_every_cycles) if show_table else None
+    publishing: set[asyncio.Task] = set()
+
+    async def publish(report: CycleReport) -> None:
+        try:
+            await svc.refresh_market()
+        except Exception:
+            log.exception("publishing the cycle's scores failed (chat commands show the previous cycle)")
+        if printer is not None:
+            printer(report)
+
     def after_cycle(report: CycleReport) -> None:
-        svc.universe = set(engine.collector.universe)
+        """On the loop, right after the commit: deliver now; publish the new scores to the snapshot the chat
+        commands read (the read runs in a thread, so the loop never waits on the store)."""
         worker.wake()
+        if engine.collector.universe:
+            svc.market.set_universe(engine.collector.universe)
+        task = asyncio.get_running_loop().create_task(publish(report))
+        publishing.add(task)
+        task.add_done_callback(publishing.discard)
 
     engine.on_cycle.append(after_cycle)
-    if show_table:
-        engine.on_cycle.append(TablePrinter(svc, cfg.engine.table_every_cycles))
+    try:
+        await svc.refresh_market()            # a restart answers /top from the last stored cycle at once
+    except Exception as e:
+        log.warning("no stored scores to publish yet: %s", e)
 
     for adapter in svc.adapters:
         await adapter.start()
@@ -173,6 +234,8 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True) -
     while engine.cycle_lock.locked() and time.monotonic() < deadline - 3:
         await asyncio.sleep(0.05)
     scheduler.shutdown(wait=False)        # cancels a cycle still running: it commits atomically, nothing half-done
+    if publishing:                        # a snapshot read in flight finishes before the store closes
+        await asyncio.wait(publishing, timeout=max(0.1, deadline - 2 - time.monotonic()))
     worker_stop.set()
     worker.wake()
     try:

@@ -22,7 +22,7 @@ from bot.adapters.console import ConsoleSender
 from bot.adapters.discord import (COLOURS, MAX_DESCRIPTION, MAX_EMBED_TOTAL, MAX_EMBEDS,
                                   DiscordAdapter, digest_messages, embed_size, reply_messages)
 from bot.rules import EVERY_SYMBOL, FilterSubscriber
-from bot.app import Services
+from bot.app import Services, build_services
 from bot.commands import Reply, Table
 from bot.config import AlertFilter, Config
 from bot.cycle import CycleOutcome
@@ -69,11 +69,8 @@ async def server():
 
 def make_svc(tmp_path, discord: dict, db: str = "bot.db") -> Services:
     cfg = Config.model_validate({"discord": discord})
-    store = Store(tmp_path / db)
-    svc = Services(cfg=cfg, store=store, client=None, watchlists=None, console=ConsoleSender())
-    svc.watchlists = WatchlistRegistry(tmp_path / "watchlists", universe=lambda: svc.universe)
-    svc.watchlists.load_all()
-    svc.universe = set(SYMBOLS)
+    svc = build_services(cfg, str(tmp_path / db), tmp_path / "watchlists")
+    svc.market.set_universe(SYMBOLS)
     return svc
 
 
@@ -95,7 +92,9 @@ class Cycles:
 
     async def run(self, inputs):
         self.queue.append(inputs)
-        return await self.engine.run_once()
+        report = await self.engine.run_once()
+        await self.svc.refresh_market()          # what the app does after each cycle: publish the scores
+        return report
 
 
 def add_adapter(svc: Services, **options) -> DiscordAdapter:

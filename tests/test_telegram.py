@@ -12,6 +12,7 @@ import asyncio
 import io
 import logging
 import re
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,7 +102,7 @@ async def make_env(tmp_path: Path, monkeypatch, logs: io.StringIO, *, allowed: l
     wl_dir = tmp_path / "watchlists"
     svc = build_services(cfg, str(tmp_path / "bot.db"), wl_dir, exchange_url=url)
     out = await run_cycle(cfg, svc.client, svc.store)      # one real cycle: /top, /score, /chart have data
-    svc.universe = {r.symbol for r in out.results}
+    await svc.refresh_market({r.symbol for r in out.results})
     enable_chat_adapters(svc)
     [adapter] = svc.adapters
     assert isinstance(adapter, TelegramAdapter) and svc.senders["telegram"] is adapter.sender
@@ -268,6 +269,33 @@ async def test_score_symbol_forms_and_suggestions(env):
     assert (await say(env, "/Score eth")).startswith("ETHUSDT · ")     # command names are case-insensitive
 
 
+async def test_market_commands_never_wait_for_the_store(env):
+    """/top, /score and /watchlist answer from the published snapshot: a commit holding the store's lock in
+    another thread (as the engine's does) never stalls them."""
+    await say(env, "/start")
+    await say(env, "/watch btc")
+    held, release = threading.Event(), threading.Event()
+
+    def commit_in_progress():
+        with env.svc.store._lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=commit_in_progress)
+    holder.start()
+    try:
+        assert held.wait(5)
+        started = time.monotonic()
+        [top] = await ask(env, "/top")
+        assert "30 symbols ranked" in top["plain"]
+        assert (await say(env, "/score btc")).startswith("BTCUSDT · ")
+        assert "BTCUSDT" in await say(env, "/watchlist")
+        assert time.monotonic() - started < 5 and holder.is_alive()     # answered while the lock was held
+    finally:
+        release.set()
+        holder.join()
+
+
 async def test_watchlist_editing_commands(env):
     uid = f"tg-{CHAT}"
     assert (await say(env, "/watchlist")) == "You have no watchlist yet: send /start first."
@@ -340,7 +368,7 @@ async def test_export_then_import_good_bad_and_oversized(env):
     # bad: the exact validation error, and the file is unchanged
     bad = good.replace("cooldown_minutes: 60", "cooldown_minutes: soon").replace("SOLUSDT]", "SOLUSDT, BTX]")
     with pytest.raises(WatchlistError) as expected:
-        parse_watchlist(bad, "import", universe=env.svc.universe)
+        parse_watchlist(bad, "import", universe=env.svc.market.current().universe)
     before = env.wl_path(uid).read_bytes()
     upload = env.tg.push_message(CHAT, "", document=env.tg.add_file(bad.encode(), "bad.yaml"))["message"]
     text = await say(env, "/import", reply_to={"message_id": upload["message_id"]})
@@ -415,7 +443,7 @@ async def test_allowlist_refuses_strangers(tmp_path, monkeypatch, logs):
 async def test_error_handler_logs_and_apologises(env):
     def broken():
         raise RuntimeError("store exploded")
-    env.svc.latest = broken
+    env.svc.queries.snapshot = broken                       # what /top reads: the published market snapshot
     text = await say(env, "/top")
     assert text == "Sorry, something went wrong on my side; it has been logged. Please try again in a minute."
     log = env.log.getvalue()

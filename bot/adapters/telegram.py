@@ -439,7 +439,7 @@ class TelegramAdapter:
         can_edit = True
         if not private and cmd is not None and cmd.edits:
             can_edit = await self._is_chat_admin(chat, user, update.effective_message)
-        return Context(svc=self.svc, user_id=self._watchlist_id(chat), platform="telegram", args=list(args),
+        return Context(queries=self.svc.queries, user_id=self._watchlist_id(chat), platform="telegram", args=list(args),
                        display_name=display, identity={"telegram_chat_id": chat.id, "name": display[:100]},
                        is_admin=user is not None and user.id in self.admins, can_edit=can_edit)
 

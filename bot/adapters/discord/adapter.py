@@ -449,7 +449,6 @@ class CommandBridge:
 
     def __init__(self, adapter: "DiscordAdapter"):
         self.adapter = adapter
-        self._symbols_cache: tuple[float, list[tuple[str, dict | None]]] = (0.0, [])
 
     @property
     def svc(self) -> "Services":
@@ -491,15 +490,11 @@ class CommandBridge:
                                     callback=fn)
 
     # -- autocomplete
-    async def _symbols(self) -> list[tuple[str, dict | None]]:
-        at, cached = self._symbols_cache
-        if time.monotonic() - at < 30 and cached:
-            return cached
-        _, results = await asyncio.to_thread(self.svc.latest)
-        by = {r["symbol"]: r for r in results}
-        ordered = [(r["symbol"], r) for r in results]          # ranked: the most stressed first
-        ordered += [(s, None) for s in sorted(self.svc.universe or ()) if s not in by]
-        self._symbols_cache = (time.monotonic(), ordered)
+    def _symbols(self) -> list[tuple[str, dict | None]]:
+        """The snapshot's symbols (in memory): ranked ones first, the most stressed first, then the rest."""
+        snap = self.svc.queries.snapshot()
+        ordered: list[tuple[str, dict | None]] = [(r["symbol"], r) for r in snap.results]
+        ordered += [(s, None) for s in sorted(snap.universe) if snap.result(s) is None]
         return ordered
 
     async def autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
@@ -509,7 +504,7 @@ class CommandBridge:
         prefix = " ".join(tokens)
         q = partial.strip().upper().replace("/", "").replace("-", "")
         try:
-            symbols = await self._symbols()
+            symbols = self._symbols()
         except Exception:
             log.exception("autocomplete: no symbols")
             return []
@@ -536,7 +531,7 @@ class CommandBridge:
         guild_id = self.adapter.cfg.guild_id
         perms = interaction.permissions
         is_admin = bool(guild_id and interaction.guild_id == guild_id and perms and perms.administrator)
-        return registry.Context(svc=self.svc, user_id=user_id, platform="discord", args=args, display_name=name,
+        return registry.Context(queries=self.svc.queries, user_id=user_id, platform="discord", args=args, display_name=name,
                                 identity={"discord_user_id": user.id, "name": truncate(name, 100)},
                                 is_admin=is_admin, can_edit=True)
 
@@ -664,7 +659,7 @@ class DiscordAdapter:
 
     # -- recipients (called by the engine every cycle, in a worker thread) ----------------------------
     def recipients(self) -> list[Recipient]:
-        universe = set(self.svc.universe or ())
+        universe = set(self.svc.queries.snapshot().universe)
         out = []
         if self.token and not self.bot_failed:
             for ch in self.cfg.channels:
