@@ -11,6 +11,7 @@ import math
 import os
 import signal
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from .adapters.base import ChatAdapter
 from .adapters.console import ConsoleSender
 from .config import Config
 from .engine import CycleReport, Engine, Recipient, Route
@@ -65,41 +67,78 @@ class BotQueries:
         return await asyncio.to_thread(render_chart, self._store, symbol)
 
 
+class SenderTable(Mapping[str, Sender]):
+    """Outbox channel -> sender: the console's, then what each registered adapter's `senders()` offers at the
+    moment of the lookup (an adapter that lost a channel, e.g. to a rejected bot token, stops offering it and
+    its rows fail as "no sender"). Read-only: nothing writes into it, the app only registers adapters."""
+
+    def __init__(self, console: Sender, adapters: list[ChatAdapter]):
+        self._console, self._adapters = console, adapters
+
+    def _table(self) -> dict[str, Sender]:
+        table: dict[str, Sender] = {"console": self._console}
+        for adapter in self._adapters:
+            table.update(adapter.senders())
+        return table
+
+    def __getitem__(self, channel: str) -> Sender:
+        return self._table()[channel]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+
+# watchlist field naming the address -> the channel its alerts go to (when that channel has a sender)
+WATCHLIST_ROUTES = (("telegram_chat_id", "telegram"), ("discord_user_id", "discord-dm"))
+
+
 @dataclass
 class Services:
-    """What the running bot holds (the composition root's own state). Commands see only `queries`."""
+    """What the running bot holds (the composition root's own state). Commands see only `queries`; adapters
+    get their config, the port and a store handle, and are `register`ed here: nothing outside writes into it."""
     cfg: Config
     store: Store
     client: BinanceClient
     watchlists: WatchlistRegistry
     console: ConsoleSender
     market: MarketSnapshot = field(default_factory=MarketSnapshot)
-    senders: dict[str, Sender] = field(default_factory=dict)
-    adapters: list = field(default_factory=list)          # started/stopped chat adapters
-    extra_recipients: list = field(default_factory=list)  # callables -> list[Recipient] (e.g. Discord channels)
+    adapters: list[ChatAdapter] = field(default_factory=list)   # started/stopped chat adapters
     engine: Engine | None = None
     worker: DeliveryWorker | None = None
-    queries: BotQueries | None = None
+    queries: BotQueries = field(init=False)
+    senders: SenderTable = field(init=False)
 
     def __post_init__(self) -> None:
-        if self.queries is None and self.watchlists is not None:
-            self.queries = BotQueries(self.store, self.watchlists, self.market)
+        self.queries = BotQueries(self.store, self.watchlists, self.market)
+        self.senders = SenderTable(self.console, self.adapters)
+
+    def register(self, adapter: ChatAdapter) -> ChatAdapter:
+        """Take a chat adapter: start/stop it with the bot, deliver on its senders, route to its recipients."""
+        if not isinstance(adapter, ChatAdapter):
+            raise TypeError(f"{type(adapter).__name__} does not implement the ChatAdapter protocol")
+        clash = set(adapter.senders()) & set(self.senders)
+        if clash:
+            raise ValueError(f"{type(adapter).__name__}: channel(s) {sorted(clash)} already have a sender")
+        self.adapters.append(adapter)
+        return adapter
 
     def recipients(self) -> list[Recipient]:
-        chat = [c for c in self.senders if c != "console"]
+        """Watchlists (routed to their chats) plus each adapter's own recipients; called every cycle."""
+        channels = set(self.senders)
+        chat = channels - {"console"}
         out = []
         for uid, wl in self.watchlists.items():
-            routes = []
-            if wl.telegram_chat_id is not None and "telegram" in self.senders:
-                routes.append(Route("telegram", str(wl.telegram_chat_id)))
-            if wl.discord_user_id is not None and "discord-dm" in self.senders:
-                routes.append(Route("discord-dm", str(wl.discord_user_id)))
+            routes = [Route(channel, str(getattr(wl, attr))) for attr, channel in WATCHLIST_ROUTES
+                      if getattr(wl, attr) is not None and channel in channels]
             if not chat:
                 routes.append(Route("console", uid))
             if routes:
                 out.append(Recipient(uid, wl, routes))
-        for extra in self.extra_recipients:
-            out += extra()
+        for adapter in self.adapters:
+            out += adapter.recipients()
         if not chat and not out:       # nothing configured at all: market-wide alerts on the console
             out.append(Recipient("console", FilterSubscriber.from_filter(self.cfg.console), [Route("console", "console")]))
         return out
@@ -121,7 +160,6 @@ def build_services(cfg: Config, db_path: str, watchlist_dir: str | Path, alert_l
                    console=ConsoleSender(alert_log=alert_log))
     for problem in svc.watchlists.load_all():
         log.warning("watchlist problem: %s", problem)
-    svc.senders["console"] = svc.console
     return svc
 
 
@@ -129,11 +167,12 @@ def enable_chat_adapters(svc: Services) -> None:
     """Telegram / Discord from the environment; each is optional and independent."""
     if os.environ.get("TELEGRAM_BOT_TOKEN"):
         from .adapters.telegram import TelegramAdapter
-        svc.adapters.append(TelegramAdapter.from_env(svc))
+        svc.register(TelegramAdapter.from_env(svc.cfg.telegram, svc.queries,
+                                              max_import_bytes=svc.watchlists.limits.max_file_bytes))
     webhook_envs = {w.url_env for w in svc.cfg.discord.webhooks}
     if os.environ.get("DISCORD_BOT_TOKEN") or any(os.environ.get(e) for e in webhook_envs):
         from .adapters.discord import DiscordAdapter
-        svc.adapters.append(DiscordAdapter.from_env(svc))
+        svc.register(DiscordAdapter.from_env(svc.cfg, svc.queries, svc.store))
 
 
 def _next_boundary(interval_s: float, now: float | None = None) -> datetime:
@@ -254,13 +293,11 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True) -
 
 def _on_permanent(svc: Services, recipient: str, channel: str, address: str, error: str) -> None:
     """A blocked user or a deleted channel: stop sending there, once, and say so."""
-    if channel in ("telegram", "discord-dm") and svc.watchlists.get(recipient) is not None:
+    if channel in {c for _, c in WATCHLIST_ROUTES} and svc.watchlists.get(recipient) is not None:
         asyncio.get_running_loop().create_task(svc.watchlists.set_fields(recipient, active=False))
         log.warning("recipient %s marked inactive after: %s", recipient, error)
     for adapter in svc.adapters:
-        disable = getattr(adapter, "disable_route", None)
-        if disable:
-            disable(channel, address, error)
+        adapter.disable_route(channel, address, error)
 
 
 def _backfill_progress():

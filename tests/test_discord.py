@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-import bot.adapters.discord.adapter as discord_adapter_mod
+import bot.adapters.discord.client as discord_client_mod
 import bot.commands as registry
 import bot.engine as engine_mod
 from bot import app as app_mod
@@ -98,11 +98,9 @@ class Cycles:
 
 
 def add_adapter(svc: Services, **options) -> DiscordAdapter:
-    """As bot.app.enable_chat_adapters does: from the environment, listed in svc.adapters (which the app's
-    permanent-failure handler asks to disable a route)."""
-    adapter = DiscordAdapter.from_env(svc, **options)
-    svc.adapters.append(adapter)
-    return adapter
+    """As bot.app.enable_chat_adapters does: from the environment, registered with the app (whose
+    permanent-failure handler asks it to disable a route)."""
+    return svc.register(DiscordAdapter.from_env(svc.cfg, svc.queries, svc.store, **options))
 
 
 def make_worker(svc: Services) -> DeliveryWorker:
@@ -127,7 +125,7 @@ def titles(message: dict) -> list[str]:
 
 
 def disabled_warnings(caplog) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "bot.adapters.discord.adapter" and "disabled:" in r.getMessage()]
+    return [r for r in caplog.records if r.name == "bot.adapters.discord.routes" and "disabled:" in r.getMessage()]
 
 
 # ---------------------------------------------------------------------------------------------- pure parts
@@ -293,10 +291,10 @@ async def test_webhook_deleted_is_reported_once_disabled_and_not_retried(server,
         await adapter.stop()
     # persisted: a restart keeps it disabled; a new URL enables it again
     svc2 = make_svc(tmp_path, {})
-    assert DiscordAdapter.from_env(svc2).is_disabled("webhook", "default")
+    assert DiscordAdapter.from_env(svc2.cfg, svc2.queries, svc2.store).is_disabled("webhook", "default")
     monkeypatch.setenv("DISCORD_WEBHOOK_URL", server.webhook_url(5556, "newtoken"))
     svc3 = make_svc(tmp_path, {})
-    assert not DiscordAdapter.from_env(svc3).is_disabled("webhook", "default")
+    assert not DiscordAdapter.from_env(svc3.cfg, svc3.queries, svc3.store).is_disabled("webhook", "default")
     for s in (svc, svc2, svc3):
         s.store.close()
 
@@ -404,7 +402,7 @@ async def test_bot_slash_commands_top_score_autocomplete(server, tmp_path, monke
             return await slow.handler(ctx)
 
         monkeypatch.setitem(registry.REGISTRY, "methodology", dataclasses.replace(slow, handler=sleepy))
-        monkeypatch.setattr(discord_adapter_mod, "ACK_BUDGET_S", 0.05)
+        monkeypatch.setattr(discord_client_mod, "ACK_BUDGET_S", 0.05)
         res = await answer(server, "methodology")
         assert res[0]["type"] == 5 and body_of(res)["embeds"][0]["title"] == "Methodology"
 
