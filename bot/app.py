@@ -217,7 +217,7 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True) -
     cfg = svc.cfg
     engine = Engine(cfg, svc.store, svc.client, svc.recipients, progress=_backfill_progress())
     svc.engine = engine
-    worker = DeliveryWorker(svc.store, svc.senders, on_permanent=lambda *a: _on_permanent(svc, *a))
+    worker = delivery_worker(svc)
     svc.worker = worker
 
     printer = TablePrinter(svc, cfg.engine.table_every_cycles) if show_table else None
@@ -289,6 +289,11 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True) -
     await svc.client.aclose()
     svc.store.close()
     log.info("stopped")
+
+
+def delivery_worker(svc: Services) -> DeliveryWorker:
+    """The outbox worker over the registered senders; a permanent failure disables the route."""
+    return DeliveryWorker(svc.store, svc.senders, on_permanent=lambda *a: _on_permanent(svc, *a))
 
 
 def _on_permanent(svc: Services, recipient: str, channel: str, address: str, error: str) -> None:

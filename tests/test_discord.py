@@ -18,11 +18,10 @@ import bot.adapters.discord.client as discord_client_mod
 import bot.commands as registry
 import bot.engine as engine_mod
 from bot import app as app_mod
-from bot.adapters.console import ConsoleSender
 from bot.adapters.discord import (COLOURS, MAX_DESCRIPTION, MAX_EMBED_TOTAL, MAX_EMBEDS,
                                   DiscordAdapter, digest_messages, embed_size, reply_messages)
 from bot.rules import EVERY_SYMBOL, FilterSubscriber
-from bot.app import Services, build_services
+from bot.app import Services
 from bot.commands import Reply, Table
 from bot.config import AlertFilter, Config
 from bot.cycle import CycleOutcome
@@ -33,8 +32,6 @@ from bot.outbox import DeliveryWorker, Digest
 from bot.rules import wants
 from bot.score import ScoreInputs, score_all
 from bot.sim.discord_server import DiscordSimServer
-from bot.store import Store
-from bot.watchlists import WatchlistRegistry
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "DOGEUSDT")
 CALM = [ScoreInputs(s, 0.0001, 8, 0.001, 0.002, 0.005, 0.0001, 0.001, 0.002) for s in SYMBOLS]
@@ -67,11 +64,12 @@ async def server():
         await srv.stop()
 
 
-def make_svc(tmp_path, discord: dict, db: str = "bot.db") -> Services:
-    cfg = Config.model_validate({"discord": discord})
-    svc = build_services(cfg, str(tmp_path / db), tmp_path / "watchlists")
-    svc.market.set_universe(SYMBOLS)
-    return svc
+@pytest.fixture
+def make_svc(make_services):
+    """Services (the shared conftest factory) with this `discord` config section, trading SYMBOLS."""
+    def make(discord: dict, db: str = "bot.db") -> Services:
+        return make_services(Config.model_validate({"discord": discord}), db=db, universe=SYMBOLS)
+    return make
 
 
 class Cycles:
@@ -104,7 +102,7 @@ def add_adapter(svc: Services, **options) -> DiscordAdapter:
 
 
 def make_worker(svc: Services) -> DeliveryWorker:
-    return DeliveryWorker(svc.store, svc.senders, on_permanent=lambda *a: app_mod._on_permanent(svc, *a))
+    return app_mod.delivery_worker(svc)           # as run_bot builds it: permanent failures disable the route
 
 
 def outbox(svc: Services, channel: str | None = None) -> list[dict]:
@@ -193,9 +191,9 @@ def test_long_answers_and_digests_are_split_within_discord_limits():
 
 
 # ---------------------------------------------------------------------------------------------- webhook mode
-async def test_webhook_alert_digest_delivered_once(server, tmp_path, monkeypatch):
+async def test_webhook_alert_digest_delivered_once(server, make_svc, monkeypatch):
     monkeypatch.setenv("DISCORD_WEBHOOK_URL", server.webhook_url())
-    svc = make_svc(tmp_path, {})                                  # default: webhook "default", any symbol, 35+
+    svc = make_svc({})                                  # default: webhook "default", any symbol, 35+
     adapter = add_adapter(svc)
     assert "webhook" in svc.senders and "discord-channel" not in svc.senders
     await adapter.start()
@@ -234,9 +232,9 @@ async def test_webhook_alert_digest_delivered_once(server, tmp_path, monkeypatch
         svc.store.close()
 
 
-async def test_webhook_429_is_kept_and_delivered_later_exactly_once(server, tmp_path, monkeypatch):
+async def test_webhook_429_is_kept_and_delivered_later_exactly_once(server, make_svc, monkeypatch):
     monkeypatch.setenv("DISCORD_WEBHOOK_URL", server.webhook_url())
-    svc = make_svc(tmp_path, {})
+    svc = make_svc({})
     adapter = add_adapter(svc)
     await adapter.start()
     try:
@@ -262,10 +260,10 @@ async def test_webhook_429_is_kept_and_delivered_later_exactly_once(server, tmp_
         svc.store.close()
 
 
-async def test_webhook_deleted_is_reported_once_disabled_and_not_retried(server, tmp_path, monkeypatch, caplog):
+async def test_webhook_deleted_is_reported_once_disabled_and_not_retried(server, make_svc, monkeypatch, caplog):
     url = server.webhook_url()
     monkeypatch.setenv("DISCORD_WEBHOOK_URL", url)
-    svc = make_svc(tmp_path, {})
+    svc = make_svc({})
     adapter = add_adapter(svc)
     await adapter.start()
     try:
@@ -290,19 +288,19 @@ async def test_webhook_deleted_is_reported_once_disabled_and_not_retried(server,
     finally:
         await adapter.stop()
     # persisted: a restart keeps it disabled; a new URL enables it again
-    svc2 = make_svc(tmp_path, {})
+    svc2 = make_svc({})
     assert DiscordAdapter.from_env(svc2.cfg, svc2.queries, svc2.store).is_disabled("webhook", "default")
     monkeypatch.setenv("DISCORD_WEBHOOK_URL", server.webhook_url(5556, "newtoken"))
-    svc3 = make_svc(tmp_path, {})
+    svc3 = make_svc({})
     assert not DiscordAdapter.from_env(svc3.cfg, svc3.queries, svc3.store).is_disabled("webhook", "default")
     for s in (svc, svc2, svc3):
         s.store.close()
 
 
-async def test_several_webhook_urls_with_their_own_filters(server, tmp_path, monkeypatch):
+async def test_several_webhook_urls_with_their_own_filters(server, make_svc, monkeypatch):
     monkeypatch.setenv("DC_HOOK_MAJORS", server.webhook_url(5601, "majors-token"))
     monkeypatch.setenv("DC_HOOK_STRESSED", f"{server.webhook_url(5602, 'stressed-a')} , {server.webhook_url(5603, 'stressed-b')}")
-    svc = make_svc(tmp_path, {"webhooks": [
+    svc = make_svc({"webhooks": [
         {"name": "majors", "url_env": "DC_HOOK_MAJORS", "symbols": ["btc", "ETHUSDT"]},
         {"name": "stressed", "url_env": "DC_HOOK_STRESSED", "min_score": 60, "bands": ["stressed"], "regimes": [],
          "bias_flips": False},
@@ -356,9 +354,9 @@ def body_of(responses: list[dict]) -> dict:
     return last["data"] if last["_kind"] == "callback" else last
 
 
-async def test_bot_slash_commands_top_score_autocomplete(server, tmp_path, monkeypatch):
+async def test_bot_slash_commands_top_score_autocomplete(server, make_svc, monkeypatch):
     bot_env(monkeypatch, server)
-    svc = make_svc(tmp_path, {"webhooks": []})
+    svc = make_svc({"webhooks": []})
     cycles = Cycles(svc, monkeypatch)
     await cycles.run(HOT)
     adapter = await start_bot(svc)
@@ -422,14 +420,14 @@ async def test_bot_slash_commands_top_score_autocomplete(server, tmp_path, monke
         svc.store.close()
 
 
-async def test_bot_watch_and_unwatch_edit_only_the_callers_watchlist(server, tmp_path, monkeypatch):
+async def test_bot_watch_and_unwatch_edit_only_the_callers_watchlist(server, make_svc, monkeypatch):
     bot_env(monkeypatch, server)
     server.add_user(4445, "other")
-    svc = make_svc(tmp_path, {"webhooks": []})
+    svc = make_svc({"webhooks": []})
     await Cycles(svc, monkeypatch).run(HOT)
     await svc.watchlists.ensure("dc-4445", discord_user_id=4445)
     await svc.watchlists.add_symbols("dc-4445", ["ETH"])
-    other_file = tmp_path / "watchlists" / "dc-4445.yaml"
+    other_file = svc.watchlists.directory / "dc-4445.yaml"
     other_before = other_file.read_bytes()
     adapter = await start_bot(svc)
     try:
@@ -458,9 +456,9 @@ async def test_bot_watch_and_unwatch_edit_only_the_callers_watchlist(server, tmp
         svc.store.close()
 
 
-async def test_bot_alert_reaches_channel_and_dm_once_deleted_channel_disabled(server, tmp_path, monkeypatch, caplog):
+async def test_bot_alert_reaches_channel_and_dm_once_deleted_channel_disabled(server, make_svc, monkeypatch, caplog):
     bot_env(monkeypatch, server)
-    svc = make_svc(tmp_path, {"webhooks": [], "channels": [{"id": 3333}, {"id": 9999, "min_score": 60}]})
+    svc = make_svc({"webhooks": [], "channels": [{"id": 3333}, {"id": 9999, "min_score": 60}]})
     await svc.watchlists.ensure("dc-4444", discord_user_id=4444)
     await svc.watchlists.add_symbols("dc-4444", ["BTC"])
     adapter = await start_bot(svc)
@@ -501,21 +499,21 @@ async def test_bot_alert_reaches_channel_and_dm_once_deleted_channel_disabled(se
         svc.store.close()
 
 
-async def test_commands_sync_once_across_restarts_with_the_same_command_set(server, tmp_path, monkeypatch):
+async def test_commands_sync_once_across_restarts_with_the_same_command_set(server, make_svc, monkeypatch):
     bot_env(monkeypatch, server)
 
     def puts() -> list:
         return [c for c in server.calls if c[0] == "PUT" and "/commands" in c[1]]
 
     for _ in range(2):
-        svc = make_svc(tmp_path, {"webhooks": []})
+        svc = make_svc({"webhooks": []})
         adapter = await start_bot(svc)
         await adapter.stop()
         svc.store.close()
     assert len(puts()) == 1 and puts()[0][1] == f"/api/v10/applications/{server.application_id}/commands"
     # a different command set (guild-scoped, with the admin commands) syncs again, once
     for _ in range(2):
-        svc = make_svc(tmp_path, {"webhooks": [], "guild_id": server.guild_id})
+        svc = make_svc({"webhooks": [], "guild_id": server.guild_id})
         adapter = await start_bot(svc)
         await adapter.stop()
         svc.store.close()
@@ -525,13 +523,13 @@ async def test_commands_sync_once_across_restarts_with_the_same_command_set(serv
 
 
 # ---------------------------------------------------------------------------------------------- secrets
-async def test_tokens_never_appear_in_logs_at_debug(server, tmp_path, monkeypatch, caplog):
+async def test_tokens_never_appear_in_logs_at_debug(server, make_svc, monkeypatch, caplog):
     caplog.set_level(logging.DEBUG)
     bot_env(monkeypatch, server)
     hook_token = "whk-SECRET-3f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c"
     hook_url = server.webhook_url(5700, hook_token, channel_id=3334)
     monkeypatch.setenv("DC_HOOK_SECRET", hook_url)
-    svc = make_svc(tmp_path, {"channels": [{"id": 3333}],
+    svc = make_svc({"channels": [{"id": 3333}],
                               "webhooks": [{"name": "secret", "url_env": "DC_HOOK_SECRET"}]})
     adapter = await start_bot(svc)
     try:
@@ -555,11 +553,11 @@ async def test_tokens_never_appear_in_logs_at_debug(server, tmp_path, monkeypatc
     assert not [ln for ln in lines if "SECRET" in ln]
 
 
-async def test_rejected_bot_token_turns_bot_mode_off_but_webhooks_keep_working(tmp_path, monkeypatch, caplog):
+async def test_rejected_bot_token_turns_bot_mode_off_but_webhooks_keep_working(make_svc, monkeypatch, caplog):
     async with DiscordSimServer(bot_token="the-right-token-0123456789") as server:
         bot_env(monkeypatch, server)                       # BOT_TOKEN is not the one the server accepts
         monkeypatch.setenv("DISCORD_WEBHOOK_URL", server.webhook_url())
-        svc = make_svc(tmp_path, {"channels": [{"id": 3333}]})
+        svc = make_svc({"channels": [{"id": 3333}]})
         adapter = add_adapter(svc, **FAST)
         await adapter.start()
         try:
