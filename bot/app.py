@@ -11,6 +11,7 @@ import math
 import os
 import signal
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -18,11 +19,13 @@ from pathlib import Path
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from .adapters.base import ChatAdapter
 from .adapters.console import ConsoleSender
 from .config import Config
 from .engine import CycleReport, Engine, Recipient, Route
 from .exchange.binance import BinanceClient
 from .outbox import DeliveryWorker, Sender
+from .queries import MarketSnapshot, Snapshot, Stats
 from .rules import FilterSubscriber
 from .store import Store
 from .watchlists import WatchlistRegistry
@@ -33,53 +36,130 @@ SHUTDOWN_BUDGET_S = 9.0
 HOUSEKEEPING_S = 5.0
 
 
+class BotQueries:
+    """The live `bot.queries.Queries` port the commands get: the market snapshot from memory, the watchlist
+    registry, and the database reads they need run in a worker thread (never on the event loop, where a
+    commit holding the store's lock would stall every chat)."""
+
+    def __init__(self, store: Store, watchlists: WatchlistRegistry, market: MarketSnapshot):
+        self._store, self._watchlists, self._market = store, watchlists, market
+
+    @property
+    def watchlists(self) -> WatchlistRegistry:
+        return self._watchlists
+
+    def snapshot(self) -> Snapshot:
+        return self._market.current()
+
+    async def recent_signals(self, recipient: str, limit: int = 15) -> list[dict]:
+        return await asyncio.to_thread(self._store.recent_signals, limit, None, recipient)
+
+    async def signal(self, signal_id: str) -> dict | None:
+        return await asyncio.to_thread(self._store.signal, signal_id)
+
+    async def stats(self) -> Stats:
+        wls = self._watchlists.items()
+        counts, last = await asyncio.to_thread(lambda: (self._store.outbox_counts(), self._store.last_cycle()))
+        return Stats(len(wls), sum(1 for _, w in wls if w.active and w.alerts), counts, last)
+
+    async def chart(self, symbol: str) -> bytes:
+        from .chart import render_chart
+        return await asyncio.to_thread(render_chart, self._store, symbol)
+
+
+class SenderTable(Mapping[str, Sender]):
+    """Outbox channel -> sender: the console's, then what each registered adapter's `senders()` offers at the
+    moment of the lookup (an adapter that lost a channel, e.g. to a rejected bot token, stops offering it and
+    its rows fail as "no sender"). Read-only: nothing writes into it, the app only registers adapters."""
+
+    def __init__(self, console: Sender, adapters: list[ChatAdapter]):
+        self._console, self._adapters = console, adapters
+
+    def _table(self) -> dict[str, Sender]:
+        table: dict[str, Sender] = {"console": self._console}
+        for adapter in self._adapters:
+            table.update(adapter.senders())
+        return table
+
+    def __getitem__(self, channel: str) -> Sender:
+        return self._table()[channel]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+
+# watchlist field naming the address -> the channel its alerts go to (when that channel has a sender)
+WATCHLIST_ROUTES = (("telegram_chat_id", "telegram"), ("discord_user_id", "discord-dm"))
+
+
 @dataclass
 class Services:
-    """Everything a running bot holds; chat adapters read from it (latest scores, watchlists, store)."""
+    """What the running bot holds (the composition root's own state). Commands see only `queries`; adapters
+    get their config, the port and a store handle, and are `register`ed here: nothing outside writes into it."""
     cfg: Config
     store: Store
     client: BinanceClient
     watchlists: WatchlistRegistry
     console: ConsoleSender
-    senders: dict[str, Sender] = field(default_factory=dict)
-    adapters: list = field(default_factory=list)          # started/stopped chat adapters
-    extra_recipients: list = field(default_factory=list)  # callables -> list[Recipient] (e.g. Discord channels)
+    market: MarketSnapshot = field(default_factory=MarketSnapshot)
+    adapters: list[ChatAdapter] = field(default_factory=list)   # started/stopped chat adapters
     engine: Engine | None = None
     worker: DeliveryWorker | None = None
-    universe: set[str] = field(default_factory=set)
+    queries: BotQueries = field(init=False)
+    senders: SenderTable = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.queries = BotQueries(self.store, self.watchlists, self.market)
+        self.senders = SenderTable(self.console, self.adapters)
+
+    def register(self, adapter: ChatAdapter) -> ChatAdapter:
+        """Take a chat adapter: start/stop it with the bot, deliver on its senders, route to its recipients."""
+        if not isinstance(adapter, ChatAdapter):
+            raise TypeError(f"{type(adapter).__name__} does not implement the ChatAdapter protocol")
+        clash = set(adapter.senders()) & set(self.senders)
+        if clash:
+            raise ValueError(f"{type(adapter).__name__}: channel(s) {sorted(clash)} already have a sender")
+        self.adapters.append(adapter)
+        return adapter
 
     def recipients(self) -> list[Recipient]:
-        chat = [c for c in self.senders if c != "console"]
+        """Watchlists (routed to their chats) plus each adapter's own recipients; called every cycle."""
+        channels = set(self.senders)
+        chat = channels - {"console"}
         out = []
         for uid, wl in self.watchlists.items():
-            routes = []
-            if wl.telegram_chat_id is not None and "telegram" in self.senders:
-                routes.append(Route("telegram", str(wl.telegram_chat_id)))
-            if wl.discord_user_id is not None and "discord-dm" in self.senders:
-                routes.append(Route("discord-dm", str(wl.discord_user_id)))
+            routes = [Route(channel, str(getattr(wl, attr))) for attr, channel in WATCHLIST_ROUTES
+                      if getattr(wl, attr) is not None and channel in channels]
             if not chat:
                 routes.append(Route("console", uid))
             if routes:
                 out.append(Recipient(uid, wl, routes))
-        for extra in self.extra_recipients:
-            out += extra()
+        for adapter in self.adapters:
+            out += adapter.recipients()
         if not chat and not out:       # nothing configured at all: market-wide alerts on the console
             out.append(Recipient("console", FilterSubscriber.from_filter(self.cfg.console), [Route("console", "console")]))
         return out
 
-    def latest(self) -> tuple[int | None, list[dict]]:
-        return self.store.latest_scores()
+    async def refresh_market(self, universe: set[str] | None = None) -> Snapshot:
+        """Publish the last committed cycle's scores (read in a worker thread) and, if given, the universe."""
+        ts, results = await asyncio.to_thread(self.store.latest_scores)
+        return self.market.publish(ts, results, universe)
 
 
 def build_services(cfg: Config, db_path: str, watchlist_dir: str | Path, alert_log: str | None = None,
                    exchange_url: str | None = None, include_examples: bool = False) -> Services:
     store = Store(db_path)
     client = BinanceClient(cfg.exchange, base_url=exchange_url)
-    svc = Services(cfg=cfg, store=store, client=client, watchlists=None, console=ConsoleSender(alert_log=alert_log))
-    svc.watchlists = WatchlistRegistry(watchlist_dir, universe=lambda: svc.universe, include_examples=include_examples)
+    market = MarketSnapshot()
+    watchlists = WatchlistRegistry(watchlist_dir, universe=lambda: market.current().universe,
+                                   include_examples=include_examples)
+    svc = Services(cfg=cfg, store=store, client=client, watchlists=watchlists, market=market,
+                   console=ConsoleSender(alert_log=alert_log))
     for problem in svc.watchlists.load_all():
         log.warning("watchlist problem: %s", problem)
-    svc.senders["console"] = svc.console
     return svc
 
 
@@ -87,11 +167,12 @@ def enable_chat_adapters(svc: Services) -> None:
     """Telegram / Discord from the environment; each is optional and independent."""
     if os.environ.get("TELEGRAM_BOT_TOKEN"):
         from .adapters.telegram import TelegramAdapter
-        svc.adapters.append(TelegramAdapter.from_env(svc))
+        svc.register(TelegramAdapter.from_env(svc.cfg.telegram, svc.queries,
+                                              max_import_bytes=svc.watchlists.limits.max_file_bytes))
     webhook_envs = {w.url_env for w in svc.cfg.discord.webhooks}
     if os.environ.get("DISCORD_BOT_TOKEN") or any(os.environ.get(e) for e in webhook_envs):
         from .adapters.discord import DiscordAdapter
-        svc.adapters.append(DiscordAdapter.from_env(svc))
+        svc.register(DiscordAdapter.from_env(svc.cfg, svc.queries, svc.store))
 
 
 def _next_boundary(interval_s: float, now: float | None = None) -> datetime:
@@ -100,15 +181,15 @@ def _next_boundary(interval_s: float, now: float | None = None) -> datetime:
 
 
 class TablePrinter:
-    """Console: the ranked table after the first cycle and every N cycles after."""
+    """Console: the ranked table after the first cycle and every N cycles after (from the published snapshot)."""
 
     def __init__(self, svc: Services, every: int):
         self.svc, self.every, self.count = svc, every, 0
 
     def __call__(self, report: CycleReport) -> None:
         if self.count % self.every == 0:
-            ts, results = self.svc.latest()
-            self.svc.console.print_table(ts, results)
+            snap = self.svc.market.current()
+            self.svc.console.print_table(snap.ts, list(snap.results))
         self.count += 1
 
 
@@ -136,16 +217,35 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True) -
     cfg = svc.cfg
     engine = Engine(cfg, svc.store, svc.client, svc.recipients, progress=_backfill_progress())
     svc.engine = engine
-    worker = DeliveryWorker(svc.store, svc.senders, on_permanent=lambda *a: _on_permanent(svc, *a))
+    worker = delivery_worker(svc)
     svc.worker = worker
 
+    printer = TablePrinter(svc, cfg.engine.table_every_cycles) if show_table else None
+    publishing: set[asyncio.Task] = set()
+
+    async def publish(report: CycleReport) -> None:
+        try:
+            await svc.refresh_market()
+        except Exception:
+            log.exception("publishing the cycle's scores failed (chat commands show the previous cycle)")
+        if printer is not None:
+            printer(report)
+
     def after_cycle(report: CycleReport) -> None:
-        svc.universe = set(engine.collector.universe)
+        """On the loop, right after the commit: deliver now; publish the new scores to the snapshot the chat
+        commands read (the read runs in a thread, so the loop never waits on the store)."""
         worker.wake()
+        if engine.collector.universe:
+            svc.market.set_universe(engine.collector.universe)
+        task = asyncio.get_running_loop().create_task(publish(report))
+        publishing.add(task)
+        task.add_done_callback(publishing.discard)
 
     engine.on_cycle.append(after_cycle)
-    if show_table:
-        engine.on_cycle.append(TablePrinter(svc, cfg.engine.table_every_cycles))
+    try:
+        await svc.refresh_market()            # a restart answers /top from the last stored cycle at once
+    except Exception as e:
+        log.warning("no stored scores to publish yet: %s", e)
 
     for adapter in svc.adapters:
         await adapter.start()
@@ -173,6 +273,8 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True) -
     while engine.cycle_lock.locked() and time.monotonic() < deadline - 3:
         await asyncio.sleep(0.05)
     scheduler.shutdown(wait=False)        # cancels a cycle still running: it commits atomically, nothing half-done
+    if publishing:                        # a snapshot read in flight finishes before the store closes
+        await asyncio.wait(publishing, timeout=max(0.1, deadline - 2 - time.monotonic()))
     worker_stop.set()
     worker.wake()
     try:
@@ -189,15 +291,18 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True) -
     log.info("stopped")
 
 
+def delivery_worker(svc: Services) -> DeliveryWorker:
+    """The outbox worker over the registered senders; a permanent failure disables the route."""
+    return DeliveryWorker(svc.store, svc.senders, on_permanent=lambda *a: _on_permanent(svc, *a))
+
+
 def _on_permanent(svc: Services, recipient: str, channel: str, address: str, error: str) -> None:
     """A blocked user or a deleted channel: stop sending there, once, and say so."""
-    if channel in ("telegram", "discord-dm") and svc.watchlists.get(recipient) is not None:
+    if channel in {c for _, c in WATCHLIST_ROUTES} and svc.watchlists.get(recipient) is not None:
         asyncio.get_running_loop().create_task(svc.watchlists.set_fields(recipient, active=False))
         log.warning("recipient %s marked inactive after: %s", recipient, error)
     for adapter in svc.adapters:
-        disable = getattr(adapter, "disable_route", None)
-        if disable:
-            disable(channel, address, error)
+        adapter.disable_route(channel, address, error)
 
 
 def _backfill_progress():

@@ -1,21 +1,28 @@
 """The channel-agnostic command registry (freqtrade's RPC split): handlers take a Context and return a
 plain Reply (text, table, image, document, buttons). Adapters (Telegram, Discord, console) only
 translate. The registry also generates /help, Telegram's command list and Discord's slash commands.
+
+Handlers reach the running bot only through `Context.queries` (the `bot.queries.Queries` port): the market
+snapshot in memory, the watchlists' API, and awaited database reads that run off the event loop. What a
+platform needs to know about a command (slow, personal, needs an attachment, offered there at all) is a
+field of its `Command`, so adapters never test command names.
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import Awaitable, Callable
 
 from . import report
 from .errors import UserError
+from .queries import Queries
 from .symbols import normalize, suggest
 
-if TYPE_CHECKING:
-    from .app import Services
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -45,7 +52,7 @@ class Reply:
 
 @dataclass
 class Context:
-    svc: "Services"
+    queries: Queries
     user_id: str                  # watchlist id: tg-<chat>, tg-g<group>, dc-<user>, or a file name
     platform: str                 # telegram | discord | console
     args: list[str] = field(default_factory=list)
@@ -77,6 +84,12 @@ class Command:
     admin: bool = False
     edits: bool = False           # changes the caller's watchlist
     discord: bool = True          # offered as a Discord slash command
+    slow: bool = False            # may take seconds (charts, database reads): acknowledge before answering
+    personal: bool = False        # about the caller alone: in shared channels only the caller sees the answer
+    needs_attachment: bool = False   # reads a document sent with the command (or the message it replies to)
+
+    def offered_on(self, platform: str) -> bool:
+        return self.discord or platform != "discord"
 
     @property
     def usage(self) -> str:
@@ -87,9 +100,12 @@ REGISTRY: dict[str, Command] = {}
 
 
 def command(name: str, summary: str, *params: Param, admin: bool = False, edits: bool = False,
-            discord: bool = True):
+            discord: bool = True, slow: bool = False, personal: bool | None = None, needs_attachment: bool = False):
+    """Register a handler. `personal` defaults to `edits`: an answer about your own watchlist is yours."""
     def deco(fn: Handler) -> Handler:
-        REGISTRY[name] = Command(name, summary, fn, tuple(params), admin, edits, discord)
+        REGISTRY[name] = Command(name, summary, fn, tuple(params), admin=admin, edits=edits, discord=discord,
+                                 slow=slow, personal=edits if personal is None else personal,
+                                 needs_attachment=needs_attachment)
         return fn
     return deco
 
@@ -120,10 +136,12 @@ def suggest_command(name: str) -> str | None:
     return m[0] if m else None
 
 
-def help_text(admin: bool = False) -> str:
-    lines = ["Derivatives Pressure Bot — commands:"]
+def help_text(admin: bool = False, platform: str | None = None) -> str:
+    """The commands offered on `platform` (every command when None); admin ones only for admins."""
+    slash = platform == "discord"
+    lines = ["Derivatives Pressure Bot — " + ("slash commands:" if slash else "commands:")]
     for c in REGISTRY.values():
-        if c.admin and not admin:
+        if (c.admin and not admin) or (platform is not None and not c.offered_on(platform)):
             continue
         lines.append(f"{c.usage} — {c.summary}")
     return "\n".join(lines)
@@ -136,14 +154,14 @@ def telegram_commands(admin: bool = False) -> list[tuple[str, str]]:
 
 # ---- helpers -------------------------------------------------------------------------------
 def _latest(ctx: Context) -> tuple[int | None, list[dict]]:
-    ts, results = ctx.svc.latest()
-    if not results:
+    snap = ctx.queries.snapshot()
+    if not snap.results:
         raise UserError("No scores yet: the first cycle is still running. Try again in a minute.")
-    return ts, results
+    return snap.ts, list(snap.results)
 
 
 def _universe(ctx: Context) -> set[str]:
-    return ctx.svc.universe or {r["symbol"] for r in ctx.svc.latest()[1]}
+    return ctx.queries.snapshot().symbols()
 
 
 def resolve_symbol(ctx: Context, text: str) -> str:
@@ -160,10 +178,16 @@ def _need_args(ctx: Context, n: int, usage: str) -> None:
         raise UserError(f"Usage: {usage}")
 
 
+def onboarding_hint(platform: str) -> str:
+    """How a user without a watchlist gets one: /start where it exists, else the first /watch creates it."""
+    start = REGISTRY.get("start")
+    return "send /start first" if start is not None and start.offered_on(platform) else "/watch SYMBOL creates it"
+
+
 async def _watchlist(ctx: Context):
-    wl = ctx.svc.watchlists.get(ctx.user_id)
+    wl = ctx.queries.watchlists.get(ctx.user_id)
     if wl is None:
-        raise UserError("You have no watchlist yet: send /start first.")
+        raise UserError(f"You have no watchlist yet: {onboarding_hint(ctx.platform)}.")
     return wl
 
 
@@ -181,7 +205,8 @@ def parse_duration(text: str) -> timedelta:
 # ---- commands ------------------------------------------------------------------------------
 @command("start", "register and see what to do next", discord=False)
 async def cmd_start(ctx: Context) -> Reply:
-    _, created = await ctx.svc.watchlists.ensure(ctx.user_id, **ctx.identity)
+    await _reactivate(ctx)
+    _, created = await ctx.queries.watchlists.ensure(ctx.user_id, **ctx.identity)
     first = "Welcome! Your watchlist is set up." if created else "Welcome back — your watchlist is unchanged."
     return Reply(text=(
         f"{first}\n\n"
@@ -192,14 +217,26 @@ async def cmd_start(ctx: Context) -> Reply:
         "/threshold 50 for your own alert level · /help for everything."))
 
 
-@command("help", "list the commands")
+async def _reactivate(ctx: Context) -> None:
+    """/start from a chat marked inactive (the bot was blocked, then unblocked): alerts resume."""
+    wl = ctx.queries.watchlists.get(ctx.user_id)
+    if wl is not None and not wl.active and ctx.can_edit:
+        try:
+            await ctx.queries.watchlists.set_fields(ctx.user_id, active=True)
+            log.info("%s active again after /start (%s)", ctx.user_id, ctx.platform)
+        except Exception as e:             # e.g. a hand-broken file: /start still answers
+            log.warning("could not reactivate %s: %s", ctx.user_id, e)
+
+
+@command("help", "list the commands", personal=True)
 async def cmd_help(ctx: Context) -> Reply:
-    return Reply(text=help_text(ctx.is_admin))
+    # on Discord the list is of slash commands, shown under its own title (the picker shows the rest)
+    return Reply(text=help_text(ctx.is_admin, ctx.platform), title="Help" if ctx.platform == "discord" else None)
 
 
 @command("top", "the ranked pressure table",
          Param("bias", "all, long or short", choices=("all", "long", "short")),
-         Param("n", "how many rows (default 15, max 50)", kind="int"))
+         Param("n", "how many rows (default 15, max 50)", kind="int"), slow=True)
 async def cmd_top(ctx: Context) -> Reply:
     bias, limit = "all", 15
     for a in ctx.args:
@@ -221,7 +258,8 @@ async def cmd_top(ctx: Context) -> Reply:
                           Button("Short bias", f"top short {limit}")])
 
 
-@command("score", "one symbol explained: inputs, points, regime", Param("symbol", "e.g. BTC", True, kind="symbol"))
+@command("score", "one symbol explained: inputs, points, regime", Param("symbol", "e.g. BTC", True, kind="symbol"),
+         slow=True)
 async def cmd_score(ctx: Context) -> Reply:
     _need_args(ctx, 1, "/score SYMBOL (e.g. /score BTC)")
     sym = resolve_symbol(ctx, ctx.args[0])
@@ -237,8 +275,8 @@ async def cmd_score(ctx: Context) -> Reply:
          edits=True)
 async def cmd_watch(ctx: Context) -> Reply:
     _need_args(ctx, 1, "/watch SYMBOL [SYMBOL…]")
-    await ctx.svc.watchlists.ensure(ctx.user_id, **ctx.identity)
-    res = await ctx.svc.watchlists.add_symbols(ctx.user_id, ctx.args)
+    await ctx.queries.watchlists.ensure(ctx.user_id, **ctx.identity)
+    res = await ctx.queries.watchlists.add_symbols(ctx.user_id, ctx.args)
     return Reply(text=_edit_summary(res, "Added"))
 
 
@@ -247,7 +285,7 @@ async def cmd_watch(ctx: Context) -> Reply:
 async def cmd_unwatch(ctx: Context) -> Reply:
     _need_args(ctx, 1, "/unwatch SYMBOL [SYMBOL…]")
     await _watchlist(ctx)
-    res = await ctx.svc.watchlists.remove_symbols(ctx.user_id, ctx.args)
+    res = await ctx.queries.watchlists.remove_symbols(ctx.user_id, ctx.args)
     return Reply(text=_edit_summary(res, "Removed"))
 
 
@@ -264,11 +302,11 @@ def _edit_summary(res, verb: str) -> str:
     return "\n".join(parts)
 
 
-@command("watchlist", "your symbols and alert settings")
+@command("watchlist", "your symbols and alert settings", personal=True)
 async def cmd_watchlist(ctx: Context) -> Reply:
     wl = await _watchlist(ctx)
-    _, results = ctx.svc.latest()
-    by = {r["symbol"]: r for r in results}
+    snap = ctx.queries.snapshot()
+    by = {s: r for s in wl.symbols if (r := snap.result(s)) is not None}
     rows = [(s, str(by[s]["score"]) if s in by else "—", by[s]["bias"] if s in by else "—",
              by[s]["regime"] if s in by else "no score") for s in wl.symbols]
     quiet = f"{wl.quiet_hours} {wl.timezone} ({wl.quiet_mode})" if wl.quiet_hours else "off"
@@ -285,8 +323,8 @@ async def cmd_threshold(ctx: Context) -> Reply:
     _need_args(ctx, 1, "/threshold N (0-100)")
     if not ctx.args[0].isdigit() or not 0 <= int(ctx.args[0]) <= 100:
         raise UserError(f"Threshold must be a whole number 0-100, got {ctx.args[0]!r}.")
-    await ctx.svc.watchlists.ensure(ctx.user_id, **ctx.identity)
-    await ctx.svc.watchlists.set_fields(ctx.user_id, min_score=int(ctx.args[0]))
+    await ctx.queries.watchlists.ensure(ctx.user_id, **ctx.identity)
+    await ctx.queries.watchlists.set_fields(ctx.user_id, min_score=int(ctx.args[0]))
     return Reply(text=f"Your alert threshold is now {int(ctx.args[0])}: you are alerted when a watched symbol "
                       f"crosses it, and regime/bias alerts below it are skipped.")
 
@@ -295,9 +333,9 @@ async def cmd_threshold(ctx: Context) -> Reply:
 async def cmd_alerts(ctx: Context) -> Reply:
     if not ctx.args or ctx.args[0].lower() not in ("on", "off"):
         raise UserError("Usage: /alerts on|off")
-    await ctx.svc.watchlists.ensure(ctx.user_id, **ctx.identity)
+    await ctx.queries.watchlists.ensure(ctx.user_id, **ctx.identity)
     on = ctx.args[0].lower() == "on"
-    await ctx.svc.watchlists.set_fields(ctx.user_id, alerts=on, active=True)
+    await ctx.queries.watchlists.set_fields(ctx.user_id, alerts=on, active=True)
     return Reply(text=f"Alerts are {'on' if on else 'off'}.")
 
 
@@ -306,9 +344,9 @@ async def cmd_alerts(ctx: Context) -> Reply:
          Param("mode", "digest (hold) or drop", choices=("digest", "drop")), edits=True)
 async def cmd_quiet(ctx: Context) -> Reply:
     _need_args(ctx, 1, "/quiet 23:00-07:00 [Europe/Berlin] [digest|drop]  or  /quiet off")
-    await ctx.svc.watchlists.ensure(ctx.user_id, **ctx.identity)
+    await ctx.queries.watchlists.ensure(ctx.user_id, **ctx.identity)
     if ctx.args[0].lower() == "off":
-        await ctx.svc.watchlists.set_fields(ctx.user_id, quiet_hours=None)
+        await ctx.queries.watchlists.set_fields(ctx.user_id, quiet_hours=None)
         return Reply(text="Quiet hours off.")
     fields = {"quiet_hours": ctx.args[0]}
     for a in ctx.args[1:]:
@@ -316,7 +354,7 @@ async def cmd_quiet(ctx: Context) -> Reply:
             fields["quiet_mode"] = a.lower()
         else:
             fields["timezone"] = a
-    wl = await ctx.svc.watchlists.set_fields(ctx.user_id, **fields)
+    wl = await ctx.queries.watchlists.set_fields(ctx.user_id, **fields)
     held = "held and sent as one digest when they end" if wl.quiet_mode == "digest" else "dropped"
     return Reply(text=f"Quiet hours {wl.quiet_hours} {wl.timezone}: alerts in that window are {held}.")
 
@@ -327,14 +365,14 @@ async def cmd_mute(ctx: Context) -> Reply:
     _need_args(ctx, 2, "/mute SYMBOL DURATION (e.g. /mute BTC 2h)")
     sym = resolve_symbol(ctx, ctx.args[0])
     until = datetime.now(timezone.utc) + parse_duration(ctx.args[1])
-    await ctx.svc.watchlists.ensure(ctx.user_id, **ctx.identity)
-    await ctx.svc.watchlists.mute(ctx.user_id, sym, until)
+    await ctx.queries.watchlists.ensure(ctx.user_id, **ctx.identity)
+    await ctx.queries.watchlists.mute(ctx.user_id, sym, until)
     return Reply(text=f"{sym} muted until {until.strftime('%Y-%m-%d %H:%M UTC')}.")
 
 
-@command("signals", "your recent alerts with their ids")
+@command("signals", "your recent alerts with their ids", slow=True, personal=True)
 async def cmd_signals(ctx: Context) -> Reply:
-    sigs = await asyncio.to_thread(ctx.svc.store.recent_signals, 15, None, ctx.user_id)
+    sigs = await ctx.queries.recent_signals(ctx.user_id, 15)
     if not sigs:
         return Reply(text="No alerts for you yet. Recent market-wide signals: /signal ID shows any receipt.")
     rows = [(g["id"], report.utc(g["ts"])[5:16], g["symbol"], str(g["score"]), g["rule"]) for g in sigs]
@@ -342,10 +380,10 @@ async def cmd_signals(ctx: Context) -> Reply:
                                                           "Use /signal ID for a receipt."))
 
 
-@command("signal", "a signal's receipt: the exact inputs that fired it", Param("id", "signal id", True))
+@command("signal", "a signal's receipt: the exact inputs that fired it", Param("id", "signal id", True), slow=True)
 async def cmd_signal(ctx: Context) -> Reply:
     _need_args(ctx, 1, "/signal ID")
-    sig = await asyncio.to_thread(ctx.svc.store.signal, ctx.args[0])
+    sig = await ctx.queries.signal(ctx.args[0])
     if sig is None:
         raise UserError(f"No signal {ctx.args[0]!r}. /signals lists yours.")
     return Reply(title=f"Signal {sig['id']}", text=report.receipt_text(sig), bias=sig["bias"])
@@ -371,12 +409,13 @@ async def cmd_methodology(ctx: Context) -> Reply:
 @command("export", "your watchlist as a YAML file", discord=False)
 async def cmd_export(ctx: Context) -> Reply:
     await _watchlist(ctx)
-    text = ctx.svc.watchlists.export_yaml(ctx.user_id)
+    text = ctx.queries.watchlists.export_yaml(ctx.user_id)
     return Reply(text="Your watchlist. Edit it and reply /import to the file to apply it.",
                  document=(f"{ctx.user_id}.yaml", text.encode()))
 
 
-@command("import", "reply to a YAML file to replace your watchlist", edits=True, discord=False)
+@command("import", "reply to a YAML file to replace your watchlist", edits=True, discord=False,
+         needs_attachment=True)
 async def cmd_import(ctx: Context) -> Reply:
     if ctx.attachment is None:
         raise UserError("Reply /import to a YAML document (for example the file /export sent you).")
@@ -384,27 +423,26 @@ async def cmd_import(ctx: Context) -> Reply:
         text = ctx.attachment.decode("utf-8")
     except UnicodeDecodeError:
         raise UserError("That file is not UTF-8 text; send the YAML watchlist file.") from None
-    await ctx.svc.watchlists.ensure(ctx.user_id, **ctx.identity)
-    wl = await ctx.svc.watchlists.import_yaml(ctx.user_id, text)
+    await ctx.queries.watchlists.ensure(ctx.user_id, **ctx.identity)
+    wl = await ctx.queries.watchlists.import_yaml(ctx.user_id, text)
     return Reply(text=f"Imported: watching {len(wl.symbols)} symbol(s): {', '.join(wl.symbols) or 'none'}.")
 
 
-@command("chart", "score, OI and funding over the last 48h", Param("symbol", "e.g. BTC", True, kind="symbol"))
+@command("chart", "score, OI and funding over the last 48h", Param("symbol", "e.g. BTC", True, kind="symbol"),
+         slow=True)
 async def cmd_chart(ctx: Context) -> Reply:
     _need_args(ctx, 1, "/chart SYMBOL")
     sym = resolve_symbol(ctx, ctx.args[0])
-    from .chart import render_chart
-    png = await asyncio.to_thread(render_chart, ctx.svc.store, sym)
+    png = await ctx.queries.chart(sym)
     return Reply(title=f"{sym} · last 48h", text=f"{sym}: score, open interest and funding, last 48h", image=png)
 
 
 @command("stats", "users, alerts sent, last cycle", admin=True)
 async def cmd_stats(ctx: Context) -> Reply:
-    wls = ctx.svc.watchlists.items()
-    counts = await asyncio.to_thread(ctx.svc.store.outbox_counts)
-    last = await asyncio.to_thread(ctx.svc.store.last_cycle)
-    lines = [f"Users: {len(wls)} ({sum(1 for _, w in wls if w.active and w.alerts)} with alerts on)",
-             "Outbox: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "empty")]
+    stats = await ctx.queries.stats()
+    last = stats.last_cycle
+    lines = [f"Users: {stats.users} ({stats.alerting} with alerts on)",
+             "Outbox: " + (", ".join(f"{k} {v}" for k, v in sorted(stats.outbox.items())) or "empty")]
     if last:
         lines.append(f"Last cycle: {report.utc(last['ts'])}, {last['scored']} scored, {len(last['failed'])} failed, "
                      f"{last['duration_s']:.1f}s, {last['requests']} requests")
@@ -413,6 +451,6 @@ async def cmd_stats(ctx: Context) -> Reply:
 
 @command("reload", "reload every watchlist file now", admin=True)
 async def cmd_reload(ctx: Context) -> Reply:
-    errors = await asyncio.to_thread(ctx.svc.watchlists.load_all)
-    return Reply(text=f"Reloaded {len(ctx.svc.watchlists.items())} watchlists."
+    errors = await asyncio.to_thread(ctx.queries.watchlists.load_all)
+    return Reply(text=f"Reloaded {len(ctx.queries.watchlists.items())} watchlists."
                  + ("\nProblems (last good versions stay active):\n" + "\n".join(errors) if errors else ""))

@@ -8,7 +8,7 @@ hour or the day it runs. ``tests/timing_matrix.py`` reruns the timing-sensitive 
 from __future__ import annotations
 
 import time
-from typing import Callable, TypeVar
+from typing import Callable, Iterable, TypeVar
 
 import pytest
 
@@ -46,3 +46,29 @@ def wait_for(check: Callable[[], T], timeout: float, what: str, interval: float 
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------------------------- bot services
+@pytest.fixture
+async def make_services(tmp_path):
+    """Factory for the running bot's `Services`, built the one way `python -m bot run` builds them
+    (`bot.app.build_services`: store in tmp_path, watchlists in tmp_path/"watchlists", the Queries port and its
+    market snapshot). `universe` pre-publishes the traded symbols; adapters are then `svc.register`ed.
+    Everything made is closed at teardown (closing twice is harmless)."""
+    from bot.app import build_services
+    from bot.config import Config
+
+    made = []
+
+    def make(cfg: Config | None = None, *, db: str = "bot.db", exchange_url: str | None = None,
+             universe: Iterable[str] | None = None):
+        svc = build_services(cfg or Config(), str(tmp_path / db), tmp_path / "watchlists", exchange_url=exchange_url)
+        if universe is not None:
+            svc.market.set_universe(universe)
+        made.append(svc)
+        return svc
+
+    yield make
+    for svc in made:
+        await svc.client.aclose()
+        svc.store.close()

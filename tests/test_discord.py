@@ -14,10 +14,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-import bot.adapters.discord as discord_adapter_mod
+import bot.adapters.discord.client as discord_client_mod
 import bot.commands as registry
 from bot import app as app_mod
-from bot.adapters.console import ConsoleSender
 from bot.adapters.discord import (COLOURS, MAX_DESCRIPTION, MAX_EMBED_TOTAL, MAX_EMBEDS,
                                   DiscordAdapter, digest_messages, embed_size, reply_messages)
 from bot.rules import EVERY_SYMBOL, FilterSubscriber
@@ -32,8 +31,6 @@ from bot.outbox import DeliveryWorker, Digest
 from bot.rules import wants
 from bot.score import ScoreInputs, score_all
 from fakes.discord_server import DiscordSimServer
-from bot.store import Store
-from bot.watchlists import WatchlistRegistry
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "DOGEUSDT")
 CALM = [ScoreInputs(s, 0.0001, 8, 0.001, 0.002, 0.005, 0.0001, 0.001, 0.002) for s in SYMBOLS]
@@ -66,14 +63,12 @@ async def server():
         await srv.stop()
 
 
-def make_svc(tmp_path, discord: dict, db: str = "bot.db") -> Services:
-    cfg = Config.model_validate({"discord": discord})
-    store = Store(tmp_path / db)
-    svc = Services(cfg=cfg, store=store, client=None, watchlists=None, console=ConsoleSender())
-    svc.watchlists = WatchlistRegistry(tmp_path / "watchlists", universe=lambda: svc.universe)
-    svc.watchlists.load_all()
-    svc.universe = set(SYMBOLS)
-    return svc
+@pytest.fixture
+def make_svc(make_services):
+    """Services (the shared conftest factory) with this `discord` config section, trading SYMBOLS."""
+    def make(discord: dict, db: str = "bot.db") -> Services:
+        return make_services(Config.model_validate({"discord": discord}), db=db, universe=SYMBOLS)
+    return make
 
 
 class Cycles:
@@ -93,19 +88,19 @@ class Cycles:
 
     async def run(self, inputs):
         self.queue.append(inputs)
-        return await self.engine.run_once()
+        report = await self.engine.run_once()
+        await self.svc.refresh_market()          # what the app does after each cycle: publish the scores
+        return report
 
 
 def add_adapter(svc: Services, **options) -> DiscordAdapter:
-    """As bot.app.enable_chat_adapters does: from the environment, listed in svc.adapters (which the app's
-    permanent-failure handler asks to disable a route)."""
-    adapter = DiscordAdapter.from_env(svc, **options)
-    svc.adapters.append(adapter)
-    return adapter
+    """As bot.app.enable_chat_adapters does: from the environment, registered with the app (whose
+    permanent-failure handler asks it to disable a route)."""
+    return svc.register(DiscordAdapter.from_env(svc.cfg, svc.queries, svc.store, **options))
 
 
 def make_worker(svc: Services) -> DeliveryWorker:
-    return DeliveryWorker(svc.store, svc.senders, on_permanent=lambda *a: app_mod._on_permanent(svc, *a))
+    return app_mod.delivery_worker(svc)           # as run_bot builds it: permanent failures disable the route
 
 
 def outbox(svc: Services, channel: str | None = None) -> list[dict]:
@@ -126,7 +121,7 @@ def titles(message: dict) -> list[str]:
 
 
 def disabled_warnings(caplog) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "bot.adapters.discord" and "disabled:" in r.getMessage()]
+    return [r for r in caplog.records if r.name == "bot.adapters.discord.routes" and "disabled:" in r.getMessage()]
 
 
 # ---------------------------------------------------------------------------------------------- pure parts
@@ -194,9 +189,9 @@ def test_long_answers_and_digests_are_split_within_discord_limits():
 
 
 # ---------------------------------------------------------------------------------------------- webhook mode
-async def test_webhook_alert_digest_delivered_once(server, tmp_path, monkeypatch):
+async def test_webhook_alert_digest_delivered_once(server, make_svc, monkeypatch):
     monkeypatch.setenv("DISCORD_WEBHOOK_URL", server.webhook_url())
-    svc = make_svc(tmp_path, {})                                  # default: webhook "default", any symbol, 35+
+    svc = make_svc({})                                  # default: webhook "default", any symbol, 35+
     adapter = add_adapter(svc)
     assert "webhook" in svc.senders and "discord-channel" not in svc.senders
     await adapter.start()
@@ -235,9 +230,9 @@ async def test_webhook_alert_digest_delivered_once(server, tmp_path, monkeypatch
         svc.store.close()
 
 
-async def test_webhook_429_is_kept_and_delivered_later_exactly_once(server, tmp_path, monkeypatch):
+async def test_webhook_429_is_kept_and_delivered_later_exactly_once(server, make_svc, monkeypatch):
     monkeypatch.setenv("DISCORD_WEBHOOK_URL", server.webhook_url())
-    svc = make_svc(tmp_path, {})
+    svc = make_svc({})
     adapter = add_adapter(svc)
     await adapter.start()
     try:
@@ -263,10 +258,10 @@ async def test_webhook_429_is_kept_and_delivered_later_exactly_once(server, tmp_
         svc.store.close()
 
 
-async def test_webhook_deleted_is_reported_once_disabled_and_not_retried(server, tmp_path, monkeypatch, caplog):
+async def test_webhook_deleted_is_reported_once_disabled_and_not_retried(server, make_svc, monkeypatch, caplog):
     url = server.webhook_url()
     monkeypatch.setenv("DISCORD_WEBHOOK_URL", url)
-    svc = make_svc(tmp_path, {})
+    svc = make_svc({})
     adapter = add_adapter(svc)
     await adapter.start()
     try:
@@ -291,19 +286,19 @@ async def test_webhook_deleted_is_reported_once_disabled_and_not_retried(server,
     finally:
         await adapter.stop()
     # persisted: a restart keeps it disabled; a new URL enables it again
-    svc2 = make_svc(tmp_path, {})
-    assert DiscordAdapter.from_env(svc2).is_disabled("webhook", "default")
+    svc2 = make_svc({})
+    assert DiscordAdapter.from_env(svc2.cfg, svc2.queries, svc2.store).is_disabled("webhook", "default")
     monkeypatch.setenv("DISCORD_WEBHOOK_URL", server.webhook_url(5556, "newtoken"))
-    svc3 = make_svc(tmp_path, {})
-    assert not DiscordAdapter.from_env(svc3).is_disabled("webhook", "default")
+    svc3 = make_svc({})
+    assert not DiscordAdapter.from_env(svc3.cfg, svc3.queries, svc3.store).is_disabled("webhook", "default")
     for s in (svc, svc2, svc3):
         s.store.close()
 
 
-async def test_several_webhook_urls_with_their_own_filters(server, tmp_path, monkeypatch):
+async def test_several_webhook_urls_with_their_own_filters(server, make_svc, monkeypatch):
     monkeypatch.setenv("DC_HOOK_MAJORS", server.webhook_url(5601, "majors-token"))
     monkeypatch.setenv("DC_HOOK_STRESSED", f"{server.webhook_url(5602, 'stressed-a')} , {server.webhook_url(5603, 'stressed-b')}")
-    svc = make_svc(tmp_path, {"webhooks": [
+    svc = make_svc({"webhooks": [
         {"name": "majors", "url_env": "DC_HOOK_MAJORS", "symbols": ["btc", "ETHUSDT"]},
         {"name": "stressed", "url_env": "DC_HOOK_STRESSED", "min_score": 60, "bands": ["stressed"], "regimes": [],
          "bias_flips": False},
@@ -357,9 +352,9 @@ def body_of(responses: list[dict]) -> dict:
     return last["data"] if last["_kind"] == "callback" else last
 
 
-async def test_bot_slash_commands_top_score_autocomplete(server, tmp_path, monkeypatch):
+async def test_bot_slash_commands_top_score_autocomplete(server, make_svc, monkeypatch):
     bot_env(monkeypatch, server)
-    svc = make_svc(tmp_path, {"webhooks": []})
+    svc = make_svc({"webhooks": []})
     cycles = Cycles(svc)
     await cycles.run(HOT)
     adapter = await start_bot(svc)
@@ -391,6 +386,10 @@ async def test_bot_slash_commands_top_score_autocomplete(server, tmp_path, monke
 
         res = await answer(server, "methodology", count=1)                          # fast: answered directly
         assert res[0]["type"] == 4 and body_of(res)["embeds"][0]["title"] == "Methodology"
+        res = await answer(server, "help", count=1)                                 # the slash commands only
+        e = body_of(res)["embeds"][0]
+        assert e["title"] == "Help" and e["description"].startswith("Derivatives Pressure Bot — slash commands:")
+        assert "/top" in e["description"] and "/start" not in e["description"] and "/stats" not in e["description"]
         # a command that turns out slow is deferred before Discord's 3 s deadline, then answered
         slow = registry.REGISTRY["methodology"]
 
@@ -399,7 +398,7 @@ async def test_bot_slash_commands_top_score_autocomplete(server, tmp_path, monke
             return await slow.handler(ctx)
 
         monkeypatch.setitem(registry.REGISTRY, "methodology", dataclasses.replace(slow, handler=sleepy))
-        monkeypatch.setattr(discord_adapter_mod, "ACK_BUDGET_S", 0.05)
+        monkeypatch.setattr(discord_client_mod, "ACK_BUDGET_S", 0.05)
         res = await answer(server, "methodology")
         assert res[0]["type"] == 5 and body_of(res)["embeds"][0]["title"] == "Methodology"
 
@@ -419,14 +418,14 @@ async def test_bot_slash_commands_top_score_autocomplete(server, tmp_path, monke
         svc.store.close()
 
 
-async def test_bot_watch_and_unwatch_edit_only_the_callers_watchlist(server, tmp_path, monkeypatch):
+async def test_bot_watch_and_unwatch_edit_only_the_callers_watchlist(server, make_svc, monkeypatch):
     bot_env(monkeypatch, server)
     server.add_user(4445, "other")
-    svc = make_svc(tmp_path, {"webhooks": []})
+    svc = make_svc({"webhooks": []})
     await Cycles(svc).run(HOT)
     await svc.watchlists.ensure("dc-4445", discord_user_id=4445)
     await svc.watchlists.add_symbols("dc-4445", ["ETH"])
-    other_file = tmp_path / "watchlists" / "dc-4445.yaml"
+    other_file = svc.watchlists.directory / "dc-4445.yaml"
     other_before = other_file.read_bytes()
     adapter = await start_bot(svc)
     try:
@@ -455,9 +454,9 @@ async def test_bot_watch_and_unwatch_edit_only_the_callers_watchlist(server, tmp
         svc.store.close()
 
 
-async def test_bot_alert_reaches_channel_and_dm_once_deleted_channel_disabled(server, tmp_path, monkeypatch, caplog):
+async def test_bot_alert_reaches_channel_and_dm_once_deleted_channel_disabled(server, make_svc, monkeypatch, caplog):
     bot_env(monkeypatch, server)
-    svc = make_svc(tmp_path, {"webhooks": [], "channels": [{"id": 3333}, {"id": 9999, "min_score": 60}]})
+    svc = make_svc({"webhooks": [], "channels": [{"id": 3333}, {"id": 9999, "min_score": 60}]})
     await svc.watchlists.ensure("dc-4444", discord_user_id=4444)
     await svc.watchlists.add_symbols("dc-4444", ["BTC"])
     adapter = await start_bot(svc)
@@ -498,21 +497,21 @@ async def test_bot_alert_reaches_channel_and_dm_once_deleted_channel_disabled(se
         svc.store.close()
 
 
-async def test_commands_sync_once_across_restarts_with_the_same_command_set(server, tmp_path, monkeypatch):
+async def test_commands_sync_once_across_restarts_with_the_same_command_set(server, make_svc, monkeypatch):
     bot_env(monkeypatch, server)
 
     def puts() -> list:
         return [c for c in server.calls if c[0] == "PUT" and "/commands" in c[1]]
 
     for _ in range(2):
-        svc = make_svc(tmp_path, {"webhooks": []})
+        svc = make_svc({"webhooks": []})
         adapter = await start_bot(svc)
         await adapter.stop()
         svc.store.close()
     assert len(puts()) == 1 and puts()[0][1] == f"/api/v10/applications/{server.application_id}/commands"
     # a different command set (guild-scoped, with the admin commands) syncs again, once
     for _ in range(2):
-        svc = make_svc(tmp_path, {"webhooks": [], "guild_id": server.guild_id})
+        svc = make_svc({"webhooks": [], "guild_id": server.guild_id})
         adapter = await start_bot(svc)
         await adapter.stop()
         svc.store.close()
@@ -522,13 +521,13 @@ async def test_commands_sync_once_across_restarts_with_the_same_command_set(serv
 
 
 # ---------------------------------------------------------------------------------------------- secrets
-async def test_tokens_never_appear_in_logs_at_debug(server, tmp_path, monkeypatch, caplog):
+async def test_tokens_never_appear_in_logs_at_debug(server, make_svc, monkeypatch, caplog):
     caplog.set_level(logging.DEBUG)
     bot_env(monkeypatch, server)
     hook_token = "whk-SECRET-3f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c"
     hook_url = server.webhook_url(5700, hook_token, channel_id=3334)
     monkeypatch.setenv("DC_HOOK_SECRET", hook_url)
-    svc = make_svc(tmp_path, {"channels": [{"id": 3333}],
+    svc = make_svc({"channels": [{"id": 3333}],
                               "webhooks": [{"name": "secret", "url_env": "DC_HOOK_SECRET"}]})
     adapter = await start_bot(svc)
     try:
@@ -552,11 +551,11 @@ async def test_tokens_never_appear_in_logs_at_debug(server, tmp_path, monkeypatc
     assert not [ln for ln in lines if "SECRET" in ln]
 
 
-async def test_rejected_bot_token_turns_bot_mode_off_but_webhooks_keep_working(tmp_path, monkeypatch, caplog):
+async def test_rejected_bot_token_turns_bot_mode_off_but_webhooks_keep_working(make_svc, monkeypatch, caplog):
     async with DiscordSimServer(bot_token="the-right-token-0123456789") as server:
         bot_env(monkeypatch, server)                       # BOT_TOKEN is not the one the server accepts
         monkeypatch.setenv("DISCORD_WEBHOOK_URL", server.webhook_url())
-        svc = make_svc(tmp_path, {"channels": [{"id": 3333}]})
+        svc = make_svc({"channels": [{"id": 3333}]})
         adapter = add_adapter(svc, **FAST)
         await adapter.start()
         try:
@@ -572,3 +571,36 @@ async def test_rejected_bot_token_turns_bot_mode_off_but_webhooks_keep_working(t
             await adapter.stop()
             svc.store.close()
         assert BOT_TOKEN not in caplog.text
+
+
+# ---------------------------------------------------------------------------------------------- structure
+def test_adapters_and_commands_depend_on_ports_not_on_the_composition_root():
+    """Nothing under bot/adapters/, nor the command layer, imports bot.app (not even for type checking); every
+    chat adapter implements the one ChatAdapter protocol the app registers."""
+    import ast
+    from pathlib import Path
+
+    import bot
+    from bot.adapters.base import ChatAdapter
+    from bot.adapters.telegram import TelegramAdapter
+
+    root = Path(bot.__file__).parent
+    files = [*sorted((root / "adapters").rglob("*.py")), root / "commands.py", root / "queries.py"]
+    offenders = []
+    for path in files:
+        package = ".".join(path.relative_to(root.parent).with_suffix("").parts[:-1])
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+                module = ".".join(p for p in (base, node.module or "") if p)
+                names = [module] + [f"{module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            if any(n == "bot.app" or n.startswith("bot.app.") for n in names):
+                offenders.append(f"{path.relative_to(root.parent)}:{node.lineno}")
+    assert len(files) > 8 and offenders == []
+    for cls in (TelegramAdapter, DiscordAdapter):
+        assert all(callable(getattr(cls, m, None)) for m in ("start", "stop", "senders", "recipients", "disable_route"))
+    assert issubclass(DiscordAdapter, ChatAdapter) and issubclass(TelegramAdapter, ChatAdapter)

@@ -1,6 +1,6 @@
 """The Telegram adapter end to end: the REAL python-telegram-bot Application, polling the Bot-API-shaped loopback
-server (fakes.telegram_server), with Services built by app.build_services over a real scoring cycle against the
-Binance-shaped simulator. Every update goes through getUpdates -> PTB handlers -> commands.dispatch -> Telegram
+server (fakes.telegram_server), with Services from the shared `make_services` fixture (app.build_services) over a
+real scoring cycle against the Binance-shaped simulator. Every update goes through getUpdates -> PTB handlers -> commands.dispatch -> Telegram
 API calls; alerts go engine-style through the outbox and DeliveryWorker into TelegramSender.
 
 Every test captures all log records at DEBUG (root, httpx, httpcore, telegram, aiohttp) and fails if the bot
@@ -12,6 +12,7 @@ import asyncio
 import io
 import logging
 import re
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ import pytest
 from bot import app as app_module
 from bot.adapters.telegram import (MAX_TEXT, Block, TelegramAdapter, digest_messages, pack, reply_messages,
                                    tg_len)
-from bot.app import Services, build_services, enable_chat_adapters
+from bot.app import Services, delivery_worker, enable_chat_adapters
 from bot.commands import REGISTRY, Reply, Table, help_text, telegram_commands
 from bot.config import Config, ExchangeConfig, TelegramConfig
 from bot.cycle import run_cycle
@@ -83,7 +84,7 @@ def logs():
     assert TOKEN not in text and "TEST-TOKEN" not in text, "the bot token leaked into a log line"
 
 
-async def make_env(tmp_path: Path, monkeypatch, logs: io.StringIO, *, allowed: list[int] | None = None,
+async def make_env(make_services, monkeypatch, logs: io.StringIO, *, allowed: list[int] | None = None,
                    fail_set_commands: bool = False) -> Env:
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
     for name in ("DISCORD_BOT_TOKEN", "DISCORD_WEBHOOK_URL"):
@@ -98,15 +99,14 @@ async def make_env(tmp_path: Path, monkeypatch, logs: io.StringIO, *, allowed: l
     cfg = Config(exchange=ExchangeConfig(timeout_s=2.0, max_retries=1), universe={"min_quote_volume": 0},
                  telegram=TelegramConfig(api_base_url="https://api.telegram.invalid", allowed_user_ids=allowed or [],
                                          admin_ids=[ADMIN], poll_timeout_s=1))
-    wl_dir = tmp_path / "watchlists"
-    svc = build_services(cfg, str(tmp_path / "bot.db"), wl_dir, exchange_url=url)
+    svc = make_services(cfg, exchange_url=url)
     out = await run_cycle(cfg, svc.client, svc.store)      # one real cycle: /top, /score, /chart have data
-    svc.universe = {r.symbol for r in out.results}
+    await svc.refresh_market({r.symbol for r in out.results})     # published, as run_bot does after each cycle
     enable_chat_adapters(svc)
     [adapter] = svc.adapters
     assert isinstance(adapter, TelegramAdapter) and svc.senders["telegram"] is adapter.sender
     await adapter.start()
-    return Env(svc, tg, adapter, binance, wl_dir, out.ts, out.result_dicts(), logs)
+    return Env(svc, tg, adapter, binance, svc.watchlists.directory, out.ts, out.result_dicts(), logs)
 
 
 async def close_env(env: Env) -> None:
@@ -118,8 +118,8 @@ async def close_env(env: Env) -> None:
 
 
 @pytest.fixture
-async def env(tmp_path, monkeypatch, logs):
-    e = await make_env(tmp_path, monkeypatch, logs)
+async def env(make_services, monkeypatch, logs):
+    e = await make_env(make_services, monkeypatch, logs)
     yield e
     await close_env(e)
 
@@ -176,8 +176,7 @@ def queue_alerts(env: Env, signals: list[dict], chat: int = CHAT, recipient: str
 
 
 def worker(env: Env) -> DeliveryWorker:
-    return DeliveryWorker(env.svc.store, env.svc.senders,
-                          on_permanent=lambda *a: app_module._on_permanent(env.svc, *a))
+    return delivery_worker(env.svc)
 
 
 def outbox(env: Env, key: str) -> dict:
@@ -269,6 +268,33 @@ async def test_score_symbol_forms_and_suggestions(env):
     assert (await say(env, "/Score eth")).startswith("ETHUSDT · ")     # command names are case-insensitive
 
 
+async def test_market_commands_never_wait_for_the_store(env):
+    """/top, /score and /watchlist answer from the published snapshot: a commit holding the store's lock in
+    another thread (as the engine's does) never stalls them."""
+    await say(env, "/start")
+    await say(env, "/watch btc")
+    held, release = threading.Event(), threading.Event()
+
+    def commit_in_progress():
+        with env.svc.store._lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=commit_in_progress)
+    holder.start()
+    try:
+        assert held.wait(5)
+        started = time.monotonic()
+        [top] = await ask(env, "/top")
+        assert "30 symbols ranked" in top["plain"]
+        assert (await say(env, "/score btc")).startswith("BTCUSDT · ")
+        assert "BTCUSDT" in await say(env, "/watchlist")
+        assert time.monotonic() - started < 5 and holder.is_alive()     # answered while the lock was held
+    finally:
+        release.set()
+        holder.join()
+
+
 async def test_watchlist_editing_commands(env):
     uid = f"tg-{CHAT}"
     assert (await say(env, "/watchlist")) == "You have no watchlist yet: send /start first."
@@ -341,7 +367,7 @@ async def test_export_then_import_good_bad_and_oversized(env):
     # bad: the exact validation error, and the file is unchanged
     bad = good.replace("cooldown_minutes: 60", "cooldown_minutes: soon").replace("SOLUSDT]", "SOLUSDT, BTX]")
     with pytest.raises(WatchlistError) as expected:
-        parse_watchlist(bad, "import", universe=env.svc.universe)
+        parse_watchlist(bad, "import", universe=env.svc.market.current().universe)
     before = env.wl_path(uid).read_bytes()
     upload = env.tg.push_message(CHAT, "", document=env.tg.add_file(bad.encode(), "bad.yaml"))["message"]
     text = await say(env, "/import", reply_to={"message_id": upload["message_id"]})
@@ -394,8 +420,8 @@ async def test_group_watchlist_needs_a_chat_admin(env):
     assert env.tg.sent(GROUP)[-1]["params"]["reply_parameters"]
 
 
-async def test_allowlist_refuses_strangers(tmp_path, monkeypatch, logs):
-    env = await make_env(tmp_path, monkeypatch, logs, allowed=[CHAT])
+async def test_allowlist_refuses_strangers(make_services, monkeypatch, logs):
+    env = await make_env(make_services, monkeypatch, logs, allowed=[CHAT])
     try:
         assert (await say(env, "/start")).startswith("Welcome!")
         text = await say(env, "/top", chat=OTHER)
@@ -416,7 +442,7 @@ async def test_allowlist_refuses_strangers(tmp_path, monkeypatch, logs):
 async def test_error_handler_logs_and_apologises(env):
     def broken():
         raise RuntimeError("store exploded")
-    env.svc.latest = broken
+    env.svc.queries.snapshot = broken                       # what /top reads: the published market snapshot
     text = await say(env, "/top")
     assert text == "Sorry, something went wrong on my side; it has been logged. Please try again in a minute."
     log = env.log.getvalue()
@@ -424,8 +450,8 @@ async def test_error_handler_logs_and_apologises(env):
     assert "Traceback" in log
 
 
-async def test_set_my_commands_failure_is_tolerated(tmp_path, monkeypatch, logs):
-    env = await make_env(tmp_path, monkeypatch, logs, fail_set_commands=True)
+async def test_set_my_commands_failure_is_tolerated(make_services, monkeypatch, logs):
+    env = await make_env(make_services, monkeypatch, logs, fail_set_commands=True)
     try:
         assert env.tg.commands == []
         assert "setMyCommands failed" in env.log.getvalue()
@@ -571,8 +597,8 @@ async def test_network_errors_and_bad_chats_map_to_the_outbox_contract(env):
     assert outbox(env, key2)["status"] == "failed" and "Chat not found" in outbox(env, key2)["last_error"]
 
 
-async def test_run_bot_starts_and_stops_the_adapter_in_one_loop(tmp_path, monkeypatch, logs):
-    env = await make_env(tmp_path, monkeypatch, logs)
+async def test_run_bot_starts_and_stops_the_adapter_in_one_loop(make_services, monkeypatch, logs):
+    env = await make_env(make_services, monkeypatch, logs)
     await env.adapter.stop()                                   # run_bot starts it itself
     stop = asyncio.Event()
     task = asyncio.create_task(app_module.run_bot(env.svc, stop, show_table=False))

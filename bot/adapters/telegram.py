@@ -4,7 +4,9 @@ It only translates. An Update becomes a `commands.Context` (+ command name) and 
 the `Reply` becomes Telegram messages: HTML parse mode with every dynamic value escaped, tables in <pre>, buttons
 as an inline keyboard whose callback_data is the button's command ("top long 15"; pressing it runs the command
 and edits the message in place), images via sendPhoto, documents via sendDocument. Alert digests from the outbox
-go through `TelegramSender` (registered as `svc.senders["telegram"]`).
+go through `TelegramSender`, which the app registers from `senders()` (the `bot.adapters.base.ChatAdapter`
+protocol). Handlers reach the bot only through the `bot.queries.Queries` port passed in; what a command needs
+(an attachment, an admin, whether it edits) is on its `Command`.
 
 Lifecycle (bot-notes §5): `start()` builds the Application and runs initialize / setMyCommands (failure logged,
 never fatal) / start / updater.start_polling(drop_pending_updates=True); `stop()` undoes it in order. No
@@ -16,7 +18,8 @@ interactive reply is waited out and retried; a 429 on an alert digest is handed 
 (`DeliveryError(retry_after=...)`), which keeps the message and sends it later, once. `Forbidden` (the user
 blocked the bot / the bot left the group) and "chat not found" are permanent: the outbox marks the rows failed,
 app._on_permanent marks the watchlist inactive and calls `disable_route`, after which nothing more is sent to
-that chat until it talks to the bot again.
+that chat until it talks to the bot again (a /start from it makes the watchlist active again: the command
+layer's doing).
 
 Groups have their own watchlist (`tg-g<abs(chat id)>`); commands that change it need a chat admin (getChatMember
 status creator/administrator, or an anonymous admin posting as the group).
@@ -32,7 +35,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Awaitable
+from typing import Any, Awaitable, Callable
 
 from telegram import (BotCommand, BotCommandScopeChat, InlineKeyboardButton, InlineKeyboardMarkup,
                       LinkPreviewOptions, Message, Update)
@@ -43,11 +46,11 @@ from telegram.ext import (AIORateLimiter, Application, BaseUpdateProcessor, Call
 
 from .. import report
 from ..commands import REGISTRY, Button, Context, Reply, dispatch, telegram_commands
+from ..config import TelegramConfig
+from ..engine import Recipient
 from ..logsetup import install_redaction
-from ..outbox import DeliveryError, Digest
-
-if TYPE_CHECKING:
-    from ..app import Services
+from ..outbox import DeliveryError, Digest, Sender
+from ..queries import Queries
 
 log = logging.getLogger(__name__)
 
@@ -278,32 +281,31 @@ class _Refusal(Exception):
 
 # ------------------------------------------------------------------------------------------------------ adapter
 class TelegramAdapter:
+    """A `bot.adapters.base.ChatAdapter`: commands in, replies and alert digests out."""
     channel = "telegram"
 
-    def __init__(self, svc: "Services", token: str, api_base_url: str | None = None, *,
+    def __init__(self, cfg: TelegramConfig, queries: Queries, token: str, api_base_url: str | None = None, *,
                  reply_retries: int = REPLY_RETRIES, max_import_bytes: int | None = None):
         if not token:
             raise ValueError("a Telegram bot token is required (TELEGRAM_BOT_TOKEN)")
         install_redaction()                    # the token is in every request URL that httpx logs
-        self.svc = svc
-        self.cfg = svc.cfg.telegram
+        self.cfg = cfg
+        self.queries = queries
         self._token = token
         self.api_root = (api_base_url or self.cfg.api_base_url).rstrip("/")
         self.reply_retries = reply_retries
-        limits = getattr(svc.watchlists, "limits", None)
-        self.max_import_bytes = max_import_bytes or getattr(limits, "max_file_bytes", None) or MAX_IMPORT_BYTES
+        self.max_import_bytes = max_import_bytes or MAX_IMPORT_BYTES
         self.allowed = set(self.cfg.allowed_user_ids)
         self.admins = set(self.cfg.admin_ids)
         self.app: Application | None = None
         self.disabled: dict[int, str] = {}     # chat id -> why we stopped sending there
-        self.sender = TelegramSender(self)
-        svc.senders[self.channel] = self.sender
+        self.sender = TelegramSender(lambda: self.bot, self.disabled, self._migrated)
 
     @classmethod
-    def from_env(cls, svc: "Services") -> "TelegramAdapter":
+    def from_env(cls, cfg: TelegramConfig, queries: Queries, **options: Any) -> "TelegramAdapter":
         """Token from TELEGRAM_BOT_TOKEN (never from a file); API root from TELEGRAM_API_BASE_URL or the config."""
         token = os.environ.get("TELEGRAM_BOT_TOKEN", "").strip()
-        return cls(svc, token, os.environ.get("TELEGRAM_API_BASE_URL") or None)
+        return cls(cfg, queries, token, os.environ.get("TELEGRAM_API_BASE_URL") or None, **options)
 
     def __repr__(self) -> str:                 # never show the token
         return f"TelegramAdapter(api_root={self.api_root!r})"
@@ -325,8 +327,11 @@ class TelegramAdapter:
                .build())
         for name in REGISTRY:
             app.add_handler(CommandHandler(name, self._on_command))
-        app.add_handler(MessageHandler(filters.Document.ALL & filters.CaptionRegex(r"(?i)^/import(@\w+)?(\s|$)"),
-                                       self._on_command))
+        with_document = "|".join(re.escape(c.name) for c in REGISTRY.values() if c.needs_attachment)
+        if with_document:                      # a document whose caption is the command (e.g. /import)
+            app.add_handler(MessageHandler(
+                filters.Document.ALL & filters.CaptionRegex(rf"(?i)^/(?:{with_document})(@\w+)?(\s|$)"),
+                self._on_command))
         app.add_handler(MessageHandler(filters.COMMAND, self._on_unknown))
         app.add_handler(CallbackQueryHandler(self._on_callback))
         app.add_error_handler(self._on_error)
@@ -381,6 +386,13 @@ class TelegramAdapter:
             await app.shutdown()
         log.info("telegram: stopped")
 
+    # ----------------------------------------------------------------------------------------- ChatAdapter
+    def senders(self) -> dict[str, Sender]:
+        return {self.channel: self.sender}
+
+    def recipients(self) -> list[Recipient]:
+        return []                              # chats are watchlists: the app routes those itself
+
     def disable_route(self, channel: str, address: str, error: str) -> None:
         """Called by the app after a permanent failure: no more sends to that chat until it writes to us again."""
         if channel != self.channel:
@@ -408,7 +420,7 @@ class TelegramAdapter:
     def _watchlist_id(self, chat) -> str:
         own = watchlist_id(chat.id, chat.type)
         try:
-            hit = self.svc.watchlists.by_telegram_chat(chat.id)
+            hit = self.queries.watchlists.by_telegram_chat(chat.id)
         except Exception:
             hit = None
         return hit[0] if hit else own
@@ -436,26 +448,24 @@ class TelegramAdapter:
         can_edit = True
         if not private and cmd is not None and cmd.edits:
             can_edit = await self._is_chat_admin(chat, user, update.effective_message)
-        return Context(svc=self.svc, user_id=self._watchlist_id(chat), platform="telegram", args=list(args),
+        return Context(queries=self.queries, user_id=self._watchlist_id(chat), platform="telegram", args=list(args),
                        display_name=display, identity={"telegram_chat_id": chat.id, "name": display[:100]},
                        is_admin=user is not None and user.id in self.admins, can_edit=can_edit)
 
     async def run_command(self, name: str, ctx: Context) -> Reply:
         return await dispatch(name, ctx)
 
+    async def _migrated(self, recipient: str, old: int, new: int) -> None:
+        """A group became a supergroup: follow it (the watchlist keeps its id, its chat id is updated)."""
+        try:
+            if self.queries.watchlists.get(recipient) is not None:
+                await self.queries.watchlists.set_fields(recipient, telegram_chat_id=new)
+        except Exception as e:
+            log.warning("telegram: could not record the migration of %s: %s", recipient, e)
+
     def _seen(self, chat_id: int) -> None:
         if self.disabled.pop(chat_id, None) is not None:
             log.info("telegram: chat %s is back; sending to it again", chat_id)
-
-    async def _reactivate(self, ctx: Context) -> None:
-        """/start from a chat we had marked inactive (blocked, then unblocked): alerts resume."""
-        wl = self.svc.watchlists.get(ctx.user_id)
-        if wl is not None and not wl.active and ctx.can_edit:
-            try:
-                await self.svc.watchlists.set_fields(ctx.user_id, active=True)
-                log.info("telegram: %s active again after /start", ctx.user_id)
-            except Exception as e:             # e.g. a hand-broken file: /start still answers
-                log.warning("telegram: could not reactivate %s: %s", ctx.user_id, e)
 
     # ------------------------------------------------------------------------------------------------ handlers
     @staticmethod
@@ -479,11 +489,10 @@ class TelegramAdapter:
             return
         self._seen(update.effective_chat.id)
         ctx = await self.context_for(update, name, args)
+        cmd = REGISTRY.get(name)
         try:
-            if name == "import" and ctx.can_edit:
+            if cmd is not None and cmd.needs_attachment and ctx.can_edit:
                 ctx.attachment = await self._attachment(message)
-            if name == "start":
-                await self._reactivate(ctx)
             reply = await self.run_command(name, ctx)
         except _Refusal as e:
             reply = Reply(text=str(e), error=True)
@@ -621,8 +630,11 @@ class TelegramSender:
     that needed several messages remembers how many went out, so a retry never repeats the first ones."""
     channel = "telegram"
 
-    def __init__(self, adapter: TelegramAdapter):
-        self.adapter = adapter
+    def __init__(self, bot: Callable[[], Any], disabled: dict[int, str],
+                 on_migrated: Callable[[str, int, int], Awaitable[None]]):
+        self._bot = bot                         # the running Bot, or None before start / after stop
+        self._disabled = disabled               # chat id -> why: the adapter's, cleared when the chat writes again
+        self._on_migrated = on_migrated         # (recipient, old chat id, new chat id)
         self._progress: dict[tuple[str, tuple[str, ...]], int] = {}
         self._flood_until = 0.0
 
@@ -630,15 +642,15 @@ class TelegramSender:
         return None                             # Telegram has no idempotency key: cannot tell
 
     async def send(self, address: str, digest: Digest) -> None:
-        bot = self.adapter.bot
+        bot = self._bot()
         if bot is None:
             raise DeliveryError("telegram adapter is not running")
         try:
             chat_id = int(address)
         except ValueError:
             raise DeliveryError(f"not a Telegram chat id: {address!r}", permanent=True) from None
-        if chat_id in self.adapter.disabled:
-            raise DeliveryError(f"chat {chat_id} disabled after: {self.adapter.disabled[chat_id]}", permanent=True)
+        if chat_id in self._disabled:
+            raise DeliveryError(f"chat {chat_id} disabled after: {self._disabled[chat_id]}", permanent=True)
         wait = self._flood_until - time.monotonic()
         if wait > 0:
             raise DeliveryError(f"Telegram flood control: waiting {wait:.1f}s more", retry_after=wait)
@@ -669,7 +681,8 @@ class TelegramSender:
         except ChatMigrated as e:
             if migrated:
                 raise DeliveryError(f"chat migrated twice: {e.message}") from None
-            await self._migrated(digest.recipient, chat_id, e.new_chat_id)
+            log.warning("telegram: chat %s migrated to %s", chat_id, e.new_chat_id)
+            await self._on_migrated(digest.recipient, chat_id, e.new_chat_id)
             return await self._send_one(bot, e.new_chat_id, text, digest, migrated=True)
         except BadRequest as e:
             low = e.message.lower()
@@ -684,12 +697,3 @@ class TelegramSender:
             raise DeliveryError(f"Telegram rejected the bot token: {e.message}") from None
         except TelegramError as e:              # NetworkError, TimedOut, 5xx: retried with backoff
             raise DeliveryError(f"{type(e).__name__}: {e.message}") from None
-
-    async def _migrated(self, recipient: str, old: int, new: int) -> None:
-        """A group became a supergroup: follow it (the watchlist keeps its id, its chat id is updated)."""
-        log.warning("telegram: chat %s migrated to %s", old, new)
-        try:
-            if self.adapter.svc.watchlists.get(recipient) is not None:
-                await self.adapter.svc.watchlists.set_fields(recipient, telegram_chat_id=new)
-        except Exception as e:
-            log.warning("telegram: could not record the migration of %s: %s", recipient, e)

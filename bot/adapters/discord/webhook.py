@@ -7,7 +7,7 @@ discord.py's `Webhook.from_url` accepts only discord.com URLs, so loopback tests
 * 429: `DeliveryError(retry_after=...)` from the body's `retry_after` (or `Retry-After`): the outbox keeps the
   message and sends it after that delay. A digest split over several messages resumes where it stopped.
 * 404 (10015 Unknown Webhook) / 401 (50027 Invalid Webhook Token) / 403: the webhook is gone; permanent, the
-  route is disabled and reported once (`DiscordAdapter.disable_route`).
+  route is disabled and reported once (`RouteBook`, through `DiscordAdapter.disable_route`).
 * other 4xx: the payload was refused; the message is dropped (permanent), the route stays enabled.
 * 5xx, timeouts, network errors: retried with backoff by the outbox.
 
@@ -20,16 +20,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
 
 import httpx
 
-from ..logsetup import REDACTOR
-from ..outbox import DeliveryError, Digest
-from .discord import WEBHOOK, WebhookTarget, digest_messages
-
-if TYPE_CHECKING:
-    from .discord import DiscordAdapter
+from ...logsetup import REDACTOR
+from ...outbox import DeliveryError, Digest
+from .format import digest_messages
+from .routes import WEBHOOK, RouteBook, WebhookTarget
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +38,8 @@ GONE = {401, 403, 404}
 class WebhookSender:
     channel = WEBHOOK
 
-    def __init__(self, adapter: "DiscordAdapter", targets: dict[str, WebhookTarget],
-                 http: httpx.AsyncClient | None = None):
-        self.adapter = adapter
+    def __init__(self, targets: dict[str, WebhookTarget], routes: RouteBook, http: httpx.AsyncClient | None = None):
+        self._routes = routes
         self.targets = targets                     # route address (name) -> target (with the secret URL)
         self.http = http
         self._own_http = http is None
@@ -61,7 +57,7 @@ class WebhookSender:
             self.http = None
 
     async def send(self, address: str, digest: Digest) -> None:
-        self.adapter.check_route(WEBHOOK, address)
+        self._routes.check_route(WEBHOOK, address)
         target = self.targets.get(address)
         if target is None:
             raise DeliveryError(f"webhook {address!r} is no longer configured", permanent=True)
@@ -97,7 +93,7 @@ class WebhookSender:
             retry = _retry_after(r, body)
             raise DeliveryError(f"webhook {target.name}: rate limited ({detail})", retry_after=retry)
         if r.status_code in GONE:
-            raise self.adapter.route_failed(WEBHOOK, target.name, f"webhook {target.name}: {detail}")
+            raise self._routes.route_failed(WEBHOOK, target.name, f"webhook {target.name}: {detail}")
         if 400 <= r.status_code < 500:
             raise DeliveryError(REDACTOR.redact(f"webhook {target.name}: payload refused: {detail} {body.get('errors', '')}"),
                                 permanent=True)
