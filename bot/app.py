@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Callable
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -212,8 +213,10 @@ def hourly_housekeeping(svc: Services) -> None:
     record_outcomes(svc.store)
 
 
-async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True) -> None:
-    """Run until `stop` is set; then finish or park work and return within ~10 s."""
+async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True,
+                  on_ready: Callable[[], None] | None = None) -> None:
+    """Run until `stop` is set; then finish or park work and return within ~10 s. `on_ready` is called once
+    the cold start (backfill) is done, right before the first cycle."""
     cfg = svc.cfg
     engine = Engine(cfg, svc.store, svc.client, svc.recipients, progress=_backfill_progress())
     svc.engine = engine
@@ -253,6 +256,8 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True) -
         await engine.warm_up()
     except Exception as e:   # the exchange is down at start: the scheduled cycles keep trying
         log.error("warm-up failed (the cycles will retry): %s", e)
+    if on_ready is not None:
+        on_ready()
     interval_s = cfg.engine.interval_minutes * 60
     scheduler = AsyncIOScheduler(timezone=timezone.utc, job_defaults={
         "coalesce": True, "max_instances": 1, "misfire_grace_time": cfg.engine.misfire_grace_s})

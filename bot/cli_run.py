@@ -28,7 +28,7 @@ def utc_ms(text: str) -> int:
 
 
 async def _serve(cfg: Config, db: str, args, exchange_url: str | None, seconds: float | None,
-                 include_examples: bool = False) -> None:
+                 include_examples: bool = False, on_ready=None) -> None:
     from .app import build_services, enable_chat_adapters, install_signal_handlers, run_bot
     stop = asyncio.Event()
     install_signal_handlers(stop)
@@ -37,7 +37,7 @@ async def _serve(cfg: Config, db: str, args, exchange_url: str | None, seconds: 
     svc = build_services(cfg, db, args.watchlists, alert_log=args.alert_log, exchange_url=exchange_url,
                          include_examples=include_examples)
     enable_chat_adapters(svc)
-    await run_bot(svc, stop)
+    await run_bot(svc, stop, on_ready=on_ready)
 
 
 def cmd_run(args, cfg: Config) -> int:
@@ -57,7 +57,8 @@ def demo_config(cfg: Config, interval_s: float) -> Config:
 async def _demo(args, cfg: Config) -> None:
     from .demo_market.binance_server import BinanceSimServer
     from .demo_market.market import MarketSimulator
-    sim = MarketSimulator(n_symbols=args.symbols, seed=args.seed, speed=args.speed, start_ms=args.start)
+    # the market stands still until the bot's cold start is done: the first cycle sees it at its start
+    sim = MarketSimulator(n_symbols=args.symbols, seed=args.seed, speed=args.speed, start_ms=args.start, held=True)
     server = BinanceSimServer(sim, weight_limit=1_000_000, futures_data_limit=100_000)
     url = await server.start()
     db = args.db or str(Path(tempfile.mkdtemp(prefix="pressure-demo-")) / "demo.db")
@@ -65,7 +66,8 @@ async def _demo(args, cfg: Config) -> None:
           f"a cycle every {args.interval:g}s = {args.interval * args.speed / 60:.0f} simulated minutes); "
           f"database {db}. Ctrl-C to stop.", flush=True)
     try:
-        await _serve(demo_config(cfg, args.interval), db, args, url, args.seconds, include_examples=True)
+        await _serve(demo_config(cfg, args.interval), db, args, url, args.seconds, include_examples=True,
+                     on_ready=sim.release)
     finally:
         await server.stop()
 

@@ -16,7 +16,7 @@ from typing import Iterable, Protocol
 
 from .config import AlertFilter, RulesConfig, ScoreConfig
 from .symbols import resolve_all
-from .vocabulary import ALERT_REGIMES, BANDS, DIRECTIONAL   # (ALERT_REGIMES stays importable from here)
+from .vocabulary import ALERT_REGIMES, BANDS, DIRECTIONAL, SQUEEZE_REGIMES   # (ALERT_REGIMES stays importable from here)
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,7 @@ class Subscriber(Protocol):
     min_score: int | None
     bands: list[str]
     regimes: list[str]
+    squeeze_anywhere: bool
     bias_flips: bool
     cooldown_minutes: float
 
@@ -137,6 +138,7 @@ class FilterSubscriber:
     alerts: bool = True
     active: bool = True
     any_symbol_above: int | None = None
+    squeeze_anywhere: bool = False
     quiet_mode: str = "digest"
 
     @classmethod
@@ -181,7 +183,8 @@ def wants(sub: Subscriber, ev: Event, score_cfg: ScoreConfig, mine: set[int] | N
         if ev.threshold == sub.any_symbol_above:
             return True
         return ev.symbol in sub.symbols and ev.threshold in (mine if mine is not None else own_thresholds(sub, score_cfg))
-    anywhere = sub.any_symbol_above is not None and ev.score >= sub.any_symbol_above
+    anywhere = ((sub.any_symbol_above is not None and ev.score >= sub.any_symbol_above)
+                or (sub.squeeze_anywhere and ev.kind == "regime" and ev.regime_key in SQUEEZE_REGIMES))
     if not (anywhere or ev.symbol in sub.symbols) or ev.score < (sub.min_score or 0):
         return False
     if ev.kind == "regime":
@@ -204,7 +207,7 @@ def _candidates(events: list[Event], subscribers: dict[str, Subscriber]) -> list
     for rid, sub in subscribers.items():
         if not (sub.alerts and sub.active):
             continue
-        if sub.any_symbol_above is not None or isinstance(sub.symbols, _EverySymbol):
+        if sub.any_symbol_above is not None or sub.squeeze_anywhere or isinstance(sub.symbols, _EverySymbol):
             out.append(rid)
         elif not symbols.isdisjoint(sub.symbols):
             out.append(rid)

@@ -39,6 +39,16 @@ def test_clock_runs_at_speed():
     assert s.now_ms() == START + 150_000
 
 
+def test_a_held_market_stands_still_until_released():
+    now = [500.0]
+    s = MarketSimulator(n_symbols=20, speed=60, start_ms=START, clock=lambda: now[0], held=True)
+    now[0] += 30.0                                   # the bot's cold start, however long it takes
+    assert s.now_ms() == START
+    s.release()
+    now[0] += 2.5
+    assert s.now_ms() == START + 150_000
+
+
 def test_default_start_is_the_current_five_minute_boundary():
     s = MarketSimulator(n_symbols=10)
     assert s.start_ms % (5 * MINUTE_MS) == 0          # an openInterestHist boundary
@@ -384,12 +394,12 @@ def test_kickoff_episodes_ramp_in_first_two_hours(sim):
               for e in sim.active_episodes(t)}
     assert {e.symbol for e in firsts} <= active
     # the showcase short squeeze starts with the run: at rest when first seen (so its regime is
-    # *entered* later, and alerts), clearly visible 45 simulated minutes in
+    # *entered* later, and alerts), clearly visible 30 simulated minutes in
     sq = next(e for e in firsts if e.kind == "squeeze" and e.side == "short")
-    assert sq.start_ms == START
+    assert sq.start_ms == START + 5 * MINUTE_MS
     first_sight = sim.state(sq.symbol, START)
-    assert first_sight.episode is None or first_sight.funding_8h > -0.0003
-    t = START + 45 * MINUTE_MS
+    assert first_sight.episode is None and abs(first_sight.funding_8h - 0.0001) < 0.0001
+    t = START + 30 * MINUTE_MS
     now, hour_ago = sim.state(sq.symbol, t), sim.state(sq.symbol, t - HOUR_MS)
     assert now.funding_8h < -0.001
     assert now.open_interest / hour_ago.open_interest - 1 > 0.03

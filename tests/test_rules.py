@@ -96,6 +96,20 @@ def test_any_symbol_above():
                                                       ("DOGEUSDT", "cross:60")]
 
 
+def test_squeeze_anywhere_takes_squeeze_regimes_of_any_symbol_whatever_the_score():
+    """A squeeze builds OI against the funding bias, so its inputs net out and it can score low: a user
+    who asks for squeezes anywhere gets them below any_symbol_above, other regimes still gated by it."""
+    events = [ev("SOLUSDT", "regime:short_squeeze_risk", 22, "regime", None, "short_squeeze_risk"),
+              ev("XRPUSDT", "regime:long_crowded", 40, "regime", None, "long_crowded"),
+              ev("ADAUSDT", "regime:long_squeeze_risk", 9, "regime", None, "long_squeeze_risk")]
+    hunter = wl(symbols=[], any_symbol_above=60, squeeze_anywhere=True, regimes=["short_squeeze_risk", "long_crowded"])
+    (d,), _ = route(events, {"hunter": hunter}, {}, T0, SCORE)
+    assert [(e.symbol, e.rule) for e in d.events] == [("SOLUSDT", "regime:short_squeeze_risk")]
+    assert route(events, {"plain": wl(symbols=[], any_symbol_above=60)}, {}, T0, SCORE)[0] == []
+    picky = wl(symbols=[], squeeze_anywhere=True, min_score=30)            # min_score still applies
+    assert route(events, {"picky": picky}, {}, T0, SCORE)[0] == []
+
+
 def test_digest_is_one_delivery_ordered_by_score():
     events = [ev("BTCUSDT", score=40), ev("ETHUSDT", score=55),
               ev("BTCUSDT", "regime:long_crowded", 40, "regime", None, "long_crowded")]

@@ -32,8 +32,8 @@ is started); for each (symbol, day) a seeded draw decides whether one episode gr
 optionally followed by an unwind) happens inside that day.  That makes
 ~6–7 % of symbols be in an episode at any instant.  On top of this, "kickoff" episodes are anchored
 to ``start_ms`` so a fast-forwarded demo shows activity at once: several symbols start episodes
-between 90 min before and 30 min after ``start_ms`` (the first one a short squeeze starting at
-``start_ms``, so a watcher from the start sees it enter); all of them are ramping within the first two simulated hours.  Episode OI and
+between 90 min before and 30 min after ``start_ms`` (the first one a fast short squeeze starting 5 min
+after ``start_ms``, so a watcher from the start sees it enter); all of them are ramping within the first two simulated hours.  Episode OI and
 price moves persist after the episode and fade out over the following 72 simulated hours.
 """
 
@@ -300,6 +300,7 @@ class MarketSimulator:
         speed: float = 1.0,
         start_ms: int | None = None,
         clock: Callable[[], float] = time.time,
+        held: bool = False,
     ) -> None:
         if n_symbols < 1:
             raise ValueError("n_symbols must be >= 1")
@@ -308,6 +309,7 @@ class MarketSimulator:
         self.speed = float(speed)
         self.clock = clock
         self._t0 = clock()
+        self._held = held
         if start_ms is None:
             start_ms = int(self._t0 * 1000) // _START_GRID_MS * _START_GRID_MS
         self.start_ms = int(start_ms)
@@ -390,7 +392,16 @@ class MarketSimulator:
     # clock
 
     def now_ms(self) -> int:
+        if self._held:
+            return self.start_ms
         return int(self.start_ms + (self.clock() - self._t0) * self.speed * 1000.0)
+
+    def release(self) -> None:
+        """Start simulated time now (a market made with ``held=True`` stands still at ``start_ms`` until
+        then): the demo releases it once the bot's cold start is done, so however long the backfill
+        takes on a loaded machine, the bot first sees the market at its start."""
+        if self._held:
+            self._t0, self._held = self.clock(), False
 
     def _t(self, at_ms: int | None) -> int:
         return self.now_ms() if at_ms is None else int(at_ms)
@@ -533,17 +544,19 @@ class MarketSimulator:
                 ("squeeze", "long", False), ("long_crowding", "long", False), ("short_ramp", "short", True))
         # The showcase squeeze (i = 0) starts with the run: resting at the bot's first sight, so its
         # squeeze regime is *entered* (first sight never alerts) within the demo's first minute.
-        offsets = (0, -30, -80, -10, -45, 15, -70, 5, -20, -90, 30, -55)
+        offsets = (5, -30, -80, -10, -45, 15, -70, 5, -20, -90, 30, -55)
         for i, spec in enumerate(chosen):
             kind, side, chained = plan[i % len(plan)]
             off = offsets[i % len(offsets)] * MINUTE_MS
             start = self.start_ms + off
-            dur = (180 + (0 if i == 0 else rng.randrange(0, 150))) * MINUTE_MS
+            dur = (90 if i == 0 else 180 + rng.randrange(0, 150)) * MINUTE_MS   # the showcase ramps fast
             udur = (60 + rng.randrange(0, 90)) * MINUTE_MS if chained else 0
             r = [rng.random() for _ in range(8)]
             if i == 0:
-                r[0] = max(r[0], 0.5)  # make the showcase squeeze clearly visible
-                r[2] = max(r[2], 0.4)
+                r[0] = max(r[0], 0.7)  # make the showcase squeeze clearly visible: OI, price, funding
+                r[1] = max(r[1], 0.5)
+                r[2] = max(r[2], 0.7)
+                r[3] = max(r[3], 0.6)
             group = self._make_group(spec, kind, side, start, dur, chained, udur, r, kickoff=True)
             self._kickoff[spec.symbol] = group
             self._kick_span[spec.symbol] = (start, start + dur + udur)

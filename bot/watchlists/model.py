@@ -111,6 +111,8 @@ class Watchlist(BaseModel):
     regimes: Annotated[list[RegimeKey], BeforeValidator(_null_is_empty(list))] = Field(
         default_factory=lambda: list(ALERT_REGIMES),
         description="Regime entries that alert: keys of bot.vocabulary.REGIMES (only ALERT_REGIMES ever fire).")
+    squeeze_anywhere: StrictBool = Field(
+        False, description="Squeeze-risk regimes of ANY symbol, whatever its score (its inputs net out).")
     bias_flips: StrictBool = Field(True, description="Alert when the bias flips LONG <-> SHORT at a high score.")
     cooldown_minutes: Annotated[StrictInt, Field(ge=0, le=1440)] = Field(
         60, description="Minimum minutes between two alerts of the same rule for the same symbol.")
@@ -327,6 +329,7 @@ min_score: null            # 0-100: your crossing threshold; regime and bias-fli
 bands: [stretched, stressed]   # band crossings that alert: lean, stretched, stressed
 # regime entries that alert (also possible: net_long, net_short, balanced)
 regimes: [short_squeeze_risk, long_squeeze_risk, long_crowded, short_ramp, long_unwind, short_covering]
+squeeze_anywhere: false    # also squeeze-risk regimes of ANY symbol, whatever its score
 bias_flips: true           # alert when the bias flips LONG <-> SHORT at a high score
 cooldown_minutes: 60       # at most one alert per symbol and rule in this many minutes (0-1440)
 
