@@ -26,6 +26,7 @@ from .config import Config
 from .engine import CycleReport, Engine, Recipient, Route
 from .exchange.binance import BinanceClient
 from .outbox import DeliveryWorker, Sender
+from .progress import progress_printer
 from .queries import MarketSnapshot, Snapshot, Stats
 from .rules import FilterSubscriber
 from .store import Store
@@ -311,7 +312,6 @@ def _on_permanent(svc: Services, recipient: str, channel: str, address: str, err
 
 
 def _backfill_progress():
-    from .cli import progress_printer
     return progress_printer("cold start: backfilling 24h of open interest")
 
 

@@ -18,6 +18,7 @@ from .cycle import run_cycle
 from .errors import UserError
 from .exchange.binance import BinanceClient, BinanceError
 from .logsetup import setup_logging
+from .progress import progress_printer
 from .score import ScoreInputs, score_all
 from .store import Store
 from .symbols import normalize, suggest
@@ -60,25 +61,6 @@ async def exchange_url(args):
         yield url
     finally:
         await server.stop()
-
-
-def progress_printer(label: str):
-    """Backfill progress on stderr: a live line on a terminal, every 10 % otherwise (logs, CI)."""
-    started = time.monotonic()
-    tty = sys.stderr.isatty()
-    step = {"next": 0}
-
-    def show(done: int, total: int) -> None:
-        elapsed = time.monotonic() - started
-        eta = elapsed / done * (total - done) if done else 0
-        text = f"{label}: {done}/{total} symbols, ETA {eta:.0f}s"
-        if tty:
-            print("\r" + text, end="\n" if done == total else "", file=sys.stderr, flush=True)
-        elif done * 10 // total >= step["next"] or done == total:
-            step["next"] = done * 10 // total + 1
-            print(text, file=sys.stderr, flush=True)
-
-    return show
 
 
 async def _scan_market(args, cfg: Config) -> tuple[int, list[dict], dict]:

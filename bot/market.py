@@ -10,20 +10,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Protocol
 
 from .clock import SYSTEM_CLOCK, Clock
 from .config import Config
 from .exchange.binance import BinanceClient, BinanceError
-from .records import MarketReceipt
+from .progress import Progress
+from .records import MarketReceipt, OIPoint
 from .score import ScoreInputs
-from .store import OIPoint, Store
 
 log = logging.getLogger(__name__)
 
 HOUR_MS = 3_600_000
 HORIZONS_H = {"1h": 1, "4h": 4, "24h": 24}
-Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -72,8 +71,17 @@ def change(now: float | None, then: float | None) -> float | None:
     return now / then - 1
 
 
+class HistoryStore(Protocol):
+    """Where the collector keeps its OI history (the engine's store): the market layer names what it
+    needs instead of importing the storage layer above it."""
+
+    def add_oi_points(self, points: list[OIPoint]) -> int: ...
+    def history_coverage(self) -> dict[str, tuple[int, int]]: ...
+    def oi_points_between(self, start_ms: int, end_ms: int) -> list[OIPoint]: ...
+
+
 class MarketCollector:
-    def __init__(self, client: BinanceClient, store: Store, cfg: Config, clock: Clock | None = None):
+    def __init__(self, client: BinanceClient, store: HistoryStore, cfg: Config, clock: Clock | None = None):
         self.client, self.store, self.cfg = client, store, cfg
         # the refresh interval is timed on the client's clock unless told otherwise (one clock in tests)
         self.clock: Clock = clock or getattr(client, "clock", None) or SYSTEM_CLOCK

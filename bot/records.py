@@ -6,6 +6,7 @@ them changes nothing at runtime. Tuples the store keeps positionally are NamedTu
 
 No `from __future__ import annotations` here: TypedDict reads `NotRequired` at class creation.
 """
+from dataclasses import dataclass
 from typing import Literal, NamedTuple, NotRequired, TypedDict
 
 OutboxStatus = Literal["pending", "sending", "sent", "failed"]
@@ -143,3 +144,12 @@ class FiredRow(NamedTuple):
     symbol: str
     rule: str
     ts: int                                  # ms
+
+
+@dataclass(frozen=True, slots=True)
+class OIPoint:
+    """One open-interest sample of the history the 1h/4h/24h changes are computed from."""
+    symbol: str
+    ts: int          # ms, exchange time
+    oi: float        # contracts (base units)
+    price: float | None

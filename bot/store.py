@@ -12,12 +12,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from .records import (CycleRecord, FiredRow, Outcome, OutboxEntry, OutboxRow, OutboxStatus, ScoredRow,
-                      SignalRecord, StoredCycle, StoredSignal, SymbolStateRow)
+from .records import (CycleRecord, FiredRow, OIPoint, Outcome, OutboxEntry, OutboxRow, OutboxStatus,  # noqa: F401
+                      ScoredRow, SignalRecord, StoredCycle, StoredSignal, SymbolStateRow)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS oi_history (
@@ -60,14 +59,6 @@ OUTBOX_COLUMNS = ("id", "key", "recipient", "channel", "address", "created", "du
                   "status", "attempts", "last_error", "sent")
 SIGNAL_COLUMNS = ("id", "ts", "symbol", "rule", "kind", "score", "bias", "regime", "receipt", "outcome")
 _SIGNAL_SELECT = f"SELECT {', '.join(SIGNAL_COLUMNS)} FROM signals"
-
-
-@dataclass(frozen=True, slots=True)
-class OIPoint:
-    symbol: str
-    ts: int          # ms
-    oi: float        # contracts (base units)
-    price: float | None
 
 
 class Store:

@@ -169,7 +169,7 @@ async def test_oi_changes_are_in_contracts_and_match_history(sim_server, cfg, tm
 
 async def test_no_history_in_tolerance_means_missing_not_zero(cfg, tmp_path):
     from bot.market import nearest
-    from bot.store import OIPoint
+    from bot.records import OIPoint
     pts = [OIPoint("X", 0, 1.0, 1.0)]
     assert nearest(pts, 3_600_000, 10 * 60_000) is None
 

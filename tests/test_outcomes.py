@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from bot.outcomes import record_outcomes
-from bot.store import OIPoint, Store
+from bot.records import OIPoint
+from bot.store import Store
 
 H = 3_600_000
 T0 = 1_800_000_000_000

@@ -1,8 +1,8 @@
 """The bot's vocabulary (bands, regimes, bias) is defined once, in bot/vocabulary.py, and every place users write
-it checks it the same way; the low layers import only what the layering allows."""
+it checks it the same way; config loads only the vocabulary and the YAML-error helpers (the
+layering as a whole is the import-linter contract, tests/test_architecture.py)."""
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -23,49 +23,6 @@ def imported_bot_modules(module: str) -> set[str]:
     code = f"import sys, {module}; print(' '.join(m for m in sys.modules if m.startswith('bot')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return set(out.stdout.split())
-
-
-def bot_imports(module: str) -> set[str]:
-    """The bot modules `module`'s source imports, anywhere in the file (lazy imports included)."""
-    path = ROOT / (module.replace(".", "/") + ".py")
-    if not path.exists():
-        path = ROOT / module.replace(".", "/") / "__init__.py"
-    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
-    out = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom):
-            base = package.split(".")
-            if node.level:
-                base = base[:len(base) - node.level + 1]
-                name = ".".join(base + ([node.module] if node.module else []))
-            else:
-                name = node.module or ""
-            if name.startswith("bot"):
-                out.add(name)
-        elif isinstance(node, ast.Import):
-            out |= {a.name for a in node.names if a.name.startswith("bot")}
-    return out
-
-
-# module -> the bot modules it may import (top imports bottom only)
-LAYERS = {
-    "bot.errors": set(),
-    "bot.yamlerrors": set(),
-    "bot.vocabulary": set(),
-    "bot.config": {"bot.vocabulary", "bot.yamlerrors"},
-    "bot.symbols": set(),
-    "bot.score": {"bot.config", "bot.vocabulary"},
-    "bot.rules": {"bot.config", "bot.symbols", "bot.vocabulary"},
-    "bot.watchlists.quiet": set(),
-    "bot.watchlists.model": {"bot.symbols", "bot.vocabulary", "bot.yamlerrors", "bot.watchlists.quiet"},
-    "bot.watchlists.editing": {"bot.symbols", "bot.yamlerrors", "bot.watchlists.model", "bot.watchlists.quiet"},
-    "bot.watchlists.registry": {"bot.yamlerrors", "bot.watchlists.editing", "bot.watchlists.model"},
-}
-
-
-@pytest.mark.parametrize("module", LAYERS)
-def test_layering_each_module_imports_only_what_is_below_it(module):
-    assert bot_imports(module) <= LAYERS[module]
 
 
 def test_config_loads_without_the_layers_above_it():
