@@ -128,7 +128,7 @@ class Engine:
                               due=int(d.hold_until.timestamp() * 1000) if d.hold_until else now_ms,
                               signal_ids=[ids[(e.symbol, e.rule)] for e in d.events])
                   for d in deliveries for rt in recipients[d.recipient].routes]
-        state_rows = {s: SymbolStateRow(st.score, st.bias, st.regime, st.armed, st.regime_cycles)
+        state_rows = {s: SymbolStateRow(st.score, st.bias, st.regime_key, st.armed, st.regime_cycles)
                       for s, st in new_state.items()}
         cycle = CycleRecord(ts=out.ts, duration_s=out.duration_s, requests=out.requests, weight=out.weight,
                             failed=out.data.failed)

@@ -133,7 +133,7 @@ class SymbolStateRow(NamedTuple):
     """The rules' per-symbol state as stored (rules.SymbolState(*row) reads it back)."""
     score: int
     bias: str
-    regime: str
+    regime_key: str
     armed: dict[int, bool]
     regime_cycles: int
 

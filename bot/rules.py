@@ -27,11 +27,6 @@ class SymbolState:
     armed: dict[int, bool] = field(default_factory=dict)   # threshold -> may fire again
     regime_cycles: int = 1                                  # consecutive cycles in `regime_key`
 
-    @property
-    def regime(self) -> str:
-        """Old name of `regime_key`, still read by bot/engine.py (its owner can switch, then this goes)."""
-        return self.regime_key
-
 
 @dataclass(frozen=True)
 class Event:

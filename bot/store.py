@@ -182,7 +182,7 @@ class Store:
                            [(cycle["ts"], r["symbol"], r["score"], r["bias"], r["regime_key"], json.dumps(r))
                             for r in results])
             db.executemany("INSERT OR REPLACE INTO symbol_state VALUES (?,?,?,?,?,?)",
-                           [(sym, st.score, st.bias, st.regime, json.dumps(st.armed), st.regime_cycles)
+                           [(sym, st.score, st.bias, st.regime_key, json.dumps(st.armed), st.regime_cycles)
                             for sym, st in symbol_state.items()])
             db.executemany("INSERT OR IGNORE INTO signals VALUES (?,?,?,?,?,?,?,?,?,NULL)",
                            [(g["id"], g["ts"], g["symbol"], g["rule"], g["kind"], g["score"], g["bias"],
