@@ -99,7 +99,8 @@ class Market:
             regime = self.crowded[s] or {"LONG": "net_long", "SHORT": "net_short", "NEUTRAL": "balanced"}[bias]
             band = "stressed" if score >= 60 else "stretched" if score >= 35 else "lean" if score >= 15 else "neutral"
             out.append({"symbol": s, "score": score, "band": band, "bias": bias, "regime": REGIMES[regime],
-                        "regime_key": regime, "reason": "", "components": {}, "quadrant": None})
+                        "regime_key": regime, "reason": "", "contributions": {}, "signed": 0.0, "quadrant": None,
+                        "warning": None})
         return out
 
 

@@ -19,7 +19,7 @@ from .errors import UserError
 from .exchange.binance import BinanceClient, BinanceError
 from .logsetup import setup_logging
 from .progress import progress_printer
-from .score import ScoreInputs, score_all
+from .score import ScoreInputs, api_item, score_all
 from .store import Store
 from .symbols import normalize, suggest
 
@@ -82,7 +82,7 @@ def cmd_scan(args, cfg: Config) -> int:
         ts, results, failed = asyncio.run(_scan_market(args, cfg))
     shown = report.filter_bias(report.ranked(results), args.bias)[: args.limit or None]
     if args.json:
-        print(json.dumps([{k: v for k, v in r.items() if k != "raw"} for r in shown], indent=1, ensure_ascii=False))
+        print(json.dumps([dict(api_item(r, cfg.score), rank=r["rank"]) for r in shown], indent=1, ensure_ascii=False))
     else:
         print(report.summary(results, ts))
         print(report.format_table(report.TABLE_COLUMNS, report.table_rows(shown), {4: 42}))
@@ -108,7 +108,7 @@ def cmd_score(args, cfg: Config) -> int:
         hint = suggest(args.symbol, list(results), cfg.universe.quote_asset)
         raise UserError(f"unknown symbol {args.symbol!r}" + (f" — did you mean {hint}?" if hint else ""))
     result = results[symbol]
-    print(json.dumps(result, indent=1, ensure_ascii=False) if args.json else report.explain(result))
+    print(json.dumps(api_item(result, cfg.score), indent=1, ensure_ascii=False) if args.json else report.explain(result))
     return 0
 
 

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .vocabulary import ALERT_REGIMES, DEFAULT_BANDS, Band, RegimeKey
 from .yamlerrors import compose, problems
@@ -49,18 +49,20 @@ class HistoryConfig(_Strict):
     tolerance_minutes: dict[str, float] = {"1h": 10, "4h": 20, "24h": 60}
 
 
-class Term(_Strict):
+class Contribution(_Strict):
+    """One of the score's five signed inputs: weight × clip(input / full_scale, −1, +1) points."""
     weight: float = Field(ge=0)
-    scale: float = Field(gt=0)
+    full_scale: float = Field(gt=0)
 
 
 class RegimeConfig(_Strict):
-    crowded_funding_8h: float = Field(0.0005, gt=0)
-    oi_rising_4h: float = 0.02
-    oi_rising_24h: float = 0.05
-    oi_falling_4h: float = -0.03
-    oi_falling_1h: float = -0.015
-    quadrant_min_move: float = Field(0.002, ge=0)
+    """The written conditions of the regimes (docs/methodology.md bounds them by the reference's rows)."""
+    crowded_funding: float = Field(0.0005, gt=0)   # |funding per interval| that counts as high
+    oi_rising_24h: float = 0.05                    # OI building: 24h change at or above this ...
+    oi_rising_4h: float = 0.02                     # ... or, 24h unknown, the 4h change
+    oi_falling_4h: float = -0.03                   # OI leaving: 4h change at or below this ...
+    oi_falling_1h: float = -0.015                  # ... or, 4h unknown, the 1h change
+    min_move: float = Field(0.002, ge=0)           # OI/price moves under this count as flat
 
 
 class Bands(_Strict):
@@ -76,32 +78,29 @@ class Bands(_Strict):
         return self
 
 
+_CONTRIBUTIONS = ("oi_1h", "oi_4h", "oi_24h", "funding", "basis")
+
+
 class ScoreConfig(_Strict):
-    funding_baseline_8h: float = 0.0001
-    direction: dict[str, Term] = {
-        "funding": Term(weight=0.45, scale=0.0005),
-        "basis": Term(weight=0.30, scale=0.004),
-        "price_1h": Term(weight=0.10, scale=0.02),
-        "price_24h": Term(weight=0.15, scale=0.08),
+    contributions: dict[str, Contribution] = {
+        "oi_1h": Contribution(weight=12, full_scale=0.025),
+        "oi_4h": Contribution(weight=16, full_scale=0.06),
+        "oi_24h": Contribution(weight=28, full_scale=0.15),
+        "funding": Contribution(weight=28, full_scale=0.0005),
+        "basis": Contribution(weight=16, full_scale=0.0025),
     }
-    oi: dict[str, Term] = {
-        "1h": Term(weight=0.40, scale=0.02),
-        "4h": Term(weight=0.30, scale=0.05),
-        "24h": Term(weight=0.30, scale=0.15),
-    }
-    oi_neutral_factor: float = Field(0.5, gt=0, le=1)
-    oi_unwind_sensitivity: float = Field(0.6, ge=0, lt=1)
     bias_min_score: int = Field(12, ge=0, le=100)
     bands: Bands = Bands()
     regimes: RegimeConfig = RegimeConfig()
 
-    @model_validator(mode="after")
-    def _known_terms(self) -> "ScoreConfig":
-        unknown = set(self.direction) - {"funding", "basis", "price_1h", "price_24h"}
-        unknown |= set(self.oi) - {"1h", "4h", "24h"}
-        if unknown:
-            raise ValueError(f"unknown score terms: {sorted(unknown)}")
-        return self
+    @field_validator("contributions")
+    @classmethod
+    def _five_contributions(cls, v: dict[str, Contribution]) -> dict[str, Contribution]:
+        if set(v) != set(_CONTRIBUTIONS):
+            raise ValueError(f"must name exactly {', '.join(_CONTRIBUTIONS)}")
+        if sum(t.weight for t in v.values()) > 100:
+            raise ValueError("the weights must add up to at most 100 (the score is 0-100)")
+        return {k: v[k] for k in _CONTRIBUTIONS}
 
 
 class EngineConfig(_Strict):

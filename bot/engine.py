@@ -165,12 +165,12 @@ class Engine:
 
 
 def _receipt(e: Event) -> SignalReceipt:
-    """The exact inputs that fired a signal: raw exchange values, score inputs, components, the rule."""
+    """The exact inputs that fired a signal: raw exchange values, score inputs, contributions, the rule."""
     r = e.result
     return SignalReceipt(
         rule=e.rule, kind=e.kind, threshold=e.threshold, prev_score=e.prev_score,
         score=r["score"], band=r["band"], bias=r["bias"], regime=r["regime"], reason=r["reason"],
-        components=r["components"], quadrant=r.get("quadrant"),
+        contributions=r["contributions"], quadrant=r.get("quadrant"), warning=r.get("warning"),
         inputs={k: r.get(k) for k in ("funding_rate", "funding_interval_hours", "oi_change_1h", "oi_change_4h",
                                       "oi_change_24h", "basis", "price_change_1h", "price_change_24h")},
         raw=r.get("raw"), missing=r.get("missing", []),

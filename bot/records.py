@@ -43,15 +43,17 @@ class ScoredRow(TypedDict):
     regime: str                              # the label shown to people
     regime_key: str                          # the key the rules work on
     reason: str
-    components: dict[str, float]
+    contributions: dict[str, float]          # signed points per input (bot.score.CONTRIBUTIONS)
+    signed: float                            # their unrounded sum (+ LONG, - SHORT)
     missing: list[str]
     assumptions: list[str]
     quadrant: str | None
+    warning: str | None                      # the OI/price quadrant contradicts the direction
     raw: NotRequired[MarketReceipt | None]
 
 
 class SignalReceipt(TypedDict):
-    """Why a signal fired: the rule, the score and its components, the inputs and raw exchange values."""
+    """Why a signal fired: the rule, the score and its contributions, the inputs and raw exchange values."""
     rule: str
     kind: str                                # threshold | regime | bias_flip
     threshold: int | None
@@ -61,8 +63,9 @@ class SignalReceipt(TypedDict):
     bias: str
     regime: str
     reason: str
-    components: dict[str, float]
+    contributions: dict[str, float]
     quadrant: NotRequired[str | None]
+    warning: NotRequired[str | None]
     inputs: dict[str, float | None]
     raw: MarketReceipt | None
     missing: NotRequired[list[str]]

@@ -62,27 +62,36 @@ def ranked(results: list[dict]) -> list[dict]:
     return [dict(r, rank=i) for i, r in enumerate(results, start=1)]
 
 
+_CONTRIBUTION_LABELS = (("oi_1h", "OI change 1h", "oi_change_1h", 2), ("oi_4h", "OI change 4h", "oi_change_4h", 2),
+                        ("oi_24h", "OI change 24h", "oi_change_24h", 2), ("funding", "funding", "funding_rate", 4),
+                        ("basis", "basis", "basis", 3))
+
+
 def explain(r: dict) -> str:
-    """One symbol: inputs, each component in points, band, bias, regime and why, what was missing."""
-    comp = r.get("components", {})
+    """One symbol: the five signed contributions in points that add up to the score, band, direction, regime
+    and why, the OI/price quadrant (and a warning when it contradicts the direction), what was missing."""
+    pts = r.get("contributions", {})
+    signed = r.get("signed", sum(pts.values()))
     lines = [
-        f"{r['symbol']}: score {r['score']} ({r['band']}) · bias {r['bias']}",
+        f"{r['symbol']}: score {r['score']} ({r['band']}) · direction {r['bias']}",
         f"Regime: {r['regime']}",
         f"Why: {r['reason']}",
         "",
-        "Inputs:",
-        f"  OI change   1h {pct(r.get('oi_change_1h'))}   4h {pct(r.get('oi_change_4h'))}   24h {pct(r.get('oi_change_24h'))}",
-        f"  Funding     {pct(r.get('funding_rate'), 4)} per {r.get('funding_interval_hours') or 8:g}h",
-        f"  Basis       {pct(r.get('basis'), 3)} (mark vs index)",
-        f"  Price       1h {pct(r.get('price_change_1h'))}   24h {pct(r.get('price_change_24h'))}",
+        "Contributions (weight x clip(input / full scale, -1, +1); + long, - short):",
     ]
+    for name, label, attr, digits in _CONTRIBUTION_LABELS:
+        if name in pts:
+            value = r.get(attr)
+            shown = "unknown" if value is None else pct(value, digits)
+            if name == "funding" and value is not None:
+                shown += f" per {r.get('funding_interval_hours') or 8:g}h"
+            lines.append(f"  {label:<14} {shown:>18}  {pts[name]:+7.2f}")
+    lines.append(f"  {'sum':<14} {'':>18}  {signed:+7.2f}  -> score {r['score']}, {r['bias']}")
+    lines += ["", f"  Price         1h {pct(r.get('price_change_1h'))}   24h {pct(r.get('price_change_24h'))}"]
     if r.get("quadrant"):
-        lines.append(f"  OI/price    {r['quadrant']}")
-    lines += ["", "Components (points toward the bias; OI scales the rest):"]
-    for name, label in (("funding", "funding excess"), ("basis", "basis"), ("price_1h", "price 1h"),
-                        ("price_24h", "price 24h"), ("oi", "OI build")):
-        if name in comp:
-            lines.append(f"  {label:<15}{comp[name]:+6.1f}")
+        lines.append(f"  {r['quadrant']}")
+    if r.get("warning"):
+        lines.append(f"  Warning: {r['warning']}")
     if r.get("missing"):
         lines.append(f"\nMissing inputs: {', '.join(r['missing'])}")
     for a in r.get("assumptions", []):
@@ -137,7 +146,8 @@ def receipt_text(sig: dict) -> str:
                   f"  price change 24h {raw.get('price_change_24h_pct')} %"]
     lines += ["", "Score inputs: " + ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
                                                for k, v in rec["inputs"].items()),
-              "Components: " + ", ".join(f"{k} {v:+.1f}" for k, v in rec["components"].items())]
+              "Contributions (points): " + ", ".join(
+                  f"{k} {v:+.2f}" for k, v in (rec.get("contributions") or rec.get("components") or {}).items())]
     if sig.get("outcome"):
         lines.append("Outcome: " + ", ".join(f"{k} {v}" for k, v in sig["outcome"].items()))
     return "\n".join(lines)

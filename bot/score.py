@@ -1,10 +1,16 @@
 """The derivatives-pressure score: pure code, inputs in, a result out (no I/O, no clock).
 
-score = 100 * |direction| * oi_factor, where
-  direction  = weighted mean of tanh(x / scale) over funding excess, basis and price changes (signed),
-  oi_factor  = how hard open interest is building (OI changes are unsigned: every contract has a long
-               and a short side, so OI alone says "more positions", never "which side").
-The sign of `direction` gives the bias. docs/methodology.md explains the choices and worked examples.
+The reference's published recipe (docs/methodology.md): five signed contributions,
+
+    contribution = weight × clip(input / full_scale, −1, +1)     for OI change 1h, 4h, 24h, funding, basis
+    score        = round(|sum|)  (0–100, halves up),  direction = sign of the sum (NEUTRAL under 12)
+
+with weights 12/16/28/28/16 and full scales 2.5 %/6 %/15 % (OI), 0.05 % (funding per the symbol's own
+interval, as the exchange reports it) and 0.25 % (basis). Rising OI adds to LONG, falling OI to SHORT; the
+inputs net against each other. A missing input contributes 0, and the result says so.
+
+What we add without changing the number: the regime's written conditions, the OI/price quadrant (price is
+not an input) with a warning when it contradicts the direction, and explainer lines.
 """
 from __future__ import annotations
 
@@ -15,8 +21,8 @@ from dataclasses import asdict, dataclass, field
 
 from .config import ScoreConfig
 from .vocabulary import (BALANCED, LEAN, LONG, LONG_CROWDED, LONG_SQUEEZE_RISK, LONG_UNWIND, NET_LONG, NET_SHORT,
-                         NEUTRAL, NEUTRAL_BAND, REGIMES, SHORT, SHORT_COVERING, SHORT_RAMP, SHORT_SQUEEZE_RISK,
-                         STRESSED, STRETCHED, Bias, ScoreBand)
+                         NEUTRAL, NEUTRAL_BAND, REGIME_CODES, REGIMES, SHORT, SHORT_COVERING, SHORT_RAMP,
+                         SHORT_SQUEEZE_RISK, STRESSED, STRETCHED, Bias, ScoreBand)
 
 # The names the score produces (bands, regimes, bias) are defined in bot.vocabulary; LONG, SHORT, NEUTRAL,
 # and REGIMES stay importable from here.
@@ -25,6 +31,14 @@ INPUT_FIELDS = (
     "oi_change_1h", "oi_change_4h", "oi_change_24h", "funding_rate",
     "funding_interval_hours", "basis", "price_change_1h", "price_change_24h",
 )
+# contribution name -> the input it reads, and the reference API's key for it
+CONTRIBUTIONS = {
+    "oi_1h": ("oi_change_1h", "oi1hPct"),
+    "oi_4h": ("oi_change_4h", "oi4hPct"),
+    "oi_24h": ("oi_change_24h", "oi24hPct"),
+    "funding": ("funding_rate", "fundingRatePct"),
+    "basis": ("basis", "basisPct"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,22 +69,25 @@ class ScoreResult:
     symbol: str
     score: int
     band: ScoreBand
-    bias: Bias
-    regime_key: str      # key into REGIMES
-    regime_label: str    # REGIMES[regime_key]
-    reason: str          # which regime rule matched, in words
-    components: dict[str, float]   # contribution in points; they sum to the score (before rounding)
+    bias: Bias                      # the direction: LONG / SHORT, NEUTRAL under bias_min_score
+    regime_key: str                 # key into REGIMES
+    regime_label: str               # REGIMES[regime_key]
+    reason: str                     # which regime rule matched, in words
+    contributions: dict[str, float]  # signed points per CONTRIBUTIONS name; they sum to `signed`
+    signed: float                   # the unrounded signed sum (+ LONG, − SHORT); ties rank by |signed|
     missing: tuple[str, ...]
     assumptions: tuple[str, ...]
-    quadrant: str | None            # OI/price quadrant when price change is known
+    quadrant: str | None            # the OI/price quadrant, when price change is known
+    warning: str | None             # the quadrant contradicts the direction
     inputs: ScoreInputs = field(repr=False)
 
     def as_dict(self) -> dict:
         d = {k: (round(v, 10) if isinstance(v, float) else v) for k, v in self.inputs.as_dict().items()}
         d.update(score=self.score, band=self.band, bias=self.bias, regime=self.regime_label,
                  regime_key=self.regime_key, reason=self.reason,
-                 components={k: round(v, 2) for k, v in self.components.items()},
-                 missing=list(self.missing), assumptions=list(self.assumptions), quadrant=self.quadrant)
+                 contributions={k: round(v, 2) for k, v in self.contributions.items()},
+                 signed=round(self.signed, 4), missing=list(self.missing), assumptions=list(self.assumptions),
+                 quadrant=self.quadrant, warning=self.warning)
         return d
 
 
@@ -78,26 +95,19 @@ class ScoreResult:
 class _Compiled:
     """The score config as plain numbers and tuples, built once per config object: scoring 10 000
     symbols must not walk the pydantic model 10 000 times."""
-    direction: tuple          # (name, input attribute or None for funding, weight, scale)
-    oi: tuple                 # (name, input attribute, weight, scale)
-    baseline: float
-    g0: float
-    unwind: float
+    terms: tuple              # (name, input attribute, weight, full scale)
     bias_min: int
     lean: int
     stretched: int
     stressed: int
     crowded: float
-    rising_4h: float
     rising_24h: float
+    rising_4h: float
     falling_4h: float
     falling_1h: float
-    quadrant_eps: float
+    move: float
 
 
-_DIRECTION_INPUTS = {"funding": None, "basis": "basis", "price_1h": "price_change_1h",
-                     "price_24h": "price_change_24h"}
-_OI_INPUTS = {"1h": "oi_change_1h", "4h": "oi_change_4h", "24h": "oi_change_24h"}
 _compiled: dict[int, tuple[ScoreConfig, _Compiled]] = {}
 
 
@@ -107,12 +117,10 @@ def _compile(cfg: ScoreConfig) -> _Compiled:
         return hit[1]
     r, b = cfg.regimes, cfg.bands
     c = _Compiled(
-        direction=tuple((n, _DIRECTION_INPUTS[n], t.weight, t.scale) for n, t in cfg.direction.items() if t.weight),
-        oi=tuple((n, _OI_INPUTS[n], t.weight, t.scale) for n, t in cfg.oi.items() if t.weight),
-        baseline=cfg.funding_baseline_8h, g0=cfg.oi_neutral_factor, unwind=cfg.oi_unwind_sensitivity,
+        terms=tuple((n, CONTRIBUTIONS[n][0], t.weight, t.full_scale) for n, t in cfg.contributions.items()),
         bias_min=cfg.bias_min_score, lean=b.lean, stretched=b.stretched, stressed=b.stressed,
-        crowded=r.crowded_funding_8h, rising_4h=r.oi_rising_4h, rising_24h=r.oi_rising_24h,
-        falling_4h=r.oi_falling_4h, falling_1h=r.oi_falling_1h, quadrant_eps=r.quadrant_min_move)
+        crowded=r.crowded_funding, rising_24h=r.oi_rising_24h, rising_4h=r.oi_rising_4h,
+        falling_4h=r.oi_falling_4h, falling_1h=r.oi_falling_1h, move=r.min_move)
     _compiled[id(cfg)] = (cfg, c)
     return c
 
@@ -131,111 +139,88 @@ def _band(score: int, c: _Compiled) -> ScoreBand:
     return NEUTRAL_BAND
 
 
-def funding_excess_8h(inp: ScoreInputs, cfg: ScoreConfig) -> float:
-    """Funding normalised to its 8h equivalent, minus the interest baseline (0.01 %/8h)."""
-    return _funding_excess(inp, cfg.funding_baseline_8h)
+def _round_half_up(x: float) -> int:
+    return int(math.floor(x + 0.5))
 
 
-def _funding_excess(inp: ScoreInputs, baseline: float) -> float:
-    return inp.funding_rate * (8.0 / (inp.funding_interval_hours or 8.0)) - baseline
-
-
-def _weighted_tanh(inp: ScoreInputs, terms: tuple, funding_excess: float) -> tuple[dict[str, float], float]:
-    """Per-term weighted tanh for the present inputs, and the total weight present."""
-    parts, total_w, tanh = {}, 0.0, math.tanh
-    for name, attr, weight, scale in terms:
-        x = funding_excess if attr is None else getattr(inp, attr)
-        if x is not None:
-            parts[name] = weight * tanh(x / scale)
-            total_w += weight
-    return parts, total_w
-
-
-def _oi_trend(inp: ScoreInputs, terms: tuple) -> float:
-    """Weighted mean of tanh(OI change / scale) over the windows present (0 when none is)."""
-    total = weights = 0.0
-    tanh = math.tanh
-    for _, attr, weight, scale in terms:
-        x = getattr(inp, attr)
-        if x is not None:
-            total += weight * tanh(x / scale)
-            weights += weight
-    return total / weights if weights else 0.0
-
-
-def oi_factor(oi_trend: float, cfg: ScoreConfig) -> float:
-    """Map the OI trend (-1..1) to a multiplier: flat -> neutral factor, building -> up to 1."""
-    return _oi_factor(oi_trend, _compile(cfg))
-
-
-def _oi_factor(oi_trend: float, c: _Compiled) -> float:
-    if oi_trend >= 0:
-        return c.g0 + (1 - c.g0) * oi_trend
-    return c.g0 * (1 + c.unwind * oi_trend)
-
-
-def _quadrant(inp: ScoreInputs, eps: float) -> str | None:
-    if inp.price_change_1h is None and inp.price_change_24h is None:
-        return None
-    for oi, price in ((inp.oi_change_1h, inp.price_change_1h), (inp.oi_change_24h, inp.price_change_24h)):
-        if oi is None or price is None or abs(oi) < eps or abs(price) < eps:
-            continue
-        if oi > 0:
-            return "longs building" if price > 0 else "shorts building"
-        return "short covering" if price > 0 else "long unwind"
-    return None
-
-
+# ------------------------------------------------------------------------------------------- regimes
 def _oi_rising(inp: ScoreInputs, c: _Compiled) -> bool:
-    if inp.oi_change_4h is not None:
-        return inp.oi_change_4h >= c.rising_4h
-    return inp.oi_change_24h is not None and inp.oi_change_24h >= c.rising_24h
+    """OI building: 24h change at or above +5 % (the reference's crowded rows), or, 24h unknown, the 4h."""
+    if inp.oi_change_24h is not None:
+        return inp.oi_change_24h >= c.rising_24h
+    return inp.oi_change_4h is not None and inp.oi_change_4h >= c.rising_4h
 
 
 def _oi_falling(inp: ScoreInputs, c: _Compiled) -> bool:
+    """OI leaving now: the 4h change (or, unknown, the 1h) at or below its threshold."""
     if inp.oi_change_4h is not None:
         return inp.oi_change_4h <= c.falling_4h
     return inp.oi_change_1h is not None and inp.oi_change_1h <= c.falling_1h
 
 
-def _price_against(inp: ScoreInputs, side: int) -> bool | None:
-    """Is the price (or, unknown, the basis) moving against `side` (+1 long crowded, -1 short crowded)?"""
-    for move in (inp.price_change_1h, inp.price_change_24h, inp.basis):
-        if move is not None and move != 0:
-            return move * side < 0
+def _price_move(inp: ScoreInputs, c: _Compiled) -> float | None:
+    """The recent price move beyond noise: the 1h change, or, unknown, the 24h; None when unknown or flat."""
+    for move in (inp.price_change_1h, inp.price_change_24h):
+        if move is not None:
+            return move if abs(move) >= c.move else None
     return None
 
 
-def _net(bias: str, bias_min: int) -> tuple[str, str]:
+def _classify(inp: ScoreInputs, bias: str, c: _Compiled) -> tuple[str, str]:
+    """The regime key and why, by the first rule that matches, in this priority order:
+    squeeze risk (any score) > long crowded / short ramp > long unwind / short covering > net bias (12+)
+    > balanced."""
+    f = inp.funding_rate
+    side = 1 if f >= c.crowded else -1 if f <= -c.crowded else 0
+    if side:
+        high = f"funding {f * 100:+.3f} % per interval is beyond ±{c.crowded * 100:.3f} %"
+        if _oi_rising(inp, c):
+            move = _price_move(inp, c)
+            if move is not None and move * side < 0:
+                return (SHORT_SQUEEZE_RISK if side < 0 else LONG_SQUEEZE_RISK,
+                        f"{high} while OI builds and price moves {move * 100:+.2f} % against that side")
+            if bias != NEUTRAL:
+                return LONG_CROWDED if side > 0 else SHORT_RAMP, f"{high} and OI is rising"
+        elif _oi_falling(inp, c) and bias != NEUTRAL:
+            return LONG_UNWIND if side > 0 else SHORT_COVERING, f"{high} and OI is falling"
     if bias == LONG:
-        return NET_LONG, "score above the bias threshold with long-leaning funding/basis/price"
+        return NET_LONG, f"score {c.bias_min}+ with the signed contributions net long"
     if bias == SHORT:
-        return NET_SHORT, "score above the bias threshold with short-leaning funding/basis/price"
-    return BALANCED, f"score below {bias_min}: no side dominates"
+        return NET_SHORT, f"score {c.bias_min}+ with the signed contributions net short"
+    return BALANCED, f"score below {c.bias_min}: no side dominates"
 
 
 def classify(inp: ScoreInputs, bias: str, cfg: ScoreConfig) -> tuple[str, str]:
-    """The regime key and the reason, by the first rule that matches (priority order as listed)."""
-    c = _compile(cfg)
-    return _classify(inp, bias, c, _funding_excess(inp, c.baseline))
+    """The regime key and the reason (see `_classify` for the priority order)."""
+    return _classify(inp, bias, _compile(cfg))
 
 
-def _classify(inp: ScoreInputs, bias: str, c: _Compiled, fx: float) -> tuple[str, str]:
-    side = 1 if fx >= c.crowded else -1 if fx <= -c.crowded else 0
-    if not side:                  # the common case: no funding-driven regime
-        return _net(bias, c.bias_min)
-    crowded = f"funding excess {fx * 100:+.3f} %/8h is beyond ±{c.crowded * 100:.3f} %"
-    if _oi_rising(inp, c):
-        if _price_against(inp, side):
-            return (SHORT_SQUEEZE_RISK if side < 0 else LONG_SQUEEZE_RISK,
-                    f"{crowded} (crowded), OI is rising, and price (or basis) moves against the crowded side")
-        return LONG_CROWDED if side > 0 else SHORT_RAMP, f"{crowded} and OI is rising"
-    if _oi_falling(inp, c):
-        return LONG_UNWIND if side > 0 else SHORT_COVERING, f"{crowded} and OI is falling"
-    return _net(bias, c.bias_min)
+# ------------------------------------------------------------------------------------------- price context
+def _quadrant(inp: ScoreInputs, bias: str, c: _Compiled) -> tuple[str | None, str | None]:
+    """What OI and price did together over the longest window where both are known and moved, and a
+    warning when that contradicts the direction (which reads rising OI as LONG and falling OI as SHORT)."""
+    for window, oi, price in (("24h", inp.oi_change_24h, inp.price_change_24h),
+                              ("1h", inp.oi_change_1h, inp.price_change_1h)):
+        if oi is None or price is None or abs(oi) < c.move or abs(price) < c.move:
+            continue
+        building = oi > 0
+        side = ("longs" if price > 0 else "shorts") if building else ("shorts" if price > 0 else "longs")
+        what = f"{side} building" if building else ("shorts covering" if side == "shorts" else "longs unwinding")
+        line = f"OI {oi * 100:+.1f} % while price {price * 100:+.1f} % over {window}: {what}"
+        # The direction names a side as stacked: a contradiction is the other side building, or that side leaving.
+        named = {LONG: "longs", SHORT: "shorts"}.get(bias)
+        warning = None
+        if named and (building != (side == named)):
+            fact = f"the new positions are {side}" if building else f"it is the {side} leaving"
+            warning = (f"{line} under a {bias} reading: the score counts rising OI as long and falling OI as "
+                       f"short; price says {fact}")
+        return line, warning
+    return None, None
 
 
-_OPTIONAL_FIELDS = tuple(f for f in INPUT_FIELDS if f != "funding_rate")
+# ------------------------------------------------------------------------------------------- the score
+# (the funding interval only labels the funding shown: the score takes funding per interval as reported)
+_OPTIONAL_FIELDS = tuple(f for f in INPUT_FIELDS if f not in ("funding_rate", "funding_interval_hours"))
 _optional_values = operator.attrgetter(*_OPTIONAL_FIELDS)
 
 
@@ -250,18 +235,12 @@ def _missing_and_assumptions(inp: ScoreInputs) -> tuple[tuple[str, ...], tuple[s
 def _explain_missing(absent: tuple[bool, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """What is missing and what was assumed, by the pattern of absent inputs (few patterns: cached)."""
     gone = {f for f, a in zip(_OPTIONAL_FIELDS, absent) if a}
-    notes = []
-    if "funding_interval_hours" in gone:
-        notes.append("funding interval unknown: assumed 8h")
-    if "basis" in gone:
-        notes.append("basis unknown: direction from the other inputs")
+    notes = [f"{label} unknown: its contribution counted as 0"
+             for name, (attr, _) in CONTRIBUTIONS.items() if attr in gone
+             for label in [{"oi_1h": "OI change 1h", "oi_4h": "OI change 4h", "oi_24h": "OI change 24h",
+                            "basis": "basis"}[name]]]
     if {"price_change_1h", "price_change_24h"} <= gone:
-        notes.append("price change unknown: direction from funding and basis, no OI/price quadrant")
-    oi_missing = [h for h in ("1h", "4h", "24h") if f"oi_change_{h}" in gone]
-    if len(oi_missing) == 3:
-        notes.append("open interest change unknown: treated as flat")
-    elif oi_missing:
-        notes.append(f"OI change over {', '.join(oi_missing)} unknown: OI trend from the other windows")
+        notes.append("price change unknown: no OI/price quadrant and no squeeze-risk reading")
     return tuple(f for f in _OPTIONAL_FIELDS if f in gone), tuple(notes)
 
 
@@ -270,31 +249,60 @@ def score(inp: ScoreInputs, cfg: ScoreConfig) -> ScoreResult:
 
 
 def _score(inp: ScoreInputs, c: _Compiled) -> ScoreResult:
-    fx = _funding_excess(inp, c.baseline)
-    dir_parts, dir_w = _weighted_tanh(inp, c.direction, fx)
-    direction = sum(dir_parts.values()) / dir_w if dir_w else 0.0
-    factor = _oi_factor(_oi_trend(inp, c.oi), c)
-    strength = abs(direction)
-    value = max(0, min(100, round(100 * strength * factor)))
-
-    # Points: each directional input at flat OI (positive = pushes toward the bias), plus what OI adds.
-    scale = (100 * c.g0 / dir_w) * (1 if direction >= 0 else -1) if dir_w else 0.0
-    components = {k: scale * v for k, v in dir_parts.items()}
-    components["oi"] = 100 * strength * (factor - c.g0)
-
-    bias = NEUTRAL if value < c.bias_min else (LONG if direction > 0 else SHORT)
-    regime_key, reason = _classify(inp, bias, c, fx)
+    parts = {}
+    for name, attr, weight, full_scale in c.terms:
+        x = getattr(inp, attr)
+        parts[name] = 0.0 if x is None else weight * max(-1.0, min(1.0, x / full_scale))
+    signed = sum(parts.values())
+    value = min(100, _round_half_up(abs(signed)))
+    bias = NEUTRAL if value < c.bias_min else (LONG if signed > 0 else SHORT)
+    regime_key, reason = _classify(inp, bias, c)
+    quadrant, warning = _quadrant(inp, bias, c)
     missing, assumptions = _missing_and_assumptions(inp)
-    return ScoreResult(inp.symbol, value, _band(value, c), bias, regime_key, REGIMES[regime_key], reason, components,
-                       missing, assumptions, _quadrant(inp, c.quadrant_eps), inp)
+    return ScoreResult(inp.symbol, value, _band(value, c), bias, regime_key, REGIMES[regime_key], reason, parts,
+                       signed, missing, assumptions, quadrant, warning, inp)
 
 
 def score_all(inputs: list[ScoreInputs], cfg: ScoreConfig) -> list[ScoreResult]:
-    """Score and rank: highest score first, ties by symbol. Two stable sorts (cheaper than tuple keys);
-    the collector already hands symbols over in order, so the first is usually skipped."""
+    """Score and rank: highest score first, ties by the unrounded score (as the reference page), then symbol."""
     c = _compile(cfg)
     results = [_score(i, c) for i in inputs]
-    if any(a.symbol > b.symbol for a, b in zip(results, results[1:])):
-        results.sort(key=operator.attrgetter("symbol"))
-    results.sort(key=operator.attrgetter("score"), reverse=True)
+    results.sort(key=lambda r: (-r.score, -abs(r.signed), r.symbol))
     return results
+
+
+# ------------------------------------------------------------------------------------------- the reference API's shape
+def _explainer(r: dict) -> list[str]:
+    """Lines naming the big contributors (|points| >= 5), in the reference's wording."""
+    lines = []
+    pts = r["contributions"]
+    for window in ("1h", "4h", "24h"):
+        x = r.get(f"oi_change_{window}")
+        if x is not None and abs(pts.get(f"oi_{window}", 0)) >= 5:
+            lines.append(f"Open interest {'up' if x >= 0 else 'down'} {abs(x) * 100:.1f}% over {window}")
+    if abs(pts.get("funding", 0)) >= 5:
+        lines.append(f"Funding rate {r['funding_rate'] * 100:.3f}% per interval")
+    if r.get("basis") is not None and abs(pts.get("basis", 0)) >= 5:
+        lines.append(f"Perp-index basis {r['basis'] * 100:.2f}%")
+    return lines
+
+
+def api_item(r: dict, cfg: ScoreConfig) -> dict:
+    """A result dict in the reference API's vocabulary (its `/api/public/pressure` items: components in
+    percent, signed contributions in points, weights, direction, regime code and label, explainer lines), so
+    its clients can switch; then what we add, in snake case: band, regime_key, signed, reason, quadrant,
+    warning, missing, assumptions, and the inputs as fractions."""
+    keys = {name: api for name, (_, api) in CONTRIBUTIONS.items()}
+    return {
+        "symbol": r["symbol"], "score": r["score"], "direction": r["bias"],
+        "regime": REGIME_CODES[r["regime_key"]], "regimeLabel": r["regime"],
+        "components": {api: (None if r.get(attr) is None else round(r[attr] * 100, 4))
+                       for attr, api in CONTRIBUTIONS.values()},
+        "contributions": {keys[n]: round(v, 2) for n, v in r["contributions"].items()},
+        "weights": {keys[n]: t.weight for n, t in cfg.contributions.items()},
+        "explainer": _explainer(r),
+        "band": r["band"], "regime_key": r["regime_key"], "signed": r.get("signed"), "reason": r["reason"],
+        "quadrant": r.get("quadrant"), "warning": r.get("warning"),
+        "missing": r.get("missing", []), "assumptions": r.get("assumptions", []),
+        "inputs": {f: r.get(f) for f in INPUT_FIELDS},
+    }

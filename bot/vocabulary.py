@@ -29,7 +29,7 @@ from pydantic import BeforeValidator
 __all__ = [
     "NEUTRAL_BAND", "LEAN", "STRETCHED", "STRESSED", "BANDS", "SCORE_BANDS", "DEFAULT_BANDS",
     "SHORT_SQUEEZE_RISK", "LONG_SQUEEZE_RISK", "LONG_CROWDED", "SHORT_RAMP", "LONG_UNWIND", "SHORT_COVERING",
-    "NET_LONG", "NET_SHORT", "BALANCED", "REGIMES", "ALERT_REGIMES", "SQUEEZE_REGIMES",
+    "NET_LONG", "NET_SHORT", "BALANCED", "REGIMES", "REGIME_CODES", "ALERT_REGIMES", "SQUEEZE_REGIMES",
     "LONG", "SHORT", "NEUTRAL", "BIASES", "DIRECTIONAL",
     "Band", "ScoreBand", "RegimeKey", "Bias", "check_band", "check_regime",
 ]
@@ -58,6 +58,15 @@ REGIMES: dict[str, str] = {
     NET_LONG: "Net long bias building",
     NET_SHORT: "Net short bias building",
     BALANCED: "Balanced · low derivatives stress",
+}
+# The reference API's regime codes. Its published items show the code naming the family and the label the finer
+# reading ("LONG_CROWDED" labelled "Net long bias building", "SHORT_RAMP" labelled "Net short bias building"), so
+# the net regimes carry their side's family code.
+REGIME_CODES: dict[str, str] = {
+    SHORT_SQUEEZE_RISK: "SHORT_SQUEEZE", LONG_SQUEEZE_RISK: "LONG_SQUEEZE",
+    LONG_CROWDED: "LONG_CROWDED", SHORT_RAMP: "SHORT_RAMP",
+    LONG_UNWIND: "LONG_UNWIND", SHORT_COVERING: "SHORT_COVERING",
+    NET_LONG: "LONG_CROWDED", NET_SHORT: "SHORT_RAMP", BALANCED: "BALANCED",
 }
 # Regime entries that produce alerts (the stress regimes), in REGIMES order; also every filter's default.
 ALERT_REGIMES = (SHORT_SQUEEZE_RISK, LONG_SQUEEZE_RISK, LONG_CROWDED, SHORT_RAMP, LONG_UNWIND, SHORT_COVERING)

@@ -21,17 +21,25 @@ def test_scan_input_prints_summary_and_ranked_table():
     lines = out.stdout.splitlines()
     assert lines[0].startswith("Updated ") and "11 symbols ranked" in lines[0] and "Avg stress" in lines[0]
     assert lines[1].split()[:5] == ["#", "Symbol", "Score", "Bias", "Regime"]
-    assert lines[2].split()[:4] == ["1", "LABUSDT", "53", "LONG"]
+    assert lines[2].split()[:4] == ["1", "TAKEUSDT", "58", "LONG"]     # the page's 44 had its hidden 4h change
 
 
-def test_scan_input_json_has_inputs_and_score_fields():
+def test_scan_input_json_speaks_the_reference_apis_vocabulary_and_ours():
     out = bot("scan", "--input", str(SEEDS), "--json", "--bias", "short", "--limit", "2")
     rows = json.loads(out.stdout)
-    assert len(rows) == 2 and all(r["bias"] == "SHORT" for r in rows)
-    for key in ("symbol", "oi_change_1h", "oi_change_4h", "oi_change_24h", "funding_rate", "funding_interval_hours",
-                "basis", "price_change_1h", "price_change_24h", "score", "band", "bias", "regime", "components"):
-        assert key in rows[0]
-    assert rows[0]["score"] >= rows[1]["score"]
+    assert len(rows) == 2 and all(r["direction"] == "SHORT" for r in rows)
+    bard = rows[0]
+    assert (bard["symbol"], bard["score"], bard["regime"], bard["regimeLabel"]) == (
+        "BARDUSDT", 55, "SHORT_RAMP", "Net short bias building")
+    assert bard["weights"] == {"oi1hPct": 12, "oi4hPct": 16, "oi24hPct": 28, "fundingRatePct": 28, "basisPct": 16}
+    assert bard["components"] == {"oi1hPct": 0.1, "oi4hPct": None, "oi24hPct": -8.7, "fundingRatePct": -0.042,
+                                  "basisPct": -0.24}
+    assert abs(sum(bard["contributions"].values()) - bard["signed"]) < 0.02 and round(abs(bard["signed"])) == 55
+    assert bard["explainer"] == ["Open interest down 8.7% over 24h", "Funding rate -0.042% per interval",
+                                 "Perp-index basis -0.24%"]
+    for key in ("band", "regime_key", "reason", "quadrant", "warning", "missing", "assumptions", "inputs", "rank"):
+        assert key in bard
+    assert bard["inputs"]["oi_change_24h"] == -0.087 and rows[0]["score"] >= rows[1]["score"]
 
 
 def test_score_explains_components_regime_and_missing_inputs():
@@ -40,8 +48,9 @@ def test_score_explains_components_regime_and_missing_inputs():
     out = bot("score", "lab", "--input", str(SEEDS))
     assert out.returncode == 0
     text = out.stdout
-    for part in ("score 53 (stretched)", "bias LONG", "Regime: Net long bias building", "Why:",
-                 "funding excess", "OI build", "Missing inputs:", "Assumed: funding interval unknown"):
+    for part in ("score 52 (stretched)", "direction LONG", "Regime: Net long bias building", "Why:",
+                 "OI change 24h", "+2.50%", "+4.67", "funding", "+28.00", "basis", "+16.00", "-> score 52, LONG",
+                 "Missing inputs:", "Assumed: OI change 4h unknown: its contribution counted as 0"):
         assert part in text, part
 
 
@@ -63,7 +72,7 @@ def test_scan_against_the_simulated_exchange(tmp_path):
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
     assert len(rows) >= 40 and rows == sorted(rows, key=lambda r: -r["score"])
-    assert all(r["oi_change_1h"] is not None and r["oi_change_24h"] is not None for r in rows)
+    assert all(r["inputs"]["oi_change_1h"] is not None and r["inputs"]["oi_change_24h"] is not None for r in rows)
     assert "backfilling OI history" in out.stderr          # progress of the cold start
 
 

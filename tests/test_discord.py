@@ -34,11 +34,11 @@ from fakes.discord_server import DiscordSimServer
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "DOGEUSDT")
 CALM = [ScoreInputs(s, 0.0001, 8, 0.001, 0.002, 0.005, 0.0001, 0.001, 0.002) for s in SYMBOLS]
-HOT = [  # BTC 75 LONG long_crowded · ETH 44 LONG · SOL 65 SHORT short_ramp · DOGE 86 SHORT short_ramp
-    ScoreInputs("BTCUSDT", 0.0012, 8, 0.03, 0.06, 0.15, 0.004, 0.015, 0.05),
-    ScoreInputs("ETHUSDT", 0.0006, 8, 0.015, 0.03, 0.06, 0.002, 0.01, 0.03),
-    ScoreInputs("SOLUSDT", -0.0008, 8, 0.02, 0.05, 0.12, -0.003, -0.01, -0.05),
-    ScoreInputs("DOGEUSDT", -0.0015, 8, 0.04, 0.08, 0.2, -0.005, -0.02, -0.08),
+HOT = [  # BTC 75 LONG long_crowded · ETH 44 LONG net_long · SOL 63 SHORT short_ramp · DOGE 86 SHORT short_covering
+    ScoreInputs("BTCUSDT", 0.0012, 8, 0.03, -0.03375, 0.15, 0.004, 0.015, 0.05),     # 12 - 9 + 28 + 28 + 16
+    ScoreInputs("ETHUSDT", 0.0003, 8, 0.0075, 0.0, 0.06, 0.002, 0.01, 0.03),          # 3.6 + 11.2 + 16.8 + 12.8
+    ScoreInputs("SOLUSDT", -0.0008, 8, -0.025, -0.06, 0.05, -0.003, -0.01, -0.05),    # -12 - 16 + 9.3 - 28 - 16
+    ScoreInputs("DOGEUSDT", -0.0015, 8, -0.04, -0.08, -0.075, -0.005, -0.02, -0.08),  # -12 - 16 - 14 - 28 - 16
 ]
 BOT_TOKEN = "MTExMQ.sim-bot-token.SECRET-b0t-7f3a9c2e"
 FAST = {"client_options": {"guild_ready_timeout": 0.05}, "ready_timeout": 10}
@@ -378,8 +378,8 @@ async def test_bot_slash_commands_top_score_autocomplete(server, make_svc, monke
 
         res = await answer(server, "score", [{"name": "symbol", "value": "sol"}])
         e = body_of(res)["embeds"][0]
-        assert e["title"] == "SOLUSDT · 65 stressed" and e["color"] == COLOURS["SHORT"]
-        assert "Inputs:" in e["description"] and "Short ramp" in e["description"]
+        assert e["title"] == "SOLUSDT · 63 stressed" and e["color"] == COLOURS["SHORT"]
+        assert "Contributions" in e["description"] and "Short ramp" in e["description"]
         res = await answer(server, "score", [{"name": "symbol", "value": "btx"}])
         e = body_of(res)["embeds"][0]
         assert "Unknown symbol" in e["description"] and "BTCUSDT" in e["description"]

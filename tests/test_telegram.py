@@ -259,7 +259,7 @@ async def test_score_symbol_forms_and_suggestions(env):
     texts = [await say(env, f"/score {s}") for s in ("btc", "BTC", "BTCUSDT")]
     assert texts[0] == texts[1] == texts[2]
     body = texts[0]
-    assert body.startswith("BTCUSDT · ") and "Regime:" in body and "Why:" in body and "Components" in body
+    assert body.startswith("BTCUSDT · ") and "Regime:" in body and "Why:" in body and "Contributions" in body
     r = next(x for x in env.results if x["symbol"] == "BTCUSDT")
     assert f"score {r['score']} ({r['band']})" in body
     assert await say(env, "/score BTX") == "Unknown symbol 'BTX'. Did you mean BTCUSDT?"
@@ -481,7 +481,7 @@ async def test_alert_digest_is_escaped_and_signals_are_listed(env):
     assert table.startswith("Your recent signals") and all(s["id"] in table for s in sigs)
     receipt = await say(env, f"/signal {sigs[1]['id'].lower()}")
     assert receipt.startswith(f"Signal {sigs[1]['id']}\n\nSignal {sigs[1]['id']} · ")
-    assert "A<B&C>USDT" in receipt and "Score inputs:" in receipt and "Components:" in receipt
+    assert "A<B&C>USDT" in receipt and "Score inputs:" in receipt and "Contributions (points):" in receipt
     assert await say(env, "/signal NOPE") == "No signal 'NOPE'. /signals lists yours."
 
 
