@@ -39,7 +39,10 @@ class FlakySender:
     def __init__(self, failures: list[Exception]):
         self.failures, self.delivered = list(failures), []
 
-    async def send(self, address, digest):
+    def render(self, digest):
+        return [digest]
+
+    async def send_part(self, address, part, digest):
         if self.failures:
             raise self.failures.pop(0)
         self.delivered.append((address, [s["id"] for s in digest.signals], digest.keys))
@@ -102,7 +105,9 @@ async def test_crash_between_send_and_mark_is_recovered_without_a_duplicate(stor
     sender = ConsoleSender(stream=io.StringIO(), alert_log=tmp_path / "alerts.jsonl")
     claimed = store.claim_due(NOW)                 # the crashed process had claimed both ...
     from bot.outbox import Digest
-    await sender.send("alice", Digest("alice", ["k1"], [signal("A", "AUSDT", 40)]))   # ... and delivered k1 only
+    d = Digest("alice", ["k1"], [signal("A", "AUSDT", 40)])
+    [part] = sender.render(d)
+    await sender.send_part("alice", part, d)                     # ... and delivered k1 only
     assert {r["status"] for r in claimed} == {"sending"}
     worker = DeliveryWorker(store, {"console": sender}, now_ms=lambda: NOW)
     await worker.recover()
