@@ -13,13 +13,15 @@ whether the digest arrived (`was_delivered`, for sinks that can tell) and otherw
 part not recorded. The rows of a digest that has begun keep their grouping (`digest_key`), so the resumed
 digest is the same digest, and `render` is deterministic, so it is cut into the same parts.
 
-The guarantee, per part: a part the store records as sent is never sent again (retries, restarts, kills);
-a part not recorded is sent until the platform accepts it or the error is permanent (reported once, the
-rows 'failed'). The one window where a part can repeat: the platform accepted it and the process died
-before `parts_sent` was committed (chat APIs have no idempotency key, and Telegram/webhooks cannot be
-asked afterwards) -- then that one part, never an earlier one, is sent again after the restart. The
-commit is durable against a killed process (SQLite WAL); a power loss may also drop the last commits
-(synchronous=NORMAL), which can widen that window to the parts committed just before it.
+The guarantee, per part. Exactly once: a part the store records as sent is never sent again (through
+retries, restarts and kills), and the parts go out in order. A part not recorded is sent again until the
+platform accepts it, the error is permanent (reported once through `on_permanent`, the rows 'failed') or
+MAX_ATTEMPTS claims failed. The one window where a part can repeat: the platform accepted it and the
+process died before its `parts_sent` was committed (chat APIs take no idempotency key; Telegram and
+webhooks cannot be asked afterwards, while Discord bot mode's `was_delivered` finds the last part's `ref`
+marker) -- then that one part, never an earlier one, is sent once more after the restart. The commit is
+durable against a killed process (SQLite WAL); a power loss may also drop the last commits
+(synchronous=NORMAL), which widens that window to the parts committed just before it.
 """
 from __future__ import annotations
 
