@@ -22,6 +22,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from .adapters.base import ChatAdapter
 from .adapters.console import ConsoleSender
+from .clock import SYSTEM_CLOCK, Clock
 from .config import Config
 from .engine import CycleReport, Engine, Recipient, Route
 from .exchange.binance import BinanceClient
@@ -297,9 +298,10 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True,
     log.info("stopped")
 
 
-def delivery_worker(svc: Services) -> DeliveryWorker:
-    """The outbox worker over the registered senders; a permanent failure disables the route."""
-    return DeliveryWorker(svc.store, svc.senders, on_permanent=lambda *a: _on_permanent(svc, *a))
+def delivery_worker(svc: Services, clock: Clock = SYSTEM_CLOCK) -> DeliveryWorker:
+    """The outbox worker over the registered senders; a permanent failure disables the route. `clock` says
+    when rows are due (tests pass a FakeClock)."""
+    return DeliveryWorker(svc.store, svc.senders, on_permanent=lambda *a: _on_permanent(svc, *a), clock=clock)
 
 
 def _on_permanent(svc: Services, recipient: str, channel: str, address: str, error: str) -> None:

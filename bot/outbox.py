@@ -1,20 +1,37 @@
 """Durable delivery: the outbox rows the engine committed are sent by this worker and marked.
 
-A row is claimed ('sending') before the send and marked 'sent' after it. After a crash, a claimed row
-is checked with the sender (`was_delivered`, for sinks that can tell) and otherwise sent again: for
-chat APIs with no idempotency key that is the one narrow at-least-once window (a kill between the
-platform accepting the message and our commit). Held quiet-hour digests and a cycle's alerts due at
-the same time go out as one message per recipient and channel.
+The due rows of one route (recipient, channel, address) go out as one `Digest`: held quiet-hour rows and a
+cycle's alerts due at the same time become one message per recipient and channel. A digest too big for one
+platform message is several *parts*; the sender says what they are (`Sender.render`: HTML chunks for
+Telegram, embed messages for Discord, one line for the console) and sends one at a time (`Sender.send_part`).
+
+Progress is the store's, not the sender's. The worker claims the rows ('sending'), sends the parts after the
+rows' `parts_sent` in order, and commits `parts_sent` after each part the platform accepted (the last one
+marks the rows 'sent' in the same transaction). A retryable failure (429 retry_after, network, 5xx) puts the
+rows back to 'pending' with their progress; a restart after a crash finds them 'sending', asks the sender
+whether the digest arrived (`was_delivered`, for sinks that can tell) and otherwise resumes at the first
+part not recorded. The rows of a digest that has begun keep their grouping (`digest_key`), so the resumed
+digest is the same digest, and `render` is deterministic, so it is cut into the same parts.
+
+The guarantee, per part. Exactly once: a part the store records as sent is never sent again (through
+retries, restarts and kills), and the parts go out in order. A part not recorded is sent again until the
+platform accepts it, the error is permanent (reported once through `on_permanent`, the rows 'failed') or
+MAX_ATTEMPTS claims failed. The one window where a part can repeat: the platform accepted it and the
+process died before its `parts_sent` was committed (chat APIs take no idempotency key; Telegram and
+webhooks cannot be asked afterwards, while Discord bot mode's `was_delivered` finds the last part's `ref`
+marker) -- then that one part, never an earlier one, is sent once more after the restart. The commit is
+durable against a killed process (SQLite WAL); a power loss may also drop the last commits
+(synchronous=NORMAL), which widens that window to the parts committed just before it.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import random
-import time
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol, Sequence, TypeVar
 
+from .clock import SYSTEM_CLOCK, Clock
 from .records import OutboxRow, OutboxStatus, StoredSignal
 from .store import Store
 
@@ -37,49 +54,78 @@ class DeliveryError(Exception):
         self.permanent, self.retry_after = permanent, retry_after
 
 
-class Sender(Protocol):
+PartT = TypeVar("PartT")
+
+
+class Sender(Protocol[PartT]):
+    """One outbox channel. The worker owns the progress; a sender only renders and sends."""
     channel: str
 
-    async def send(self, address: str, digest: Digest) -> None: ...
+    def render(self, digest: Digest) -> Sequence[PartT]:
+        """The platform messages of a digest, in order. Deterministic (the same digest gives the same parts),
+        since a resume skips the first `parts_sent` of them."""
+        ...
 
-    async def was_delivered(self, key: str) -> bool | None: ...   # None: cannot tell
+    async def send_part(self, address: str, part: PartT, digest: Digest) -> None:
+        """Send one part; return once the platform accepted it. Raise DeliveryError (permanent or with
+        retry_after) when it did not; any other exception is retried with backoff."""
+        ...
+
+    async def was_delivered(self, key: str) -> bool | None:
+        """After a crash: did the whole digest with this key arrive? None: cannot tell."""
+        ...
 
 
 OnPermanent = Callable[[str, str, str, str], None]   # (recipient, channel, address, error)
 
 
 class DeliveryWorker:
-    def __init__(self, store: Store, senders: dict[str, Sender], on_permanent: OnPermanent | None = None,
-                 concurrency: int = 8, now_ms: Callable[[], int] | None = None):
+    """`now_ms` (or `clock`, whose `time()` it reads) decides which rows are due; tests inject a FakeClock.
+    The polling interval of `run` is real time."""
+
+    def __init__(self, store: Store, senders: dict[str, Sender[Any]], on_permanent: OnPermanent | None = None,
+                 concurrency: int = 8, now_ms: Callable[[], int] | None = None, clock: Clock = SYSTEM_CLOCK):
         self.store, self.senders = store, senders
         self.on_permanent = on_permanent
         self._sem = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
-        self._now_ms = now_ms or (lambda: int(time.time() * 1000))
-        self.sent_messages = 0
+        self._now_ms = now_ms or (lambda: int(clock.time() * 1000))
+        self.sent_messages = 0          # digests delivered
+        self.sent_parts = 0             # platform messages they took
 
     def wake(self) -> None:
         self._wake.set()
 
     async def recover(self) -> None:
-        """Rows left 'sending' by a crash: delivered (sink can tell) -> sent, else pending again."""
+        """Rows left 'sending' by a crash: delivered (sink can tell) -> sent, else pending again (with the
+        parts already recorded: the next delivery resumes after them)."""
         for row in await asyncio.to_thread(self.store.outbox_by_status, "sending"):
             sender = self.senders.get(row["channel"])
             done = await sender.was_delivered(row["key"]) if sender else None
             status: OutboxStatus = "sent" if done else "pending"
             await asyncio.to_thread(self.store.mark_outbox, [row["id"]], status,
                                     sent=self._now_ms() if done else None)
-            log.info("outbox recover %s -> %s", row["key"], status)
+            log.info("outbox recover %s -> %s (parts sent %d)", row["key"], status, row["parts_sent"])
 
     async def deliver_due(self) -> int:
+        """Claim the due rows and send them: one digest per route, or per begun digest (whose rows stay
+        together). A route's digests go out one after the other, a begun one first; routes concurrently.
+        Returns the number of digests attempted."""
         rows = await asyncio.to_thread(self.store.claim_due, self._now_ms())
-        groups: dict[tuple[str, str, str], list[OutboxRow]] = {}
+        routes: dict[tuple[str, str, str], dict[str | None, list[OutboxRow]]] = {}
         for r in rows:
-            groups.setdefault((r["recipient"], r["channel"], r["address"]), []).append(r)
-        await asyncio.gather(*(self._deliver_group(k, g) for k, g in groups.items()))
-        return len(groups)
+            route = routes.setdefault((r["recipient"], r["channel"], r["address"]), {})
+            route.setdefault(r["digest_key"], []).append(r)
+        await asyncio.gather(*(self._deliver_route(k, digests) for k, digests in routes.items()))
+        return sum(len(d) for d in routes.values())
 
-    async def _deliver_group(self, key: tuple[str, str, str], rows: list[OutboxRow]) -> None:
+    async def _deliver_route(self, key: tuple[str, str, str], digests: dict[str | None, list[OutboxRow]]) -> None:
+        begun = sorted((rows for dk, rows in digests.items() if dk is not None), key=lambda rows: rows[0]["id"])
+        fresh = digests.get(None)
+        for rows in [*begun, *([fresh] if fresh else [])]:
+            await self._deliver_digest(key, rows)
+
+    async def _deliver_digest(self, key: tuple[str, str, str], rows: list[OutboxRow]) -> None:
         recipient, channel, address = key
         ids = [r["id"] for r in rows]
         sender = self.senders.get(channel)
@@ -91,9 +137,23 @@ class DeliveryWorker:
                          key=lambda g: (-g["score"], g["symbol"]))
         digest = Digest(recipient, [r["key"] for r in rows], signals,
                         held=any(r["key"].endswith(":held") for r in rows))
+        digest_key = rows[0]["digest_key"] or rows[0]["key"]
+        done = min(r["parts_sent"] for r in rows)
         async with self._sem:
             try:
-                await sender.send(address, digest)
+                parts = list(sender.render(digest))
+                if done > len(parts):
+                    log.warning("outbox %s: %d part(s) recorded as sent but the digest renders as %d; "
+                                "treating it as delivered", digest_key, done, len(parts))
+                if done >= len(parts):
+                    await asyncio.to_thread(self.store.record_parts_sent, ids, done, digest_key,
+                                            sent=self._now_ms())
+                for i in range(done, len(parts)):
+                    await sender.send_part(address, parts[i], digest)
+                    self.sent_parts += 1
+                    last = i == len(parts) - 1
+                    await asyncio.to_thread(self.store.record_parts_sent, ids, i + 1, digest_key,
+                                            sent=self._now_ms() if last else None)
             except DeliveryError as e:
                 await self._fail(rows, key, str(e), permanent=e.permanent, retry_after=e.retry_after)
                 return
@@ -101,9 +161,9 @@ class DeliveryWorker:
                 log.exception("delivery to %s/%s failed", recipient, channel)
                 await self._fail(rows, key, f"{type(e).__name__}: {e}")
                 return
-        await asyncio.to_thread(self.store.mark_outbox, ids, "sent", sent=self._now_ms())
         self.sent_messages += 1
-        log.info("delivered recipient=%s channel=%s signals=%d", recipient, channel, len(signals))
+        log.info("delivered recipient=%s channel=%s signals=%d parts=%d%s", recipient, channel, len(signals),
+                 len(parts), f" (resumed after {done})" if done else "")
 
     async def _fail(self, rows: list[OutboxRow], key: tuple[str, str, str], error: str, permanent: bool = False,
                     retry_after: float | None = None) -> None:

@@ -117,6 +117,8 @@ class OutboxRow(OutboxEntry):
     attempts: int
     last_error: str | None
     sent: int | None                         # ms
+    parts_sent: int                          # parts of its digest the platform accepted (resume after them)
+    digest_key: str | None                   # key of the first row of that digest (None until a part is sent)
 
 
 class CycleRecord(TypedDict):

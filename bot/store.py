@@ -50,13 +50,20 @@ CREATE INDEX IF NOT EXISTS signals_ts ON signals (ts);
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, recipient TEXT NOT NULL, channel TEXT NOT NULL,
     address TEXT NOT NULL, created INTEGER NOT NULL, due INTEGER NOT NULL, signal_ids TEXT NOT NULL,
-    status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, sent INTEGER
+    status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, sent INTEGER,
+    parts_sent INTEGER NOT NULL DEFAULT 0, digest_key TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_status_due ON outbox (status, due);
 """
 
 OUTBOX_COLUMNS = ("id", "key", "recipient", "channel", "address", "created", "due", "signal_ids",
-                  "status", "attempts", "last_error", "sent")
+                  "status", "attempts", "last_error", "sent", "parts_sent", "digest_key")
+# Columns added after the first release: (table, column, definition). A database file made before them gets
+# them at open (ALTER TABLE ... ADD COLUMN; existing rows take the default).
+MIGRATIONS = (
+    ("outbox", "parts_sent", "INTEGER NOT NULL DEFAULT 0"),   # digest parts the platform accepted
+    ("outbox", "digest_key", "TEXT"),                         # the digest those parts belong to
+)
 SIGNAL_COLUMNS = ("id", "ts", "symbol", "rule", "kind", "score", "bias", "regime", "receipt", "outcome")
 _SIGNAL_SELECT = f"SELECT {', '.join(SIGNAL_COLUMNS)} FROM signals"
 
@@ -74,6 +81,15 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Add the columns of MIGRATIONS that an older database file lacks (idempotent)."""
+        with self._tx() as db:
+            for table, column, definition in MIGRATIONS:
+                have = {r[1] for r in db.execute(f"PRAGMA table_info({table})").fetchall()}
+                if column not in have:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     def close(self) -> None:
         with self._lock:
@@ -265,6 +281,19 @@ class Store:
             db.executemany("UPDATE outbox SET status=?, last_error=?, due=COALESCE(?, due), sent=? WHERE id=?",
                            [(status, error, due, sent, i) for i in ids])
 
+    def record_parts_sent(self, ids: list[int], parts_sent: int, digest_key: str, *,
+                          sent: int | None = None) -> None:
+        """The platform accepted the first `parts_sent` parts of the digest made of these rows (`digest_key`:
+        the key of its first row, so a resume rebuilds the same digest). Committed before the next part is
+        sent; with `sent` (ms) that was the last part and the rows are 'sent' in the same transaction."""
+        with self._tx() as db:
+            if sent is None:
+                db.executemany("UPDATE outbox SET parts_sent=?, digest_key=? WHERE id=?",
+                               [(parts_sent, digest_key, i) for i in ids])
+            else:
+                db.executemany("UPDATE outbox SET parts_sent=?, digest_key=?, status='sent', last_error=NULL, sent=? "
+                               "WHERE id=?", [(parts_sent, digest_key, sent, i) for i in ids])
+
     def outbox_counts(self) -> dict[str, int]:
         with self._lock:
             return dict(self._db.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall())
@@ -305,7 +334,8 @@ def _stored_signal(row: tuple) -> StoredSignal:
 
 
 def _outbox_row(row: tuple) -> OutboxRow:
-    rid, key, recipient, channel, address, created, due, signal_ids, status, attempts, last_error, sent = row
+    (rid, key, recipient, channel, address, created, due, signal_ids, status, attempts, last_error, sent,
+     parts_sent, digest_key) = row
     return OutboxRow(id=rid, key=key, recipient=recipient, channel=channel, address=address, created=created,
                      due=due, signal_ids=json.loads(signal_ids), status=status, attempts=attempts,
-                     last_error=last_error, sent=sent)
+                     last_error=last_error, sent=sent, parts_sent=parts_sent, digest_key=digest_key)

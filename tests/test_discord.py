@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -21,6 +22,7 @@ from bot.adapters.discord import (COLOURS, MAX_DESCRIPTION, MAX_EMBED_TOTAL, MAX
                                   DiscordAdapter, digest_messages, embed_size, reply_messages)
 from bot.rules import EVERY_SYMBOL, FilterSubscriber
 from bot.app import Services
+from bot.clock import FakeClock
 from bot.commands import Reply, Table
 from bot.config import AlertFilter, Config
 from bot.cycle import CycleOutcome
@@ -99,8 +101,14 @@ def add_adapter(svc: Services, **options) -> DiscordAdapter:
     return svc.register(DiscordAdapter.from_env(svc.cfg, svc.queries, svc.store, **options))
 
 
-def make_worker(svc: Services) -> DeliveryWorker:
-    return app_mod.delivery_worker(svc)           # as run_bot builds it: permanent failures disable the route
+def make_worker(svc: Services, clock: FakeClock | None = None) -> DeliveryWorker:
+    """As run_bot builds it (permanent failures disable the route); with `clock`, the worker and the webhook
+    sender's bucket waits run on that clock (rows already queued are due at once on a clock made after them)."""
+    if clock is None:
+        return app_mod.delivery_worker(svc)
+    if "webhook" in svc.senders:
+        svc.senders["webhook"].clock = clock
+    return app_mod.delivery_worker(svc, clock)
 
 
 def outbox(svc: Services, channel: str | None = None) -> list[dict]:
@@ -241,18 +249,68 @@ async def test_webhook_429_is_kept_and_delivered_later_exactly_once(server, make
         await cycles.run(HOT)
         server.fail_next("/webhooks/5555/", 429, {"message": "You are being rate limited.", "retry_after": 0.4,
                                                    "global": False})
-        worker = make_worker(svc)
+        clock = FakeClock(time=time.time())
+        worker = make_worker(svc, clock)
         await worker.deliver_due()
         [row] = outbox(svc)
         assert row["status"] == "pending" and "rate limited" in row["last_error"]
+        assert row["due"] == int(clock.time() * 1000) + 400
         assert server.webhook_messages(5555) == []
         await worker.deliver_due()                      # not due yet: nothing is sent early
         assert len(posts(server, "/webhooks/5555/")) == 1
-        await asyncio.sleep(0.45)
+        clock.advance(0.45)
         await worker.deliver_due()
         await worker.deliver_due()
         assert len(server.webhook_messages(5555)) == 1
         assert [r["status"] for r in outbox(svc)] == ["sent"]
+    finally:
+        await adapter.stop()
+        svc.store.close()
+
+
+async def test_webhook_429_on_a_later_message_resumes_after_the_ones_posted(server, make_svc, monkeypatch):
+    """A digest of several webhook messages: Discord rate-limits the second; the row keeps its progress and
+    the retry posts the rest, so every message is posted exactly once, in order."""
+    monkeypatch.setenv("DISCORD_WEBHOOK_URL", server.webhook_url())
+    svc = make_svc({})
+    adapter = add_adapter(svc)
+    await adapter.start()
+    try:
+        now = int(time.time() * 1000)
+        sigs = [{"id": f"W{i:07d}", "ts": now, "symbol": f"SYM{i}USDT", "rule": "cross:60", "kind": "threshold",
+                 "score": 90 - i, "bias": "LONG", "regime": "Long crowded",
+                 "receipt": {"rule": "cross:60", "kind": "threshold", "threshold": 60, "prev_score": 50,
+                             "band": "stressed", "bias": "LONG", "regime": "Long crowded", "reason": "why " * 200,
+                             "inputs": {"funding_rate": 0.001}}} for i in range(30)]
+        key = f"{now}:dc-webhook-default:webhook:default"
+        svc.store.commit_alert_cycle(dict(ts=now, duration_s=0.0, requests=0, weight=0, failed={}), [], {}, sigs, [],
+                                     [dict(key=key, recipient="dc-webhook-default", channel="webhook", address="default",
+                                           created=now, due=now, signal_ids=[g["id"] for g in sigs])])
+        expected = digest_messages(Digest("dc-webhook-default", [key], svc.store.signals([g["id"] for g in sigs])))
+        assert len(expected) >= 3
+        record = svc.store.record_parts_sent
+
+        def rate_limited_after_the_first(ids, parts_sent, digest_key, **kw):   # Discord starts to push back
+            record(ids, parts_sent, digest_key, **kw)
+            if parts_sent == 1:
+                server.fail_next("/webhooks/5555/", 429, {"message": "You are being rate limited.",
+                                                           "retry_after": 2.5, "global": False})
+        svc.store.record_parts_sent = rate_limited_after_the_first
+        clock = FakeClock(time=time.time())
+        worker = make_worker(svc, clock)
+        await worker.deliver_due()
+        [row] = outbox(svc)
+        assert row["status"] == "pending" and row["parts_sent"] == 1 and "rate limited" in row["last_error"]
+        assert len(server.webhook_messages(5555)) == 1 and len(posts(server, "/webhooks/5555/")) == 2
+        clock.advance(2.5)
+        await worker.deliver_due()
+        await worker.deliver_due()
+        got = server.webhook_messages(5555)
+        assert [(m["content"], titles(m)) for m in got] == [(m.get("content", ""), titles(m)) for m in expected]
+        assert len(posts(server, "/webhooks/5555/")) == len(expected) + 1      # the one 429, nothing repeated
+        assert clock.sleeps == []                       # the bucket had refilled: no wait
+        [row] = outbox(svc)
+        assert row["status"] == "sent" and row["parts_sent"] == len(expected)
     finally:
         await adapter.stop()
         svc.store.close()

@@ -39,7 +39,10 @@ class FlakySender:
     def __init__(self, failures: list[Exception]):
         self.failures, self.delivered = list(failures), []
 
-    async def send(self, address, digest):
+    def render(self, digest):
+        return [digest]
+
+    async def send_part(self, address, part, digest):
         if self.failures:
             raise self.failures.pop(0)
         self.delivered.append((address, [s["id"] for s in digest.signals], digest.keys))
@@ -102,13 +105,140 @@ async def test_crash_between_send_and_mark_is_recovered_without_a_duplicate(stor
     sender = ConsoleSender(stream=io.StringIO(), alert_log=tmp_path / "alerts.jsonl")
     claimed = store.claim_due(NOW)                 # the crashed process had claimed both ...
     from bot.outbox import Digest
-    await sender.send("alice", Digest("alice", ["k1"], [signal("A", "AUSDT", 40)]))   # ... and delivered k1 only
+    d = Digest("alice", ["k1"], [signal("A", "AUSDT", 40)])
+    [part] = sender.render(d)
+    await sender.send_part("alice", part, d)                     # ... and delivered k1 only
     assert {r["status"] for r in claimed} == {"sending"}
     worker = DeliveryWorker(store, {"console": sender}, now_ms=lambda: NOW)
     await worker.recover()
     await worker.deliver_due()
     assert sorted(sender.delivered_keys()) == ["k1", "k2"]      # k1 not sent twice, k2 sent once
     assert {r["status"] for r in store.outbox_rows()} == {"sent"}
+
+
+class PartsSender:
+    """A sender whose digests are three parts ("<first key> 1/3" ...); `fail` maps a send_part call number
+    (1-based, over the sender's life) to the error it raises instead of accepting."""
+    channel = "console"
+
+    def __init__(self, fail: dict[int, Exception] | None = None, accepted: list[str] | None = None):
+        self.fail, self.calls = dict(fail or {}), 0
+        self.accepted = accepted if accepted is not None else []   # shared across a "restart"
+
+    def render(self, digest):
+        return [f"{'+'.join(digest.keys)} {i}/3" for i in (1, 2, 3)]
+
+    async def send_part(self, address, part, digest):
+        self.calls += 1
+        if self.calls in self.fail:
+            raise self.fail.pop(self.calls)
+        self.accepted.append(part)
+
+    async def was_delivered(self, key):
+        return None
+
+
+async def test_retry_after_on_a_later_part_keeps_the_progress_and_never_repeats_a_part(store):
+    queue(store, [("k1", NOW, ["A"]), ("k2", NOW, ["B"])], [signal("A", "AUSDT", 40), signal("B", "BUSDT", 45)])
+    clock = {"now": NOW}
+    sender = PartsSender({2: DeliveryError("429", retry_after=2)})
+    worker = DeliveryWorker(store, {"console": sender}, now_ms=lambda: clock["now"])
+    await worker.deliver_due()
+    assert sender.accepted == ["k1+k2 1/3"]
+    rows = store.outbox_rows()
+    assert [(r["status"], r["parts_sent"], r["digest_key"], r["due"]) for r in rows] == [
+        ("pending", 1, "k1", NOW + 2000)] * 2
+    # a new row of the same route becomes due meanwhile: it is a digest of its own, after the begun one
+    queue(store, [("k3", NOW + 2000, ["C"])], [signal("C", "CUSDT", 50)])
+    clock["now"] += 2000
+    assert await worker.deliver_due() == 2
+    assert sender.accepted == ["k1+k2 1/3", "k1+k2 2/3", "k1+k2 3/3", "k3 1/3", "k3 2/3", "k3 3/3"]
+    assert {(r["key"], r["status"], r["parts_sent"]) for r in store.outbox_rows()} == {
+        ("k1", "sent", 3), ("k2", "sent", 3), ("k3", "sent", 3)}
+    assert worker.sent_messages == 2 and worker.sent_parts == 6
+
+
+async def test_permanent_error_on_a_later_part_is_reported_once_with_the_progress_kept(store):
+    queue(store, [("k1", NOW, ["A"])], [signal("A", "AUSDT", 40)])
+    reported = []
+    sender = PartsSender({3: DeliveryError("Forbidden: bot was blocked by the user", permanent=True)})
+    worker = DeliveryWorker(store, {"console": sender}, on_permanent=lambda *a: reported.append(a), now_ms=lambda: NOW)
+    await worker.deliver_due()
+    await worker.deliver_due()
+    assert reported == [("alice", "console", "alice", "Forbidden: bot was blocked by the user")]
+    (row,) = store.outbox_rows()
+    assert row["status"] == "failed" and row["parts_sent"] == 2 and sender.accepted == ["k1 1/3", "k1 2/3"]
+
+
+async def test_restart_resumes_at_the_first_part_not_recorded(tmp_path):
+    """Killed between parts: a new worker on the same database file sends only the rest. Killed after the
+    platform accepted a part but before its commit (the documented window): that one part, and no earlier
+    one, is sent again."""
+    import asyncio
+    path = tmp_path / "kill.db"
+    first = Store(path)
+    queue(first, [("k1", NOW, ["A"])], [signal("A", "AUSDT", 40)])
+    accepted: list[str] = []
+    committed = asyncio.Event()
+    record = first.record_parts_sent
+
+    def record_then_die_after_part_2(ids, parts_sent, digest_key, **kw):
+        if parts_sent == 2:                        # part 2 was accepted; the process dies before the commit
+            committed.set()
+            raise asyncio.CancelledError()
+        record(ids, parts_sent, digest_key, **kw)
+    first.record_parts_sent = record_then_die_after_part_2
+    worker = DeliveryWorker(first, {"console": PartsSender(accepted=accepted)}, now_ms=lambda: NOW)
+    task = asyncio.create_task(worker.run(asyncio.Event(), poll_s=0.05))
+    await asyncio.wait_for(committed.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert accepted == ["k1 1/3", "k1 2/3"]
+    (row,) = first.outbox_rows()
+    assert row["status"] == "sending" and row["parts_sent"] == 1
+    first.close()
+
+    second = Store(path)                           # the restart
+    try:
+        restarted = DeliveryWorker(second, {"console": PartsSender(accepted=accepted)}, now_ms=lambda: NOW)
+        await restarted.recover()
+        await restarted.deliver_due()
+        assert accepted == ["k1 1/3", "k1 2/3", "k1 2/3", "k1 3/3"]   # part 2 repeats once; part 1 never
+        (row,) = second.outbox_rows()
+        assert row["status"] == "sent" and row["parts_sent"] == 3
+    finally:
+        second.close()
+
+
+def test_an_existing_database_gets_the_progress_columns(tmp_path):
+    """A database file made before digest progress existed opens with the new columns (old rows: nothing sent
+    yet), keeps its rows, and opening it again changes nothing."""
+    import sqlite3
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, recipient TEXT NOT NULL, channel TEXT NOT NULL,
+            address TEXT NOT NULL, created INTEGER NOT NULL, due INTEGER NOT NULL, signal_ids TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, sent INTEGER
+        );
+        INSERT INTO outbox (key, recipient, channel, address, created, due, signal_ids, status, attempts)
+            VALUES ('old', 'alice', 'console', 'alice', 1, 2, '["A"]', 'sending', 1);
+    """)
+    db.commit()
+    db.close()
+    for opened in range(2):
+        s = Store(path)
+        try:
+            (row,) = s.outbox_rows()
+            assert row["key"] == "old" and row["status"] == "sending" and row["signal_ids"] == ["A"]
+            assert (row["parts_sent"], row["digest_key"]) == ((0, None) if opened == 0 else (1, "old"))
+            s.record_parts_sent([row["id"]], 1, "old")
+        finally:
+            s.close()
+    columns = [r[1] for r in sqlite3.connect(path).execute("PRAGMA table_info(outbox)")]
+    assert columns[-2:] == ["parts_sent", "digest_key"] and len(columns) == len(set(columns))
 
 
 def test_store_answers_named_outbox_queries_with_the_typed_records(store):

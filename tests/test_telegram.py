@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 
 from bot import app as app_module
-from bot.adapters.telegram import (MAX_TEXT, Block, TelegramAdapter, digest_messages, pack, reply_messages,
-                                   tg_len)
+from bot.adapters.telegram import (MAX_TEXT, Block, TelegramAdapter, TelegramSender, digest_messages, pack,
+                                   reply_messages, tg_len)
 from bot.app import Services, delivery_worker, enable_chat_adapters
+from bot.clock import FakeClock
 from bot.commands import REGISTRY, Reply, Table, help_text, telegram_commands
 from bot.config import Config, ExchangeConfig, TelegramConfig
 from bot.cycle import run_cycle
@@ -31,7 +32,8 @@ from bot.outbox import DeliveryWorker, Digest
 from bot.rules import Event
 from bot.demo_market.binance_server import BinanceSimServer
 from bot.demo_market.market import MarketSimulator
-from fakes.telegram_server import TelegramSimServer, parse_formatted_text
+from bot.store import Store
+from fakes.telegram_server import ApiError, TelegramSimServer, parse_formatted_text
 from bot.watchlists import WatchlistError, parse_watchlist
 
 TOKEN = "123456:TEST-TOKEN-d3adb33f"
@@ -175,8 +177,13 @@ def queue_alerts(env: Env, signals: list[dict], chat: int = CHAT, recipient: str
     return row["key"]
 
 
-def worker(env: Env) -> DeliveryWorker:
-    return delivery_worker(env.svc)
+def worker(env: Env, clock: FakeClock | None = None) -> DeliveryWorker:
+    """The app's delivery worker; with `clock`, it and the Telegram sender's flood control run on that clock
+    (rows queued by `queue_alerts` are due at once on a clock made after them)."""
+    if clock is None:
+        return delivery_worker(env.svc)
+    env.adapter.sender.clock = clock
+    return delivery_worker(env.svc, clock)
 
 
 def outbox(env: Env, key: str) -> dict:
@@ -510,18 +517,27 @@ async def test_429_keeps_the_message_and_delivers_it_once_later(env):
     sigs = [make_signal(env, "ETHUSDT", base="ETHUSDT")]
     env.tg.fail_next("sendMessage", 429, "Too Many Requests: retry after 1", retry_after=1, chat_id=CHAT)
     key = queue_alerts(env, sigs)
-    w = worker(env)
+    clock = FakeClock(time=time.time())
+    started_ms = int(clock.time() * 1000)
+    w = worker(env, clock)
     stop = asyncio.Event()
     before = len(env.tg.sent(CHAT))
-    started = time.monotonic()
     task = asyncio.create_task(w.run(stop, poll_s=0.05))
     try:
         await until(lambda: outbox(env, key)["last_error"], what="429 recorded")
         row = outbox(env, key)
         assert row["status"] == "pending" and "retry after 1s" in row["last_error"]
-        assert len(env.tg.sent(CHAT)) == before
+        assert row["due"] == started_ms + 1000                 # retry_after, on the worker's clock
+        polls = len(env.tg.calls_of("sendMessage"))
+        clock.advance(0.9)
+        for _ in range(3):                                     # the loop runs, but the row is not due yet
+            w.wake()
+            await asyncio.sleep(0.05)
+        assert len(env.tg.sent(CHAT)) == before and len(env.tg.calls_of("sendMessage")) == polls
+        assert outbox(env, key)["status"] == "pending"
+        clock.advance(0.1)
+        w.wake()
         await until(lambda: outbox(env, key)["status"] == "sent", timeout=5, what="delivery after retry_after")
-        assert time.monotonic() - started >= 0.9
     finally:
         stop.set()
         w.wake()
@@ -549,14 +565,79 @@ async def test_429_on_a_later_part_never_repeats_earlier_parts(env):
             raise ApiError(429, "Too Many Requests: retry after 1", {"retry_after": 1})
         return orig(p, files)
     env.tg._methods["sendmessage"] = ("sendMessage", second_fails)
-    w = worker(env)
+    clock = FakeClock(time=time.time())
+    w = worker(env, clock)
     await w.deliver_due()
     assert outbox(env, key)["status"] == "pending" and len(env.tg.sent(CHAT)) == before + 1
-    await asyncio.sleep(1.05)
-    await w.deliver_due()                                      # the sender itself waited out retry_after
-    assert outbox(env, key)["status"] == "sent"
+    assert outbox(env, key)["parts_sent"] == 1                 # the progress is the row's, in the store
+    await w.deliver_due()                                      # not due yet: nothing is sent early
+    assert len(env.tg.sent(CHAT)) == before + 1 and calls["n"] == 2
+    clock.advance(1.0)
+    await w.deliver_due()                                      # retry_after has passed (worker and sender)
+    assert outbox(env, key)["status"] == "sent" and outbox(env, key)["parts_sent"] == len(parts)
     sent = [m["text"] for m in env.tg.sent(CHAT)[before:]]
     assert sent == parts                                      # each part exactly once, in order
+
+
+async def test_kill_between_parts_resumes_after_restart_with_the_rest_only(env):
+    """The delivery is killed while part 2 of a three-part digest is in flight (part 1 accepted and recorded);
+    a new worker and sender on the same database file (a restart) send parts 2 and 3 only: the chat gets
+    every part exactly once, in order."""
+    await say(env, "/start")
+    sigs = [make_signal(env, f"K{i:03d}USDT", ts=env.ts - 200 - i) for i in range(60)]
+    key = queue_alerts(env, sigs, key="kill")
+    parts = digest_messages(Digest(f"tg-{CHAT}", [key], env.svc.store.signals([s["id"] for s in sigs])))
+    assert len(parts) == 3
+    before = len(env.tg.sent(CHAT))
+    orig = env.tg._api_sendMessage
+    attempts: list[str] = []
+    gate = asyncio.Event()
+
+    async def second_hangs(p, files):                         # part 2 never gets an answer: the bot dies first
+        attempts.append(p["text"])
+        if len(attempts) == 2:
+            await gate.wait()
+            raise ApiError(502, "Bad Gateway: nobody is listening any more")
+        with env.tg._lock:
+            return orig(p, files)
+    env.tg._methods["sendmessage"] = ("sendMessage", second_hangs)
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker(env).run(stop, poll_s=0.05))
+    try:
+        await until(lambda: len(attempts) == 2, what="part 2 in flight", tg=env.tg)
+        row = outbox(env, key)
+        assert row["status"] == "sending" and row["parts_sent"] == 1 and row["digest_key"] == key
+        task.cancel()                                          # the kill: nothing more runs or commits
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        gate.set()
+    assert [m["text"] for m in env.tg.sent(CHAT)[before:]] == parts[:1]
+    env.tg._methods["sendmessage"] = ("sendMessage", orig)
+
+    # the restart: a new store connection on the same file, a new sender, a new worker (recover, then deliver)
+    store = Store(env.svc.store.path)
+    try:
+        sender = TelegramSender(lambda: env.adapter.bot, {}, env.adapter._migrated)
+        restarted = DeliveryWorker(store, {"telegram": sender})
+        stop = asyncio.Event()
+        task = asyncio.create_task(restarted.run(stop, poll_s=0.05))
+        try:
+            await until(lambda: store.outbox_row(key)["status"] == "sent", what="resumed delivery", tg=env.tg)
+        finally:
+            stop.set()
+            restarted.wake()
+            await task
+        row = store.outbox_row(key)
+        assert row["parts_sent"] == 3 and restarted.sent_parts == 2
+    finally:
+        store.close()
+    sent = [m["text"] for m in env.tg.sent(CHAT)[before:]]
+    assert sent == parts                                       # part 1 once, then parts 2 and 3, in order
+    assert attempts == [parts[0], parts[1]]                    # before the kill: part 1, part 2 (never answered)
+    resumed = [c["text"] for c in env.tg.calls_of("sendMessage") if c["text"] in parts][2:]
+    assert resumed == parts[1:]                                # after the restart: parts 2 and 3 only
 
 
 async def test_403_marks_the_recipient_inactive_and_stops_sending(env):

@@ -25,9 +25,12 @@ class ConsoleSender:
             self.alert_log.parent.mkdir(parents=True, exist_ok=True)
             self._drop_torn_tail()
 
-    async def send(self, address: str, digest: Digest) -> None:
-        text = report.digest_text(digest.signals, digest.held)
-        print(f"\n🔔 {address}: {text}", file=self.stream, flush=True)
+    def render(self, digest: Digest) -> list[str]:
+        """One part: the whole digest as text (a terminal has no length limit)."""
+        return [report.digest_text(digest.signals, digest.held)]
+
+    async def send_part(self, address: str, part: str, digest: Digest) -> None:
+        print(f"\n🔔 {address}: {part}", file=self.stream, flush=True)
         if self.alert_log:
             line = json.dumps({"keys": digest.keys, "recipient": digest.recipient,
                                "signals": [s["id"] for s in digest.signals]})

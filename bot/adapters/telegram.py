@@ -31,7 +31,6 @@ import html
 import logging
 import os
 import re
-import time
 import warnings
 from dataclasses import dataclass
 from datetime import timedelta
@@ -45,6 +44,7 @@ from telegram.ext import (AIORateLimiter, Application, BaseUpdateProcessor, Call
                           ContextTypes, Defaults, MessageHandler, filters)
 
 from .. import report
+from ..clock import SYSTEM_CLOCK, Clock
 from ..commands import REGISTRY, Button, Context, Reply, dispatch, telegram_commands
 from ..config import TelegramConfig
 from ..engine import Recipient
@@ -623,25 +623,32 @@ class TelegramAdapter:
 
 # ------------------------------------------------------------------------------------------------ outbox sender
 class TelegramSender:
-    """The outbox's Telegram channel: one digest -> one or more HTML messages to the chat id in `address`.
+    """The outbox's Telegram channel: one digest -> one or more HTML messages (`render`, split at 4096 on line
+    boundaries) to the chat id in `address`, sent one part at a time (`send_part`). Which parts went out is the
+    outbox's to record (`parts_sent`), so a retry or a restart never repeats the first ones.
 
     Errors map to the outbox's contract: RetryAfter -> DeliveryError(retry_after) (kept, sent later); Forbidden
-    or "chat not found" -> permanent; anything else (network, timeouts, 5xx) -> retried with backoff. A digest
-    that needed several messages remembers how many went out, so a retry never repeats the first ones."""
+    or "chat not found" -> permanent; anything else (network, timeouts, 5xx) -> retried with backoff. After a
+    RetryAfter every part to any chat is refused at once until it has passed (on `clock`, which tests replace
+    with a FakeClock). A chat that migrated to a supergroup is followed for the parts still to send."""
     channel = "telegram"
 
     def __init__(self, bot: Callable[[], Any], disabled: dict[int, str],
-                 on_migrated: Callable[[str, int, int], Awaitable[None]]):
+                 on_migrated: Callable[[str, int, int], Awaitable[None]], clock: Clock = SYSTEM_CLOCK):
         self._bot = bot                         # the running Bot, or None before start / after stop
         self._disabled = disabled               # chat id -> why: the adapter's, cleared when the chat writes again
         self._on_migrated = on_migrated         # (recipient, old chat id, new chat id)
-        self._progress: dict[tuple[str, tuple[str, ...]], int] = {}
-        self._flood_until = 0.0
+        self.clock = clock
+        self._migrated: dict[int, int] = {}     # old chat id -> the supergroup it became
+        self._flood_until = 0.0                 # on clock.monotonic()
 
     async def was_delivered(self, key: str) -> bool | None:
         return None                             # Telegram has no idempotency key: cannot tell
 
-    async def send(self, address: str, digest: Digest) -> None:
+    def render(self, digest: Digest) -> list[str]:
+        return digest_messages(digest)
+
+    async def send_part(self, address: str, part: str, digest: Digest) -> None:
         bot = self._bot()
         if bot is None:
             raise DeliveryError("telegram adapter is not running")
@@ -649,24 +656,15 @@ class TelegramSender:
             chat_id = int(address)
         except ValueError:
             raise DeliveryError(f"not a Telegram chat id: {address!r}", permanent=True) from None
+        chat_id = self._migrated.get(chat_id, chat_id)
         if chat_id in self._disabled:
             raise DeliveryError(f"chat {chat_id} disabled after: {self._disabled[chat_id]}", permanent=True)
-        wait = self._flood_until - time.monotonic()
+        wait = self._flood_until - self.clock.monotonic()
         if wait > 0:
             raise DeliveryError(f"Telegram flood control: waiting {wait:.1f}s more", retry_after=wait)
-        messages = digest_messages(digest)
-        key = (address, tuple(digest.keys))
-        if len(self._progress) > 10_000:
-            self._progress.clear()
-        try:
-            for i in range(self._progress.get(key, 0), len(messages)):
-                chat_id = await self._send_one(bot, chat_id, messages[i], digest)
-                self._progress[key] = i + 1
-        except DeliveryError as e:
-            if e.permanent:
-                self._progress.pop(key, None)
-            raise
-        self._progress.pop(key, None)
+        sent_to = await self._send_one(bot, chat_id, part, digest)
+        if sent_to != chat_id:
+            self._migrated[int(address)] = sent_to
 
     async def _send_one(self, bot, chat_id: int, text: str, digest: Digest, migrated: bool = False) -> int:
         try:
@@ -674,7 +672,7 @@ class TelegramSender:
             return chat_id
         except RetryAfter as e:
             secs = retry_after_seconds(e)
-            self._flood_until = max(self._flood_until, time.monotonic() + secs)
+            self._flood_until = max(self._flood_until, self.clock.monotonic() + secs)
             raise DeliveryError(f"Telegram flood control: retry after {secs:g}s", retry_after=secs) from None
         except Forbidden as e:
             raise DeliveryError(f"Forbidden: {e.message}", permanent=True) from None

@@ -213,7 +213,9 @@ def delivery_ref(key: str) -> str:
 
 
 def digest_messages(digest: Digest) -> list[dict]:
-    """An outbox digest as messages: the top alerts as full embeds, the rest one line each."""
+    """An outbox digest as messages: the top alerts as full embeds, the rest one line each; the last embed's
+    footer carries the `ref` of every key. Deterministic (same digest, same messages): the outbox resumes a
+    digest after the messages it recorded as posted."""
     sigs = digest.signals
     n = len(sigs)
     content = f"🔔 {n} alert{'s' if n != 1 else ''}" + (" (held during quiet hours)" if digest.held else "")

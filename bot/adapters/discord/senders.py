@@ -25,11 +25,12 @@ class BotSender:
 
     discord.py honours per-route 429s itself; a wait longer than `max_ratelimit_timeout` raises RateLimited,
     which goes back to the outbox with its retry_after. Unknown/forbidden channel -> permanent (the route is
-    disabled and reported once)."""
+    disabled and reported once). A digest is one or more messages (`render`); the outbox sends them one at a
+    time (`send_part`) and records which went out, so a retry never posts a part twice. The last message
+    carries the `ref` marker that `was_delivered` looks for."""
 
     def __init__(self, channel: str, client: ClientHandle, routes: RouteBook):
         self.channel, self._client, self._routes = channel, client, routes
-        self._progress: dict[tuple, int] = {}
         self._dm_channels: dict[int, int] = {}
 
     async def _target(self, address: str) -> discord.abc.Messageable:
@@ -45,33 +46,26 @@ class BotSender:
             cid = self._dm_channels[uid] = int(data["id"])
         return client.get_partial_messageable(cid, type=discord.ChannelType.private)
 
-    async def send(self, address: str, digest: Digest) -> None:
+    def render(self, digest: Digest) -> list[dict]:
+        return digest_messages(digest)
+
+    async def send_part(self, address: str, part: dict, digest: Digest) -> None:
         self._routes.check_route(self.channel, address)
-        messages = digest_messages(digest)
-        key = (address, tuple(digest.keys))
-        done = self._progress.get(key, 0)
         try:
             target = await self._target(address)
-            for i, m in enumerate(messages):
-                if i < done:
-                    continue   # sent before a retryable failure: never post a part twice
-                await target.send(content=m.get("content"), embeds=[discord.Embed.from_dict(e) for e in m["embeds"]],
-                                  allowed_mentions=discord.AllowedMentions.none())
-                self._progress[key] = i + 1
+            await target.send(content=part.get("content"), embeds=[discord.Embed.from_dict(e) for e in part["embeds"]],
+                              allowed_mentions=discord.AllowedMentions.none())
         except discord.RateLimited as e:
             raise DeliveryError(f"rate limited for {e.retry_after:.1f}s", retry_after=e.retry_after) from None
         except (discord.NotFound, discord.Forbidden) as e:
-            self._progress.pop(key, None)
             error = f"{e.status} {e.code}: {e.text}"
             raise self._routes.route_failed(self.channel, address, error) from None
         except discord.HTTPException as e:
             if 400 <= e.status < 500 and e.status != 429:   # our payload was refused: retrying cannot help
-                self._progress.pop(key, None)
                 raise DeliveryError(f"rejected {e.status} {e.code}: {e.text}", permanent=True) from None
             raise DeliveryError(f"discord {e.status}: {e.text}") from None
         except (OSError, asyncio.TimeoutError, discord.ConnectionClosed) as e:
             raise DeliveryError(f"network: {type(e).__name__}") from None
-        self._progress.pop(key, None)
 
     async def was_delivered(self, key: str) -> bool | None:
         """After a crash mid-send: look for the key's marker in the channel's recent messages."""

@@ -5,7 +5,8 @@ discord.py's `Webhook.from_url` accepts only discord.com URLs, so loopback tests
 
 * 2xx: delivered. `wait=true` makes Discord answer with the message (and errors synchronously).
 * 429: `DeliveryError(retry_after=...)` from the body's `retry_after` (or `Retry-After`): the outbox keeps the
-  message and sends it after that delay. A digest split over several messages resumes where it stopped.
+  message and sends it after that delay. A digest split over several messages (`render`) is posted one message
+  at a time (`send_part`); the outbox records each one posted, so it resumes where it stopped.
 * 404 (10015 Unknown Webhook) / 401 (50027 Invalid Webhook Token) / 403: the webhook is gone; permanent, the
   route is disabled and reported once (`RouteBook`, through `DiscordAdapter.disable_route`).
 * other 4xx: the payload was refused; the message is dropped (permanent), the route stays enabled.
@@ -17,12 +18,11 @@ URLs are secrets: errors and logs name the webhook by its configured name only.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 
 import httpx
 
+from ...clock import SYSTEM_CLOCK, Clock
 from ...logsetup import REDACTOR
 from ...outbox import DeliveryError, Digest
 from .format import digest_messages
@@ -38,13 +38,14 @@ GONE = {401, 403, 404}
 class WebhookSender:
     channel = WEBHOOK
 
-    def __init__(self, targets: dict[str, WebhookTarget], routes: RouteBook, http: httpx.AsyncClient | None = None):
+    def __init__(self, targets: dict[str, WebhookTarget], routes: RouteBook, http: httpx.AsyncClient | None = None,
+                 clock: Clock = SYSTEM_CLOCK):
         self._routes = routes
         self.targets = targets                     # route address (name) -> target (with the secret URL)
         self.http = http
         self._own_http = http is None
-        self._progress: dict[tuple, int] = {}      # (address, keys) -> messages already posted
-        self._not_before: dict[str, float] = {}    # address -> monotonic time the bucket refills
+        self.clock = clock                         # bucket waits (tests inject a FakeClock)
+        self._not_before: dict[str, float] = {}    # address -> clock.monotonic() time the bucket refills
         self.posts = 0
 
     async def start(self) -> None:
@@ -56,26 +57,22 @@ class WebhookSender:
             await self.http.aclose()
             self.http = None
 
-    async def send(self, address: str, digest: Digest) -> None:
+    def render(self, digest: Digest) -> list[dict]:
+        return digest_messages(digest)
+
+    async def send_part(self, address: str, part: dict, digest: Digest) -> None:
         self._routes.check_route(WEBHOOK, address)
         target = self.targets.get(address)
         if target is None:
             raise DeliveryError(f"webhook {address!r} is no longer configured", permanent=True)
         if self.http is None:
             await self.start()
-        key = (address, tuple(digest.keys))
-        done = self._progress.get(key, 0)
-        for i, message in enumerate(digest_messages(digest)):
-            if i < done:
-                continue           # posted before a retryable failure: never twice
-            await self._post(target, message)
-            self._progress[key] = i + 1
-        self._progress.pop(key, None)
+        await self._post(target, part)
 
     async def _post(self, target: WebhookTarget, message: dict) -> None:
-        wait = self._not_before.get(target.name, 0) - time.monotonic()
+        wait = self._not_before.get(target.name, 0) - self.clock.monotonic()
         if wait > 0:
-            await asyncio.sleep(min(wait, MAX_PREEMPTIVE_WAIT_S))
+            await self.clock.sleep(min(wait, MAX_PREEMPTIVE_WAIT_S))
         payload = {"embeds": message["embeds"], "allowed_mentions": {"parse": []}}
         if message.get("content"):
             payload["content"] = message["content"]
@@ -102,7 +99,7 @@ class WebhookSender:
     def _note_bucket(self, name: str, r: httpx.Response) -> None:
         try:
             if r.headers.get("X-RateLimit-Remaining") == "0":
-                self._not_before[name] = time.monotonic() + float(r.headers.get("X-RateLimit-Reset-After", "0"))
+                self._not_before[name] = self.clock.monotonic() + float(r.headers.get("X-RateLimit-Reset-After", "0"))
         except ValueError:
             pass
 
