@@ -45,6 +45,123 @@ def touch_later(path: Path, data: bytes) -> None:
     os.utime(path, ns=(st.st_atime_ns, max(st.st_mtime_ns, old + 1_000_000_000)))
 
 
+# ------------------------------------------------------------------------------ one bad file is its own problem
+
+@pytest.mark.parametrize("byte, expected", BAD_BYTES)
+def test_a_bad_byte_is_a_file_line_problem_of_that_file(byte, expected):
+    with pytest.raises(WatchlistError) as e:
+        parse_watchlist(poisoned(byte), "wl/bob.yaml")
+    assert str(e.value) == f"wl/bob.yaml:{expected}"
+
+
+@pytest.mark.parametrize("text", ["a: !!python/object:os.system x\n", "a: !custom x\n", "x: 2026-13-45 01:02:03\n",
+                                  "[" * 5000, "{a: 1, b: [" * 300, "\ufeff\ufeffname: x\n", "a: \ud800\n",
+                                  "a: \x85b\n", "key: *undefined\n"])
+def test_whatever_the_parser_raises_is_a_watchlist_error(text):
+    """The parser is total: any text is a Watchlist or a WatchlistError naming the file, never another exception."""
+    try:
+        parse_watchlist(text, "wl/x.yaml")
+    except WatchlistError as e:
+        assert str(e).startswith("wl/x.yaml") and "Traceback" not in str(e)
+
+
+@pytest.mark.parametrize("byte, expected", BAD_BYTES)
+def test_start_up_and_check_config_carry_on_with_every_other_file(tmp_path, byte, expected):
+    (tmp_path / "alice.yaml").write_text("symbols: [ETHUSDT]\n")
+    (tmp_path / "bob.yaml").write_bytes(poisoned(byte))
+    (tmp_path / "carol.yaml").write_text("symbols: [SOLUSDT]\n")
+    reg = WatchlistRegistry(tmp_path, universe=lambda: UNIVERSE)
+    assert reg.load_all() == [f"{tmp_path / 'bob.yaml'}:{expected}"]
+    assert [uid for uid, _ in reg.items()] == ["alice", "carol"] and set(reg.errors) == {"bob"}
+    assert check_watchlists(tmp_path, UNIVERSE) == [f"{tmp_path / 'bob.yaml'}:{expected}"]
+
+
+@pytest.mark.parametrize("byte, expected", BAD_BYTES)
+def test_hot_reload_keeps_the_last_good_version_and_picks_up_everyone_else(tmp_path, byte, expected):
+    touch_later(tmp_path / "alice.yaml", b"symbols: [ETHUSDT]\n")
+    touch_later(tmp_path / "bob.yaml", GOOD + b"0\n")
+    reg = WatchlistRegistry(tmp_path, universe=lambda: UNIVERSE)
+    assert reg.load_all() == []
+    good = reg.get("bob")
+    touch_later(tmp_path / "bob.yaml", poisoned(byte))            # bob breaks his file ...
+    touch_later(tmp_path / "alice.yaml", b"symbols: [ETHUSDT, SOLUSDT]\n")   # ... in the same pass alice edits hers
+    touch_later(tmp_path / "dave.yaml", b"symbols: [BTCUSDT]\n")             # ... and dave arrives
+    changed, problems = reg.reload_if_changed()
+    assert sorted(changed) == ["alice", "dave"] and problems == [f"{tmp_path / 'bob.yaml'}:{expected}"]
+    assert reg.get("bob") is good and reg.get("alice").symbols == ["ETHUSDT", "SOLUSDT"]
+    assert reg.reload_if_changed() == ([], [])                   # reported once
+    touch_later(tmp_path / "bob.yaml", GOOD + b"5\n")
+    assert reg.reload_if_changed() == (["bob"], []) and reg.get("bob").min_score == 45
+
+
+async def test_the_bot_starts_with_a_broken_watchlist(make_services, tmp_path):
+    """`run` builds its services the one way (`build_services`): a poisoned file does not stop it."""
+    folder = tmp_path / "watchlists"
+    folder.mkdir()
+    (folder / "alice.yaml").write_text("telegram_chat_id: 1\n")
+    (folder / "bob.yaml").write_bytes(poisoned(b"\x1b"))
+    svc = make_services()
+    assert [uid for uid, _ in svc.watchlists.items()] == ["alice"] and set(svc.watchlists.errors) == {"bob"}
+
+
+def test_check_config_names_the_file_and_never_shows_a_traceback(tmp_path):
+    wl = tmp_path / "wl"
+    wl.mkdir()
+    (wl / "alice.yaml").write_text("symbols: [BTCUSDT]\n")
+    for name, byte in [("ff", b"\x0c"), ("esc", b"\x1b"), ("nul", b"\x00"), ("latin1", b"\xe9")]:
+        (wl / f"{name}.yaml").write_bytes(poisoned(byte))
+    out = subprocess.run([sys.executable, "-m", "bot", "check-config", "--watchlists", str(wl)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    for name in ("ff", "esc", "nul", "latin1"):
+        assert f"ERROR {wl / name}.yaml:3: not valid" in out.stderr, out.stderr
+    assert "alice.yaml" not in out.stderr
+    assert "5 watchlist file(s) checked" in out.stdout and "4 problem(s)" in out.stdout
+
+
+# -------------------------------------------------------------------------------------------------- symlinks
+
+@pytest.fixture
+def folder_with_links(tmp_path):
+    secret = tmp_path / ".env"
+    secret.write_text(f"TELEGRAM_BOT_TOKEN={TOKEN}\n")
+    wl = tmp_path / "wl"
+    wl.mkdir()
+    (wl / "real.yaml").write_text("symbols: [BTCUSDT]\n")
+    (wl / "evil.yaml").symlink_to(secret)                      # absolute, leaving the folder
+    (wl / "sneaky.yaml").symlink_to(Path("..") / ".env")       # relative, leaving the folder
+    (wl / "alias.yaml").symlink_to("real.yaml")                # staying inside: fine
+    return wl
+
+
+def test_symlinks_leaving_the_folder_are_refused_without_echoing_the_target(folder_with_links):
+    wl = folder_with_links
+    reg = WatchlistRegistry(wl, universe=lambda: UNIVERSE)
+    problems = reg.load_all()
+    assert problems == [f"{wl / 'evil.yaml'}: refused: symlink to outside the watchlist folder",
+                        f"{wl / 'sneaky.yaml'}: refused: symlink to outside the watchlist folder"]
+    assert [uid for uid, _ in reg.items()] == ["alias", "real"]
+    assert check_watchlists(wl, UNIVERSE) == problems
+    for text in problems:
+        assert ".env" not in text and "TOKEN" not in text and TOKEN[:12] not in text
+
+
+async def test_edits_and_export_refuse_a_symlink_leaving_the_folder(folder_with_links):
+    wl = folder_with_links
+    reg = WatchlistRegistry(wl, universe=lambda: UNIVERSE)
+    reg.load_all()
+    for attempt in (lambda: reg.add_symbols("evil", ["eth"]), lambda: reg.set_fields("evil", alerts=False),
+                    lambda: reg.import_yaml("evil", "name: x\n"), lambda: reg.ensure("evil")):
+        with pytest.raises(EditError, match="refused: symlink to outside the watchlist folder") as e:
+            await attempt()
+        assert "TOKEN" not in str(e.value) and TOKEN[:12] not in str(e.value)
+    with pytest.raises(EditError, match="refused: symlink"):
+        reg.export_yaml("evil")                               # /export would have sent the .env to the chat
+    assert (wl / "evil.yaml").is_symlink() and (wl.parent / ".env").read_text().startswith("TELEGRAM_BOT_TOKEN=")
+    res = await reg.add_symbols("alias", ["eth"])             # a link inside the folder is an ordinary file
+    assert res.added == ["ETHUSDT"]
+
+
 # ------------------------------------------------------------------------------------------- secret snippets
 
 @pytest.mark.parametrize("value", [
