@@ -189,3 +189,51 @@ def test_a_secret_saved_as_a_watchlist_is_never_echoed(tmp_path):
     assert "oops.yaml:1: expected a mapping of fields" in msgs and "[redacted]" in msgs
     assert "oops2.yaml:1: symbols[0]" in msgs and "oops3.yaml:2: muted." in msgs
     assert "AAHdqTcv" not in msgs and "123456789" not in msgs
+
+
+# ------------------------------------------------------------------------------------ edits from two processes
+
+EDITOR = textwrap.dedent("""
+    import asyncio, sys, time
+    from pathlib import Path
+    from bot.watchlists import Limits, WatchlistRegistry
+    folder, tag, go = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+    reg = WatchlistRegistry(folder, limits=Limits(max_symbols=100))
+    reg.load_all()
+    (folder.parent / f"ready-{tag}").touch()
+    while not go.exists():
+        time.sleep(0.005)
+
+    async def main():
+        for i in range(20):
+            res = await reg.add_symbols("shared", [f"{tag}{i}X"])
+            assert res.added == [f"{tag}{i}XUSDT"], res
+            print("done", i, flush=True)
+    asyncio.run(main())
+""")
+
+
+def test_edits_from_two_processes_are_serialised_and_none_is_lost(tmp_path):
+    folder = tmp_path / "wl"
+    folder.mkdir()
+    (folder / "shared.yaml").write_text("# shared by two bots\nname: Shared\nsymbols: []\n")
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", EDITOR, str(folder), tag, str(go)], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for tag in ("P", "Q")]
+    try:
+        wait_for(lambda: all((tmp_path / f"ready-{t}").exists() for t in "PQ")
+                 or any(p.poll() is not None for p in procs), 60, "both editors ready")
+        go.touch()                                           # both start editing at once
+        outs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-2000:]
+        assert out.count("done") == 20                       # each said "done" 20 times ...
+    wl = parse_watchlist((folder / "shared.yaml").read_bytes(), "shared", limits=Limits(max_symbols=100))
+    expected = {f"{t}{i}XUSDT" for t in "PQ" for i in range(20)}
+    assert set(wl.symbols) == expected and len(wl.symbols) == 40    # ... and all 40 edits landed
+    assert (folder / "shared.yaml").read_text().startswith("# shared by two bots\n")
+    assert [p.name for p in folder.iterdir()] == ["shared.yaml"]      # no lock file or temp file left behind

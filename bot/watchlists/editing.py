@@ -2,9 +2,10 @@
 
 Reading is PyYAML's job (model.py). Editing uses ruamel.yaml's round-trip mode, so comments, blank lines, key
 order, quoting and the file's own indentation survive and only the changed values are rewritten. Every edit
-1. is serialized per user (`UserLocks`: an asyncio.Lock per user and event loop, plus a threading.Lock per user),
+1. is serialized per user (`UserLocks`: an asyncio.Lock per user and event loop, plus a threading.Lock per user)
+   and across processes (`files.folder_lock`: an flock on the folder, held around read-modify-write),
 2. re-reads the file from disk (`files.read_file`, which refuses symlinks leaving the folder), so hand edits
-   made meanwhile are respected,
+   and other processes' edits made meanwhile are respected,
 3. validates the *resulting text* with the same parser and model as loading (`parse_watchlist`); a refused edit
    raises EditError and leaves the file untouched,
 4. replaces the file atomically (`_atomic_write`).
@@ -35,7 +36,7 @@ from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from ..symbols import SYMBOL_RE, clean, normalize, suggest, with_quote
 from ..yamlerrors import Problem
-from .files import read_file
+from .files import folder_lock, read_file
 from .model import IDENTITY_FIELDS, TEMPLATE, Limits, Watchlist, WatchlistError, as_utc, parse_watchlist
 from .quiet import UTC, aware
 
@@ -262,7 +263,7 @@ class Editing:
         self.path(user_id)                                   # fail fast on a bad id
 
         def locked():
-            with self._locks.thread(user_id):
+            with self._locks.thread(user_id), folder_lock(self.directory):   # this process, then all of them
                 return fn()
 
         async with self._locks.task(user_id):

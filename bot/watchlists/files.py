@@ -1,20 +1,31 @@
-"""Reading a watchlist file: the one place a file's bytes are read.
+"""Reading a watchlist file and locking the folder: the one place a file's bytes are read, and the lock that
+serialises edits between processes.
 
 `read_file` refuses what is not the folder's own (a symlink whose real path is outside the folder, which could
 point at `.env`; anything not a regular file) and what is too large, and turns every OS error into a
 `WatchlistError` of that file; `load_file` adds parsing (`parse_watchlist`, itself total). Neither raises
 anything else except FileNotFoundError (a file that is gone is not a problem, it is no watchlist), so one bad
 file is only ever its own problem: start-up, `check-config` and hot reload carry on with every other file.
+
+`folder_lock` is an exclusive `flock` on the folder itself (no lock file to leave behind): two `run`
+processes, or a bot and a script, editing the same watchlists take turns, and every edit re-reads the file
+inside the lock, so none is lost. The OS drops the lock when the holder dies.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from ..yamlerrors import Problem
 from .model import Limits, Watchlist, WatchlistError, parse_watchlist
+
+try:
+    import fcntl
+except ImportError:       # not POSIX: edits are still serialised within the process, not across processes
+    fcntl = None  # type: ignore[assignment]
 
 OUTSIDE = "refused: symlink to outside the watchlist folder"
 
@@ -80,3 +91,18 @@ def load_file(path: Path, folder: Path, *, limits: Limits, universe: Iterable[st
     except Exception as e:     # a last resort: one file's trouble never becomes anyone else's
         raise WatchlistError([Problem(str(path), None, None, f"cannot read: {type(e).__name__}")]) from None
 
+
+@contextlib.contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Exclusive, blocking, cross-process: an flock on the folder's own directory handle (created if missing).
+    Callers run in worker threads; within a process the per-user locks come first."""
+    if fcntl is None:
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)          # closing drops the lock
