@@ -139,3 +139,24 @@ def test_signal_receipt_from_the_store(tmp_path):
     assert "mark 101.0 · index 100.5" in out.stdout
     missing = bot("signal", "NOPE", "--db", str(tmp_path / "s.db"))
     assert missing.returncode == 1 and "no signal 'NOPE'" in missing.stderr
+
+
+def test_run_and_demo_refuse_a_database_another_engine_holds(tmp_path):
+    """One engine per database: while a process holds `<db>.lock`, `run` and `demo` on that database say who
+    holds it and exit 75 (EX_TEMPFAIL) at once, before opening the store or the exchange."""
+    import os
+    from bot.app import engine_holder, hold_engine_lock
+    db = tmp_path / "bot.db"
+    lock = hold_engine_lock(str(db))
+    try:
+        assert engine_holder(str(db)) == str(os.getpid())
+        message = f"error: another bot is already running on {db} (pid {os.getpid()}); not starting a second engine"
+        run = bot("run", "--db", str(db), "--exchange-url", "http://127.0.0.1:9", "--watchlists", str(tmp_path / "wl"))
+        assert run.returncode == 75 and message in run.stderr and "Traceback" not in run.stderr
+        assert not db.exists(), "the refused run never opened the store"
+        demo = bot("demo", "--db", str(db), "--seconds", "20", "--symbols", "20")
+        assert demo.returncode == 75 and message in demo.stderr
+    finally:
+        lock.close()
+    assert engine_holder(str(db)) is None                    # released with its holder
+
