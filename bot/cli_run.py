@@ -92,6 +92,30 @@ def cmd_demo(args, cfg: Config) -> int:
     return _one_engine(lambda: asyncio.run(_demo(args, cfg)))
 
 
+def engine_last_cycle(db: str) -> tuple[int, list[dict], dict] | None:
+    """For `scan` / `score`: when a `run` holds `db`, its last committed cycle (read-only) instead of a competing
+    cycle of our own (which would poll the exchange beside it and write a cycle into its database); None when no
+    engine runs there. UserError when the engine has not committed a cycle yet."""
+    from .app import engine_holder
+    from .errors import UserError
+    pid = engine_holder(db)
+    if pid is None:
+        return None
+    store = Store(db)
+    try:
+        last = store.last_cycle()
+        ts, results = store.latest_scores()
+    finally:
+        store.close()
+    if last is None or ts is None:
+        raise UserError(f"a bot is running on {db} (pid {pid}) and has not committed a cycle yet; "
+                        "try again in a minute (or use another --db)")
+    when = datetime.fromtimestamp(ts / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    print(f"note: a bot is running on {db} (pid {pid}): showing its last cycle ({when}) instead of running "
+          "a competing one", file=sys.stderr)
+    return ts, results, dict(last["failed"])
+
+
 def cmd_signal(args, cfg: Config) -> int:
     store = Store(resolve_db_path(args.db, cfg))
     try:

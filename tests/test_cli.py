@@ -160,3 +160,28 @@ def test_run_and_demo_refuse_a_database_another_engine_holds(tmp_path):
         lock.close()
     assert engine_holder(str(db)) is None                    # released with its holder
 
+
+def test_scan_on_a_running_engines_database_reads_its_last_cycle_instead_of_competing(tmp_path):
+    import os
+    from bot.app import hold_engine_lock
+    from bot.store import Store
+    db = tmp_path / "bot.db"
+    lock = hold_engine_lock(str(db))
+    try:
+        out = bot("scan", "--db", str(db), "--exchange-url", "http://127.0.0.1:9")
+        assert out.returncode == 1 and "has not committed a cycle yet" in out.stderr
+        rows = json.loads(bot("scan", "--input", str(SEEDS), "--json").stdout)
+        store = Store(db)
+        store.save_cycle(1764072000000, 1.0, 3, 3, rows, {})
+        store.close()
+        out = bot("scan", "--db", str(db), "--exchange-url", "http://127.0.0.1:9")    # an unreachable exchange:
+        assert out.returncode == 0, out.stderr                                         # it is never asked
+        assert f"a bot is running on {db} (pid {os.getpid()}): showing its last cycle (2025-11-25 12:00 UTC)" in out.stderr
+        assert "11 symbols ranked" in out.stdout.splitlines()[0]
+        score = bot("score", "lab", "--db", str(db), "--exchange-url", "http://127.0.0.1:9")
+        assert score.returncode == 0 and "score 53 (stretched)" in score.stdout
+        store = Store(db)
+        assert store.last_cycle()["ts"] == 1764072000000         # no competing cycle was written
+        store.close()
+    finally:
+        lock.close()
