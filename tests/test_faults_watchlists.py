@@ -104,6 +104,19 @@ async def test_the_bot_starts_with_a_broken_watchlist(make_services, tmp_path):
     assert [uid for uid, _ in svc.watchlists.items()] == ["alice"] and set(svc.watchlists.errors) == {"bob"}
 
 
+async def test_a_broken_file_can_still_be_exported_and_replaced_by_import(tmp_path):
+    """The owner of a poisoned file gets it back (/export, bad bytes replaced) and can /import a fixed one."""
+    reg = WatchlistRegistry(tmp_path, universe=lambda: UNIVERSE)
+    await reg.create("bob", telegram_chat_id=7)
+    touch_later(tmp_path / "bob.yaml", b"telegram_chat_id: 7\nname: B\xffb\x1b\n")
+    reg.reload_if_changed()
+    assert reg.export_yaml("bob") == "telegram_chat_id: 7\nname: B\ufffdb\x1b\n"
+    with pytest.raises(EditError, match="has problems"):
+        await reg.add_symbols("bob", ["btc"])
+    wl = await reg.import_yaml("bob", "name: Bob\nsymbols: [BTCUSDT]\n")
+    assert wl.telegram_chat_id == 7 and wl.symbols == ["BTCUSDT"] and reg.errors == {}
+
+
 def test_check_config_names_the_file_and_never_shows_a_traceback(tmp_path):
     wl = tmp_path / "wl"
     wl.mkdir()
