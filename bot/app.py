@@ -191,11 +191,11 @@ def engine_holder(db_path: str) -> str | None:
     """The pid (as the holder wrote it) of the engine running on `db_path`, or None. A probe: holds nothing."""
     import fcntl
     path = engine_lock_path(db_path)
-    try:
-        fd = os.open(path, os.O_RDONLY) if path is not None else None
-    except OSError:
+    if path is None:
         return None
-    if fd is None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:               # no lock file: no engine ever ran there
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
