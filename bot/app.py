@@ -152,6 +152,61 @@ class Services:
         return self.market.publish(ts, results, universe)
 
 
+EXIT_ALREADY_RUNNING = 75       # EX_TEMPFAIL: another engine holds the database; start again once it has stopped
+
+
+class AlreadyRunning(Exception):
+    """Another process runs an engine on this database; str() names it and is meant for the operator."""
+
+
+def engine_lock_path(db_path: str) -> Path | None:
+    """`<db>.lock` beside the database (None for an in-memory database: there is nothing to share)."""
+    return None if db_path in ("", ":memory:") or db_path.startswith("file:") else Path(f"{db_path}.lock")
+
+
+def hold_engine_lock(db_path: str):
+    """One engine per database: an exclusive flock on `<db>.lock`, taken before the store is opened and held for
+    the life of the process (the OS drops it when the process ends, even on SIGKILL). Returns the open lock file
+    (closing it releases the lock); raises AlreadyRunning naming the holder's pid."""
+    import fcntl
+    path = engine_lock_path(db_path)
+    if path is None:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f = open(path, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        pid = f.read(32).strip() or "?"
+        f.close()
+        raise AlreadyRunning(f"another bot is already running on {db_path} (pid {pid}); "
+                             "not starting a second engine") from None
+    f.truncate(0)
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
+
+
+def engine_holder(db_path: str) -> str | None:
+    """The pid (as the holder wrote it) of the engine running on `db_path`, or None. A probe: holds nothing."""
+    import fcntl
+    path = engine_lock_path(db_path)
+    if path is None:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:               # no lock file: no engine ever ran there
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.read(fd, 32).decode(errors="replace").strip() or "?"
+    finally:
+        os.close(fd)            # closing drops the probe's shared lock
+    return None
+
+
 def build_services(cfg: Config, db_path: str, watchlist_dir: str | Path, alert_log: str | None = None,
                    exchange_url: str | None = None, include_examples: bool = False) -> Services:
     store = Store(db_path)

@@ -64,6 +64,10 @@ async def exchange_url(args):
 
 
 async def _scan_market(args, cfg: Config) -> tuple[int, list[dict], dict]:
+    from .cli_run import engine_last_cycle
+    live = engine_last_cycle(resolve_db_path(args.db, cfg))    # a `run` holds the database: read, never compete
+    if live is not None:
+        return live
     store = Store(resolve_db_path(args.db, cfg))
     try:
         async with exchange_url(args) as url, BinanceClient(cfg.exchange, base_url=url) as client:

@@ -29,20 +29,36 @@ def utc_ms(text: str) -> int:
 
 async def _serve(cfg: Config, db: str, args, exchange_url: str | None, seconds: float | None,
                  include_examples: bool = False, on_ready=None) -> None:
-    from .app import build_services, enable_chat_adapters, install_signal_handlers, run_bot
-    stop = asyncio.Event()
-    install_signal_handlers(stop)
-    if seconds:
-        asyncio.get_running_loop().call_later(seconds, stop.set)
-    svc = build_services(cfg, db, args.watchlists, alert_log=args.alert_log, exchange_url=exchange_url,
-                         include_examples=include_examples)
-    enable_chat_adapters(svc)
-    await run_bot(svc, stop, on_ready=on_ready)
+    from .app import build_services, enable_chat_adapters, hold_engine_lock, install_signal_handlers, run_bot
+    lock = hold_engine_lock(db)          # one engine per database: before the store is even opened
+    try:
+        stop = asyncio.Event()
+        install_signal_handlers(stop)
+        if seconds:
+            asyncio.get_running_loop().call_later(seconds, stop.set)
+        svc = build_services(cfg, db, args.watchlists, alert_log=args.alert_log, exchange_url=exchange_url,
+                             include_examples=include_examples)
+        enable_chat_adapters(svc)
+        await run_bot(svc, stop, on_ready=on_ready)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _one_engine(run) -> int:
+    """Run `run()`; a database another engine holds is a clear message and EXIT_ALREADY_RUNNING, nothing else."""
+    from .app import EXIT_ALREADY_RUNNING, AlreadyRunning
+    try:
+        run()
+    except AlreadyRunning as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ALREADY_RUNNING
+    return 0
 
 
 def cmd_run(args, cfg: Config) -> int:
-    asyncio.run(_serve(cfg, resolve_db_path(args.db, cfg), args, args.exchange_url or cfg.exchange.base_url, args.seconds))
-    return 0
+    return _one_engine(lambda: asyncio.run(_serve(cfg, resolve_db_path(args.db, cfg), args,
+                                                  args.exchange_url or cfg.exchange.base_url, args.seconds)))
 
 
 def demo_config(cfg: Config, interval_s: float) -> Config:
@@ -73,8 +89,31 @@ async def _demo(args, cfg: Config) -> None:
 
 
 def cmd_demo(args, cfg: Config) -> int:
-    asyncio.run(_demo(args, cfg))
-    return 0
+    return _one_engine(lambda: asyncio.run(_demo(args, cfg)))
+
+
+def engine_last_cycle(db: str) -> tuple[int, list[dict], dict] | None:
+    """For `scan` / `score`: when a `run` holds `db`, its last committed cycle (read-only) instead of a competing
+    cycle of our own (which would poll the exchange beside it and write a cycle into its database); None when no
+    engine runs there. UserError when the engine has not committed a cycle yet."""
+    from .app import engine_holder
+    from .errors import UserError
+    pid = engine_holder(db)
+    if pid is None:
+        return None
+    store = Store(db)
+    try:
+        last = store.last_cycle()
+        ts, results = store.latest_scores()
+    finally:
+        store.close()
+    if last is None or ts is None:
+        raise UserError(f"a bot is running on {db} (pid {pid}) and has not committed a cycle yet; "
+                        "try again in a minute (or use another --db)")
+    when = datetime.fromtimestamp(ts / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    print(f"note: a bot is running on {db} (pid {pid}): showing its last cycle ({when}) instead of running "
+          "a competing one", file=sys.stderr)
+    return ts, results, dict(last["failed"])
 
 
 def cmd_signal(args, cfg: Config) -> int:

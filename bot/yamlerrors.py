@@ -8,10 +8,15 @@ The bottom of the layering: imports nothing from the bot. `config/bot.yaml` (bot
 
 Validators with their own wording raise `invalid(message)` or a plain ValueError; either message is shown as
 it is. Other pydantic errors get a short description of what was expected and what was found.
+
+Snippets of what a file holds (`show`, `redact`) never echo a secret: a file may be the wrong file (a `.env`
+saved as a watchlist), so Telegram-token-shaped text, long base64/hex-ish runs and whatever follows
+`token`/`secret`/`key`/`password` and `=` or `:` are replaced by `[redacted]` before anything is cut short.
 """
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Iterable
@@ -20,7 +25,7 @@ import yaml
 from pydantic import ValidationError
 from pydantic_core import PydanticCustomError
 
-__all__ = ["Problem", "compose", "describe", "invalid", "line_of", "problems", "show", "where"]
+__all__ = ["Problem", "compose", "describe", "invalid", "line_of", "problems", "redact", "show", "where"]
 
 _INVALID = "invalid"      # the pydantic error type of `invalid(...)`
 
@@ -47,8 +52,26 @@ def invalid(message: str) -> PydanticCustomError:
     return PydanticCustomError(_INVALID, "{message}", {"message": message})
 
 
+REDACTED = "[redacted]"
+_SECRETS = (
+    re.compile(r"\d{5,}:[A-Za-z0-9_-]{30,}"),                                  # a Telegram bot token
+    re.compile(r"(?i)(?<![a-z])((?:api_?key|access_?key|private_?key|key|token|secret|passw(?:or)?d|pwd|"
+               r"auth(?:orization)?|bearer)[\w-]*[\"']?\s*[=:]\s*)\S.*"),  # whatever follows `token=` ...
+    re.compile(r"(?<![A-Za-z0-9+/_-])(?=[A-Za-z0-9+/_-]*\d)(?=[A-Za-z0-9+/_-]*[A-Za-z])"
+               r"[A-Za-z0-9+/_-]{20,}=*"),                                       # long base64/hex-ish runs
+)
+
+
+def redact(text: str) -> str:
+    """`text` with anything that looks like a secret replaced by `[redacted]` (see the module docstring)."""
+    for i, pattern in enumerate(_SECRETS):
+        text = pattern.sub((lambda m: m.group(1) + REDACTED) if i == 1 else REDACTED, text)
+    return text
+
+
 def show(v: Any) -> str:
-    """A short YAML-ish rendering of an offending value (never expands containers)."""
+    """A short YAML-ish rendering of an offending value (never expands containers; secrets redacted first,
+    then cut to 40 characters)."""
     if v is None:
         return "null"
     if isinstance(v, bool):
@@ -56,6 +79,7 @@ def show(v: Any) -> str:
     if isinstance(v, (int, float)):
         return repr(v)
     if isinstance(v, str):
+        v = redact(v)
         return json.dumps(v if len(v) <= 40 else v[:37] + "...", ensure_ascii=False)
     if isinstance(v, datetime):
         return v.isoformat()
@@ -77,7 +101,7 @@ def where(loc: tuple) -> str | None:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            out += ("." if out else "") + redact(str(part))
     return out or None
 
 

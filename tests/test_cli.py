@@ -148,3 +148,49 @@ def test_signal_receipt_from_the_store(tmp_path):
     assert "mark 101.0 · index 100.5" in out.stdout
     missing = bot("signal", "NOPE", "--db", str(tmp_path / "s.db"))
     assert missing.returncode == 1 and "no signal 'NOPE'" in missing.stderr
+
+
+def test_run_and_demo_refuse_a_database_another_engine_holds(tmp_path):
+    """One engine per database: while a process holds `<db>.lock`, `run` and `demo` on that database say who
+    holds it and exit 75 (EX_TEMPFAIL) at once, before opening the store or the exchange."""
+    import os
+    from bot.app import engine_holder, hold_engine_lock
+    db = tmp_path / "bot.db"
+    lock = hold_engine_lock(str(db))
+    try:
+        assert engine_holder(str(db)) == str(os.getpid())
+        message = f"error: another bot is already running on {db} (pid {os.getpid()}); not starting a second engine"
+        run = bot("run", "--db", str(db), "--exchange-url", "http://127.0.0.1:9", "--watchlists", str(tmp_path / "wl"))
+        assert run.returncode == 75 and message in run.stderr and "Traceback" not in run.stderr
+        assert not db.exists(), "the refused run never opened the store"
+        demo = bot("demo", "--db", str(db), "--seconds", "20", "--symbols", "20")
+        assert demo.returncode == 75 and message in demo.stderr
+    finally:
+        lock.close()
+    assert engine_holder(str(db)) is None                    # released with its holder
+
+
+def test_scan_on_a_running_engines_database_reads_its_last_cycle_instead_of_competing(tmp_path):
+    import os
+    from bot.app import hold_engine_lock
+    from bot.store import Store
+    db = tmp_path / "bot.db"
+    lock = hold_engine_lock(str(db))
+    try:
+        out = bot("scan", "--db", str(db), "--exchange-url", "http://127.0.0.1:9")
+        assert out.returncode == 1 and "has not committed a cycle yet" in out.stderr
+        rows = json.loads(bot("scan", "--input", str(SEEDS), "--json").stdout)
+        store = Store(db)
+        store.save_cycle(1764072000000, 1.0, 3, 3, rows, {})
+        store.close()
+        out = bot("scan", "--db", str(db), "--exchange-url", "http://127.0.0.1:9")    # an unreachable exchange:
+        assert out.returncode == 0, out.stderr                                         # it is never asked
+        assert f"a bot is running on {db} (pid {os.getpid()}): showing its last cycle (2025-11-25 12:00 UTC)" in out.stderr
+        assert "11 symbols ranked" in out.stdout.splitlines()[0]
+        score = bot("score", "lab", "--db", str(db), "--exchange-url", "http://127.0.0.1:9")
+        assert score.returncode == 0 and "score 53 (stretched)" in score.stdout
+        store = Store(db)
+        assert store.last_cycle()["ts"] == 1764072000000         # no competing cycle was written
+        store.close()
+    finally:
+        lock.close()

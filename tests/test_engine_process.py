@@ -162,3 +162,40 @@ def test_offline_demo_shows_crossings_and_a_squeeze_within_30s(tmp_path, sim_sta
     rules = [db.execute("SELECT rule FROM signals WHERE id=?", (i,)).fetchone()[0] for i in delivered]
     assert any(r.startswith("cross:") for r in rules)
     assert any(r.startswith("regime:") and "squeeze" in r for r in rules), rules   # a squeeze-risk alert
+
+
+def test_a_second_run_on_the_same_database_exits_and_the_first_keeps_going(market, tmp_path):
+    """An overlapping deploy: the second `run` on one database does not poll or send; it says who holds the
+    database and exits (EX_TEMPFAIL, 75) while the first keeps cycling, and with `cooldown_minutes: 0` no alert
+    is delivered twice."""
+    cfg, wl = write_setup(tmp_path)                 # trader.yaml: cooldown_minutes: 0, alerts on almost anything
+    first = start_bot(market, tmp_path, cfg, wl)
+    try:
+        wait_for(lambda: cycles(tmp_path) >= 1, 60, "a cycle of the first run")
+        t = time.monotonic()
+        second = subprocess.run([PY, "-m", "bot", "--config", str(cfg), "run", "--exchange-url", market,
+                                 "--db", str(tmp_path / "bot.db"), "--watchlists", str(wl),
+                                 "--alert-log", str(tmp_path / "alerts.jsonl")],
+                                cwd=ROOT, env=dict(os.environ, BOT_LOG_LEVEL="INFO"), capture_output=True, text=True,
+                                timeout=60)
+        assert second.returncode == 75, second.stderr[-2000:]
+        assert time.monotonic() - t < 20, "the second run exits promptly (no backfill, no cycle)"
+        assert (f"error: another bot is already running on {tmp_path / 'bot.db'} (pid {first.pid}); "
+                "not starting a second engine") in second.stderr
+        assert "cycle ts=" not in second.stderr and "backfilling" not in second.stderr
+        assert first.poll() is None, "the first run keeps going"
+
+        before = cycles(tmp_path)
+        wait_for(lambda: cycles(tmp_path) >= before + 2 and len(outbox(tmp_path)) >= 4
+                 and {s for _, s in outbox(tmp_path)} == {"sent"}, 120,
+                 "two more cycles of the first run, at least 4 alerts, all delivered")
+    finally:
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(15) == 0
+
+    keys = delivered_keys(tmp_path)
+    assert keys and len(keys) == len(set(keys)) and sorted(keys) == sorted(k for k, _ in outbox(tmp_path))
+    delivered = [i for line in (tmp_path / "alerts.jsonl").read_text().splitlines() for i in json.loads(line)["signals"]]
+    assert len(delivered) == len(set(delivered))
+    twice = db_rows(tmp_path, "SELECT ts, symbol, rule, COUNT(*) FROM signals GROUP BY ts, symbol, rule HAVING COUNT(*) > 1")
+    assert twice == [], "one engine: every event becomes one alert"

@@ -3,6 +3,8 @@ editable from chat. docs/watchlists.md is the user-facing reference.
 
     model.py      the schema (`Watchlist`), parsing one file with file:line errors, the commented TEMPLATE
     quiet.py      quiet hours on the user's own clock (zoneinfo, DST-safe)
+    files.py      reading one file (symlinks leaving the folder refused; every error that file's problem only)
+                  and the cross-process folder lock around edits
     editing.py    round-trip edits that keep comments (ruamel.yaml), atomic writes, per-user locks
     registry.py   the directory of watchlists: loading, hot reload keeping the last good version, lookups
 

@@ -2,8 +2,10 @@
 
 Reading is PyYAML's job (model.py). Editing uses ruamel.yaml's round-trip mode, so comments, blank lines, key
 order, quoting and the file's own indentation survive and only the changed values are rewritten. Every edit
-1. is serialized per user (`UserLocks`: an asyncio.Lock per user and event loop, plus a threading.Lock per user),
-2. re-reads the file from disk, so hand edits made meanwhile are respected,
+1. is serialized per user (`UserLocks`: an asyncio.Lock per user and event loop, plus a threading.Lock per user)
+   and across processes (`files.folder_lock`: an flock on the folder, held around read-modify-write),
+2. re-reads the file from disk (`files.read_file`, which refuses symlinks leaving the folder), so hand edits
+   and other processes' edits made meanwhile are respected,
 3. validates the *resulting text* with the same parser and model as loading (`parse_watchlist`); a refused edit
    raises EditError and leaves the file untouched,
 4. replaces the file atomically (`_atomic_write`).
@@ -34,6 +36,7 @@ from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from ..symbols import SYMBOL_RE, clean, normalize, suggest, with_quote
 from ..yamlerrors import Problem
+from .files import folder_lock, read_file
 from .model import IDENTITY_FIELDS, TEMPLATE, Limits, Watchlist, WatchlistError, as_utc, parse_watchlist
 from .quiet import UTC, aware
 
@@ -251,6 +254,7 @@ def _atomic_write(path: Path, text: str) -> None:
 class Editing:
     """The edit API of WatchlistRegistry (mixed in). Besides these attributes the host provides the methods
     path(user_id), _universe(), get(user_id) and _remember(user_id, watchlist, path)."""
+    directory: Path
     limits: Limits
     quote: str
     _locks: UserLocks
@@ -259,22 +263,25 @@ class Editing:
         self.path(user_id)                                   # fail fast on a bad id
 
         def locked():
-            with self._locks.thread(user_id):
+            with self._locks.thread(user_id), folder_lock(self.directory):   # this process, then all of them
                 return fn()
 
         async with self._locks.task(user_id):
             return await asyncio.to_thread(locked)
 
-    def _read_current(self, user_id: str, path: Path) -> tuple[str, Watchlist]:
-        """The file's text and its structural validation (universe not applied: delisted symbols stay editable)."""
+    def _read_raw(self, user_id: str, path: Path) -> bytes:
+        """The file's bytes through `files.read_file` (symlinks leaving the folder refused, size bounded)."""
         try:
-            size = path.stat().st_size
+            return read_file(path, self.directory, self.limits)
         except FileNotFoundError:
             raise EditError(f"no watchlist for {user_id} yet") from None
-        if size > self.limits.max_file_bytes:
-            raise EditError(f"{path}: file is too large ({size} bytes, at most {self.limits.max_file_bytes}); "
-                            "fix it or import a corrected one")
-        raw = path.read_bytes()
+        except WatchlistError as e:
+            hint = "; fix it or import a corrected one" if "too large" in str(e) else ""
+            raise EditError(f"{e}{hint}", e.problems) from None
+
+    def _read_current(self, user_id: str, path: Path) -> tuple[str, Watchlist]:
+        """The file's text and its structural validation (universe not applied: delisted symbols stay editable)."""
+        raw = self._read_raw(user_id, path)
         try:
             current = parse_watchlist(raw, path, limits=self.limits)
         except WatchlistError as e:
@@ -470,10 +477,7 @@ class Editing:
         """The file's text, comments included."""
         path = self.path(user_id)
         with self._locks.thread(user_id):
-            try:
-                return path.read_bytes().decode("utf-8-sig")
-            except FileNotFoundError:
-                raise EditError(f"no watchlist for {user_id} yet") from None
+            return self._read_raw(user_id, path).decode("utf-8-sig", errors="replace")
 
     async def import_yaml(self, user_id: str, text: str, *, source: str = "import") -> Watchlist:
         """Replace the user's file with `text`, validated fully first (errors name `source`:line).
@@ -487,8 +491,8 @@ class Editing:
                 parse_watchlist(text, source, universe=universe, limits=self.limits)
             except WatchlistError as e:
                 raise EditError(str(e), e.problems) from None
+            old_text = self._read_raw(user_id, path).decode("utf-8-sig", errors="replace")
             identity = self._identity(user_id, path)
-            old_text = path.read_bytes().decode("utf-8-sig")
             try:
                 rt = _rt_load(text)
             except EditError:
@@ -504,15 +508,14 @@ class Editing:
         return await self._run(user_id, run)
 
     def _identity(self, user_id: str, path: Path) -> dict[str, int | None]:
-        if not path.exists():
-            raise EditError(f"no watchlist for {user_id} yet")
+        raw = self._read_raw(user_id, path)
         try:
-            wl = parse_watchlist(path.read_bytes(), path, limits=self.limits)
+            wl = parse_watchlist(raw, path, limits=self.limits)
         except WatchlistError:
             wl = self.get(user_id)
             if wl is None:
                 try:
-                    data = yaml.safe_load(path.read_bytes())
+                    data = yaml.safe_load(raw)
                 except Exception:
                     data = None
                 data = data if isinstance(data, dict) else {}

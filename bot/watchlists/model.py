@@ -24,7 +24,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictBool,
 
 from ..symbols import SYMBOL_RE, clean, suggest
 from ..vocabulary import ALERT_REGIMES, DEFAULT_BANDS, Band, RegimeKey
-from ..yamlerrors import Problem, invalid, line_of, show
+from ..yamlerrors import Problem, invalid, line_of, redact, show
 from ..yamlerrors import problems as validation_problems
 from .quiet import UTC, aware, in_window, parse_window, window_end_after, zone, zone_names
 
@@ -238,7 +238,7 @@ def _structure_problems(root: yaml.Node, path: str) -> list[Problem]:
             for k, v in node.value:
                 if isinstance(k, yaml.ScalarNode):
                     if k.value in keys:
-                        problems.append(Problem(path, k.start_mark.line + 1, k.value,
+                        problems.append(Problem(path, k.start_mark.line + 1, redact(k.value),
                                                 f"duplicate key (first on line {keys[k.value]})"))
                     keys.setdefault(k.value, k.start_mark.line + 1)
                 stack += [k, v]
@@ -249,47 +249,96 @@ def _structure_problems(root: yaml.Node, path: str) -> list[Problem]:
     return sorted(problems, key=lambda p: p.line or 0)
 
 
-def parse_watchlist(text: str | bytes, path: str | Path = "<text>", *, universe: Iterable[str] | None = None,
-                    limits: Limits = Limits(), grandfathered: Iterable[str] = ()) -> Watchlist:
-    """Validate one watchlist text (PyYAML SafeLoader + `Watchlist`); raise WatchlistError naming path:line.
+_CONTROL_NAMES = {0x00: "NUL", 0x07: "bell", 0x08: "backspace", 0x0B: "vertical tab", 0x0C: "form feed",
+                  0x1B: "ESC", 0x7F: "DEL", 0xFFFE: "not a character", 0xFFFF: "not a character"}
 
-    `universe`: known symbols (None or empty: symbols are only checked for shape). `grandfathered`: symbols
-    accepted even if not in the universe (the edit API passes the ones the file already had).
-    """
-    path = str(path)
-    raw = text.encode("utf-8") if isinstance(text, str) else text
-    if len(raw) > limits.max_file_bytes:
-        raise WatchlistError([Problem(path, None, None,
-                                      f"file is too large ({len(raw)} bytes, at most {limits.max_file_bytes})")])
+
+def _control_character(e: yaml.reader.ReaderError, text: str, path: str) -> Problem:
+    """PyYAML refuses control characters (form feed, ESC, NUL, ...) anywhere in the text: say where and which."""
+    pos = e.position if isinstance(e.position, int) and 0 <= e.position <= len(text) else None
+    if pos is None:
+        return Problem(path, None, None, "not valid YAML: the text holds a character YAML does not allow")
+    line = text.count("\n", 0, pos) + 1
+    column = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    code = e.character if isinstance(e.character, int) else ord(text[pos]) if pos < len(text) else 0
+    name = _CONTROL_NAMES.get(code)
+    return Problem(path, line, None, f"not valid YAML: control character U+{code:04X}{f' ({name})' if name else ''} "
+                                     f"is not allowed (line {line}, column {column}); delete it")
+
+
+def _load_yaml(text: str, path: str) -> tuple[yaml.Node | None, Any]:
+    """The document's node tree and data, PyYAML SafeLoader. Never raises anything but WatchlistError: whatever
+    the parser raises becomes a Problem of this file, so one broken file is never anyone else's problem."""
+    loader = None
     try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise WatchlistError([Problem(path, None, None, f"not valid UTF-8 text ({e.reason} at byte {e.start})")])
-    loader = yaml.SafeLoader(text)
-    try:
+        loader = yaml.SafeLoader(text)        # the reader checks every character up front
         root = loader.get_single_node()
         if root is not None:
             problems = _structure_problems(root, path)
             if problems:
                 raise WatchlistError(problems)
         data = loader.construct_document(root) if root is not None else None
+        return root, data
+    except WatchlistError:
+        raise
+    except yaml.reader.ReaderError as e:
+        raise WatchlistError([_control_character(e, text, path)]) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else None
         context = e.context
         if context and e.context_mark and mark and e.context_mark.line != mark.line:
             context += f" (started on line {e.context_mark.line + 1})"
-        desc = ", ".join(x for x in (context, e.problem) if x) or "syntax error"
+        desc = redact(", ".join(x for x in (context, e.problem) if x) or "syntax error")
         where = f" (line {line}, column {mark.column + 1})" if mark else ""
         raise WatchlistError([Problem(path, line, None, f"not valid YAML: {desc}{where}")]) from None
     except RecursionError:
         raise WatchlistError([Problem(path, None, None, "not valid YAML: nested too deeply")]) from None
+    except Exception as e:   # e.g. a timestamp-shaped value that is not a real date; anything else the parser raises
+        detail = redact(str(e).splitlines()[0][:120]) if str(e) else type(e).__name__
+        raise WatchlistError([Problem(path, None, None, f"not valid YAML: {detail}")]) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def parse_watchlist(text: str | bytes, path: str | Path = "<text>", *, universe: Iterable[str] | None = None,
+                    limits: Limits = Limits(), grandfathered: Iterable[str] = ()) -> Watchlist:
+    """Validate one watchlist text (PyYAML SafeLoader + `Watchlist`); raise WatchlistError naming path:line.
+
+    `universe`: known symbols (None or empty: symbols are only checked for shape). `grandfathered`: symbols
+    accepted even if not in the universe (the edit API passes the ones the file already had).
+
+    Total: it raises WatchlistError and nothing else, whatever the text holds (control characters, invalid
+    UTF-8, anything the parser or a validator raises), so a broken file is only ever its own problem.
+    """
+    path = str(path)
+    try:
+        return _parse(text, path, universe, limits, grandfathered)
     except WatchlistError:
         raise
-    except Exception as e:   # e.g. a timestamp-shaped value that is not a real date
-        raise WatchlistError([Problem(path, None, None, f"not valid YAML: {e}")]) from None
-    finally:
-        loader.dispose()
+    except RecursionError:
+        raise WatchlistError([Problem(path, None, None, "nested too deeply")]) from None
+    except Exception as e:       # a last resort: never a traceback, never another file's problem
+        raise WatchlistError([Problem(path, None, None, f"cannot be read as a watchlist ({type(e).__name__})")]) \
+            from None
+
+
+def _parse(text: str | bytes, path: str, universe: Iterable[str] | None, limits: Limits,
+           grandfathered: Iterable[str]) -> Watchlist:
+    raw = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
+    if len(raw) > limits.max_file_bytes:
+        raise WatchlistError([Problem(path, None, None,
+                                      f"file is too large ({len(raw)} bytes, at most {limits.max_file_bytes})")])
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise WatchlistError([Problem(path, line, None, f"not valid UTF-8 text: {e.reason} 0x{raw[e.start]:02X} "
+                                                        f"(line {line}, column {column}); save the file as UTF-8")]) \
+            from None
+    root, data = _load_yaml(text, path)
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -6,7 +6,8 @@ user) or any hand-made name such as `alice.yaml`. Files named `example-*.yaml` a
 skips them (they are still checked by `check_watchlists`).
 
 A file that was valid and becomes invalid keeps its last good version active until it is fixed; `errors` holds
-the current problem per user. Reloads compare (mtime, size, inode) and re-read only what changed.
+the current problem per user. Whatever is wrong with one file (invalid YAML, control characters, invalid UTF-8,
+a symlink leaving the folder, an OS error) is that file's problem only: loading goes on with every other file. Reloads compare (mtime, size, inode) and re-read only what changed.
 """
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterable
 
-from ..yamlerrors import Problem, show
+from ..yamlerrors import show
 from .editing import EditError, Editing, UserLocks
-from .model import Limits, Watchlist, WatchlistError, parse_watchlist
+from .files import load_file
+from .model import Limits, Watchlist, WatchlistError
 
 DEFAULT_DIRECTORY = Path("config/watchlists")
 EXAMPLE_PREFIX = "example-"
@@ -32,6 +34,8 @@ def _sig(path: Path) -> _Sig | None:
         st = path.stat()
     except FileNotFoundError:
         return None
+    except OSError:            # e.g. a symlink loop: still read (and reported) by load_file, once
+        return -1, -1, -1
     return st.st_mtime_ns, st.st_size, st.st_ino
 
 
@@ -117,7 +121,7 @@ class WatchlistRegistry(Editing):
                 continue
             if p.stem.startswith(EXAMPLE_PREFIX) and not self.include_examples:
                 continue
-            if p.is_file():
+            if p.is_symlink() or p.is_file():    # a symlink is read (and refused if it leaves the folder)
                 out[p.stem] = p
         return out
 
@@ -128,25 +132,14 @@ class WatchlistRegistry(Editing):
             if sig is None:
                 return self._forget(uid), []
             try:
-                if sig[1] > self.limits.max_file_bytes:
-                    raise WatchlistError([Problem(str(path), None, None,
-                                                  f"file is too large ({sig[1]} bytes, at most "
-                                                  f"{self.limits.max_file_bytes})")])
-                with open(path, "rb") as f:
-                    raw = f.read(self.limits.max_file_bytes + 1)
-                wl = parse_watchlist(raw, path, universe=universe, limits=self.limits)
+                _, wl = load_file(path, self.directory, limits=self.limits, universe=universe)
+            except FileNotFoundError:
+                return self._forget(uid), []
             except WatchlistError as e:
                 with self._state:
                     self._sigs[uid] = sig
                     self._errors[uid] = str(e)
                 return False, e.messages
-            except OSError as e:
-                if not path.exists():
-                    return self._forget(uid), []
-                msg = f"{path}: cannot read: {e}"
-                with self._state:
-                    self._errors[uid] = msg
-                return False, [msg]
             with self._state:
                 self._sigs[uid] = sig
                 self._errors.pop(uid, None)
@@ -219,24 +212,21 @@ def check_watchlists(directory: str | Path = DEFAULT_DIRECTORY,
                      limits: Limits = Limits()) -> list[str]:
     """Validate every *.yaml in `directory` (example files included); messages, empty when all are valid.
 
-    A missing directory holds no watchlists (as for the registry), so it is not a problem."""
+    A missing directory holds no watchlists (as for the registry), so it is not a problem. Each file is read and
+    parsed on its own (`load_file`): whatever is wrong with one is reported for that file, and the rest are
+    still checked."""
     directory = Path(directory)
     if not directory.is_dir():
         return []
     known = universe() if callable(universe) else universe
     out = []
     for p in sorted(directory.glob("*.yaml")):
-        if p.name.startswith(".") or not p.is_file():
+        if p.name.startswith(".") or not (p.is_symlink() or p.is_file()):
             continue
         try:
-            size = p.stat().st_size
-            if size > limits.max_file_bytes:
-                out.append(str(Problem(str(p), None, None,
-                                       f"file is too large ({size} bytes, at most {limits.max_file_bytes})")))
-                continue
-            parse_watchlist(p.read_bytes(), p, universe=known, limits=limits)
+            load_file(p, directory, limits=limits, universe=known)
         except WatchlistError as e:
             out += e.messages
-        except OSError as e:
-            out.append(f"{p}: cannot read: {e}")
+        except FileNotFoundError:
+            pass                  # deleted while checking
     return out
