@@ -389,15 +389,12 @@ async def cmd_signal(ctx: Context) -> Reply:
     return Reply(title=f"Signal {sig['id']}", text=report.receipt_text(sig), bias=sig["bias"])
 
 
-METHODOLOGY = """How to read the score (0-100)
+METHODOLOGY = """How to read the score (0-100) — the reference's published recipe
+Five signed inputs, each worth weight x clip(input / full scale, -1, +1) points: OI change 1h (12 pts, full at 2.5 %), 4h (16, 6 %), 24h (28, 15 %), funding per the symbol's interval as the exchange reports it (28, 0.05 %) and the perp-index basis (16, 0.25 %). Rising OI counts toward LONG, falling OI toward SHORT; the inputs net out.
+Score = |sum| rounded; direction = its sign, NEUTRAL under 12. A LONG at 70 means longs are heavily stacked.
 Bands: 0-14 neutral · 15-34 lean · 35-59 stretched · 60-100 stressed.
-Inputs: open-interest change over 1h, 4h and 24h (in contracts), funding (normalised to 8h, measured against \
-the 0.01 %/8h baseline), perp-index basis and price change.
-Direction comes from funding, basis and price; open interest says how hard positions are building. \
-Score = direction strength x OI factor, so one extreme input alone cannot make a top score.
-Bias LONG/SHORT from the direction (NEUTRAL under 12). LONG at 70 means longs are heavily stacked.
-Regimes: squeeze risk (OI building into crowded funding while price moves against the crowd), long crowded / \
-short ramp (crowded funding + rising OI), unwinds (OI falling out of a crowded side), net long/short, balanced.
+Regimes: squeeze risk (OI building against high funding while price moves against the crowded side; any score), long crowded / short ramp (funding beyond ±0.05 % and OI up 5 %+ over 24h), long unwind / short covering (crowded funding, OI down 3 %+ over 4h), net long/short bias building, balanced (under 12).
+What we add: the OI/price quadrant, and a warning when price contradicts the direction.
 Every alert is a signal with a receipt: /signal ID."""
 
 

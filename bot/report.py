@@ -121,11 +121,21 @@ def alert_details(sig: dict) -> str:
             f" · basis {pct(i.get('basis'), 3)} · signal {sig['id']}")
 
 
+def alert_context(sig: dict) -> str | None:
+    """What price says beside the score: the OI/price quadrant, or the warning when it contradicts the direction."""
+    rec = sig["receipt"]
+    warning = rec.get("warning")
+    return f"⚠ {warning}" if warning else rec.get("quadrant")
+
+
 def digest_text(signals: list[dict], held: bool = False) -> str:
     head = f"{len(signals)} alert{'s' if len(signals) != 1 else ''}" + (" (held during quiet hours)" if held else "")
     lines = [head]
     for sig in signals:
         lines += [f"• {alert_title(sig)}", f"  {alert_details(sig)}"]
+        context = alert_context(sig)
+        if context:
+            lines.append(f"  {context}")
     return "\n".join(lines)
 
 

@@ -584,7 +584,7 @@ async def test_kill_between_parts_resumes_after_restart_with_the_rest_only(env):
     a new worker and sender on the same database file (a restart) send parts 2 and 3 only: the chat gets
     every part exactly once, in order."""
     await say(env, "/start")
-    sigs = [make_signal(env, f"K{i:03d}USDT", ts=env.ts - 200 - i) for i in range(60)]
+    sigs = [make_signal(env, f"K{i:03d}USDT", ts=env.ts - 200 - i) for i in range(45)]
     key = queue_alerts(env, sigs, key="kill")
     parts = digest_messages(Digest(f"tg-{CHAT}", [key], env.svc.store.signals([s["id"] for s in sigs])))
     assert len(parts) == 3

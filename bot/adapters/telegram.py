@@ -190,7 +190,11 @@ def digest_blocks(digest: Digest) -> list[Block]:
     head = f"🔔 {n} alert{'s' if n != 1 else ''}" + (" (held during quiet hours)" if digest.held else "")
     blocks = [Block([(head, "b")])]
     for sig in digest.signals:
-        blocks.append(Block([(report.alert_title(sig), "b"), (report.alert_details(sig), None)]))
+        lines = [(report.alert_title(sig), "b"), (report.alert_details(sig), None)]
+        context = report.alert_context(sig)
+        if context:
+            lines.append((context, "i"))
+        blocks.append(Block(lines))
     blocks.append(Block([("/signal ID shows the exact inputs of a signal · /signals lists yours", "i")]))
     return blocks
 

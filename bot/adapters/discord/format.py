@@ -196,6 +196,9 @@ def signal_embed(sig: dict) -> dict:
         {"name": "Price", "value": f"1h {report.pct(i.get('price_change_1h'))} · 24h "
                                    f"{report.pct(i.get('price_change_24h'))}", "inline": True},
     ]
+    context = report.alert_context(sig)
+    if context:
+        fields.append({"name": "OI and price", "value": escape(context), "inline": False})
     for f in fields:
         f["name"], f["value"] = truncate(f["name"], MAX_FIELD_NAME), truncate(f["value"] or "—", MAX_FIELD_VALUE)
     e = {"type": "rich", "title": truncate(report.alert_title(sig), MAX_TITLE), "color": colour(sig.get("bias")),
