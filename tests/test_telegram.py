@@ -269,7 +269,7 @@ async def test_score_symbol_forms_and_suggestions(env):
     assert body.startswith("BTCUSDT · ") and "Regime:" in body and "Why:" in body and "Contributions" in body
     r = next(x for x in env.results if x["symbol"] == "BTCUSDT")
     assert f"score {r['score']} ({r['band']})" in body
-    assert await say(env, "/score BTX") == "Unknown symbol 'BTX'. Did you mean BTCUSDT?"
+    assert await say(env, "/score BTCC") == "Unknown symbol 'BTCC'. Did you mean BTCUSDT?"
     assert await say(env, "/score") == "Usage: /score SYMBOL (e.g. /score BTC)"
     assert (await say(env, "/wach BTC")) == "Unknown command /wach. Did you mean /watch?"
     assert (await say(env, "/Score eth")).startswith("ETHUSDT · ")     # command names are case-insensitive
