@@ -95,7 +95,8 @@ class ScoreResult:
 class _Compiled:
     """The score config as plain numbers and tuples, built once per config object: scoring 10 000
     symbols must not walk the pydantic model 10 000 times."""
-    terms: tuple              # (name, input attribute, weight, full scale)
+    terms: tuple              # (name, weight, full scale), in CONTRIBUTIONS order
+    values: operator.attrgetter   # the five inputs of `terms`, in one call
     bias_min: int
     lean: int
     stretched: int
@@ -116,8 +117,10 @@ def _compile(cfg: ScoreConfig) -> _Compiled:
     if hit is not None and hit[0] is cfg:
         return hit[1]
     r, b = cfg.regimes, cfg.bands
+    names = tuple(cfg.contributions)
     c = _Compiled(
-        terms=tuple((n, CONTRIBUTIONS[n][0], t.weight, t.full_scale) for n, t in cfg.contributions.items()),
+        terms=tuple((n, t.weight, t.full_scale) for n, t in cfg.contributions.items()),
+        values=operator.attrgetter(*(CONTRIBUTIONS[n][0] for n in names)),
         bias_min=cfg.bias_min_score, lean=b.lean, stretched=b.stretched, stressed=b.stressed,
         crowded=r.crowded_funding, rising_24h=r.oi_rising_24h, rising_4h=r.oi_rising_4h,
         falling_4h=r.oi_falling_4h, falling_1h=r.oi_falling_1h, move=r.min_move)
@@ -183,11 +186,25 @@ def _classify(inp: ScoreInputs, bias: str, c: _Compiled) -> tuple[str, str]:
                 return LONG_CROWDED if side > 0 else SHORT_RAMP, f"{high} and OI is rising"
         elif _oi_falling(inp, c) and bias != NEUTRAL:
             return LONG_UNWIND if side > 0 else SHORT_COVERING, f"{high} and OI is falling"
-    if bias == LONG:
-        return NET_LONG, f"score {c.bias_min}+ with the signed contributions net long"
-    if bias == SHORT:
-        return NET_SHORT, f"score {c.bias_min}+ with the signed contributions net short"
-    return BALANCED, f"score below {c.bias_min}: no side dominates"
+    return _NET_REASONS[bias](c.bias_min)
+
+
+@functools.lru_cache(maxsize=8)
+def _net_long(bias_min: int) -> tuple[str, str]:
+    return NET_LONG, f"score {bias_min}+ with the signed contributions net long"
+
+
+@functools.lru_cache(maxsize=8)
+def _net_short(bias_min: int) -> tuple[str, str]:
+    return NET_SHORT, f"score {bias_min}+ with the signed contributions net short"
+
+
+@functools.lru_cache(maxsize=8)
+def _balanced(bias_min: int) -> tuple[str, str]:
+    return BALANCED, f"score below {bias_min}: no side dominates"
+
+
+_NET_REASONS = {LONG: _net_long, SHORT: _net_short, NEUTRAL: _balanced}
 
 
 def classify(inp: ScoreInputs, bias: str, cfg: ScoreConfig) -> tuple[str, str]:
@@ -250,10 +267,15 @@ def score(inp: ScoreInputs, cfg: ScoreConfig) -> ScoreResult:
 
 def _score(inp: ScoreInputs, c: _Compiled) -> ScoreResult:
     parts = {}
-    for name, attr, weight, full_scale in c.terms:
-        x = getattr(inp, attr)
-        parts[name] = 0.0 if x is None else weight * max(-1.0, min(1.0, x / full_scale))
-    signed = sum(parts.values())
+    signed = 0.0
+    for (name, weight, full_scale), x in zip(c.terms, c.values(inp)):
+        if x is None:
+            points = 0.0
+        else:                     # weight x clip(x / full_scale, -1, +1), without call overhead (hot loop)
+            ratio = x / full_scale
+            points = weight if ratio >= 1.0 else -weight if ratio <= -1.0 else weight * ratio
+        parts[name] = points
+        signed += points
     value = min(100, _round_half_up(abs(signed)))
     bias = NEUTRAL if value < c.bias_min else (LONG if signed > 0 else SHORT)
     regime_key, reason = _classify(inp, bias, c)
