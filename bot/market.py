@@ -1,8 +1,11 @@
 """One market cycle: fetch from the exchange, keep OI history, build the score inputs.
 
 Steady state costs N+2 requests (premiumIndex, ticker/24hr, one openInterest per symbol); the
-universe (exchangeInfo) and funding intervals (fundingInfo) are refreshed hourly; openInterestHist
-is used only to backfill symbols that have no stored history (cold start, new listings).
+universe (exchangeInfo) and funding intervals (fundingInfo) are refreshed hourly, and at once when
+premiumIndex names a symbol the last exchangeInfo did not account for (a new listing is scored in the
+cycle it first trades in); openInterestHist backfills symbols whose stored history is missing, stale or
+shorter than the window (cold start, new listings), once — a failing backfill is retried with a
+per-symbol exponential back-off, not every cycle.
 Every number is checked where its reply is parsed: finite and in its domain (prices > 0, OI and
 volume >= 0, |funding| <= 5 % per interval, 24h change >= -100 %, nothing near 1e308). A bad value drops
 that symbol for this cycle, named with its reason in `CycleData.failed` and the log, never the cycle.
@@ -32,6 +35,9 @@ HOUR_MS = 3_600_000
 HORIZONS_H = {"1h": 1, "4h": 4, "24h": 24}
 MAX_ABS_FUNDING = 0.05        # per interval; Binance's caps run from ±0.3 % to ±3 %: 5 % is no market's rate
 MAX_MAGNITUDE = 1e15          # no price, OI or volume is this large; 1e308 is garbage, not a number to score
+BACKFILL_RETRY_S = 300.0      # a failed backfill is retried after 5 min, then 10, 20 ... up to 6 h
+BACKFILL_RETRY_MAX_S = 6 * 3600.0
+STATUS_ENDING = {"PRE_DELIVERING", "DELIVERING", "DELIVERED", "PRE_SETTLE", "SETTLING", "CLOSE"}
 
 # domain -> (low, low is exclusive, high, what it must be)
 _DOMAINS = {
@@ -123,6 +129,23 @@ def eligible_symbols(info: dict, cfg: Config) -> list[str]:
     return sorted(s for s in out if s not in excluded)
 
 
+def accounted_symbols(info: dict, cfg: Config) -> set[str]:
+    """Symbols exchangeInfo accounts for: eligible, or out of our universe for good (another contract
+    type or quote asset, include/exclude, delivering or settled). Left out: a perpetual in our quote that is
+    not trading *yet* — when premiumIndex names a symbol outside this set, the universe is refreshed."""
+    u = cfg.universe
+    out = set()
+    for s in info.get("symbols", []) if isinstance(info, dict) else []:
+        if not isinstance(s, dict) or not isinstance(s.get("symbol"), str):
+            continue
+        sym = s["symbol"]
+        ours = (s.get("contractType") == "PERPETUAL" and s.get("quoteAsset") == u.quote_asset
+                and (not u.include or sym in u.include) and sym not in u.exclude)
+        if not ours or s.get("status") == "TRADING" or s.get("status") in STATUS_ENDING:
+            out.add(sym)
+    return out
+
+
 def nearest(points: list[OIPoint], target_ms: int, tolerance_ms: float) -> OIPoint | None:
     """The stored point nearest the target time, if within tolerance (none -> missing, never zero)."""
     best = min(points, key=lambda p: abs(p.ts - target_ms), default=None)
@@ -152,9 +175,13 @@ class MarketCollector:
         # the refresh interval is timed on the client's clock unless told otherwise (one clock in tests)
         self.clock: Clock = clock or getattr(client, "clock", None) or SYSTEM_CLOCK
         self._universe: list[str] = []
+        self._accounted: set[str] = set()            # every symbol the last exchangeInfo accounts for
         self._intervals: dict[str, float] = {}
         self._bad_intervals: dict[str, str] = {}     # symbol -> why its fundingInfo entry was unusable
         self._refreshed_at = -1e18     # clock.monotonic() of the last universe/fundingInfo refresh
+        self._backfilled: set[str] = set()           # backfilled in this process (a new listing: what exists)
+        self._backfill_failures: dict[str, int] = {}   # symbol -> failed backfills in a row
+        self._backfill_after: dict[str, float] = {}    # symbol -> clock.monotonic() before which it is not retried
 
     @property
     def universe(self) -> list[str]:
@@ -162,7 +189,7 @@ class MarketCollector:
         return list(self._universe)
 
     async def refresh_reference_data(self, force: bool = False) -> None:
-        """exchangeInfo + fundingInfo, at most hourly (both change rarely)."""
+        """exchangeInfo + fundingInfo, at most hourly (both change rarely) unless forced (a new listing)."""
         if not force and self.clock.monotonic() - self._refreshed_at < self.cfg.exchange.funding_info_refresh_s:
             return
         info, funding = await _all(self.client.exchange_info(), self.client.funding_info())
@@ -176,7 +203,10 @@ class MarketCollector:
                     intervals[f["symbol"]] = _value(f, "fundingIntervalHours", "hours")
                 except ValueError as e:
                     bad[f["symbol"]] = f"fundingInfo: {e}"
-        self._universe = universe
+        new = sorted(set(universe) - set(self._universe)) if self._universe else []
+        if new:
+            log.info("universe: %d new symbol(s): %s", len(new), ", ".join(new[:20]))
+        self._universe, self._accounted = universe, accounted_symbols(info, self.cfg)
         self._intervals, self._bad_intervals = intervals, bad
         self._refreshed_at = self.clock.monotonic()
 
@@ -194,6 +224,16 @@ class MarketCollector:
         premium, tickers = await _all(self.client.premium_index(), self.client.ticker_24hr())
         premium = _by_symbol(premium, "premiumIndex")
         tickers = _by_symbol(tickers, "ticker/24hr")
+        unaccounted = sorted(set(premium) - self._accounted)
+        if unaccounted:          # a new listing (or one about to trade): into the universe this cycle
+            log.info("premiumIndex names %d symbol(s) exchangeInfo did not (%s): refreshing the universe",
+                     len(unaccounted), ", ".join(unaccounted[:10]))
+            try:
+                await self.refresh_reference_data(force=True)
+            except CycleStopped:
+                raise
+            except BinanceError as e:       # the known universe still scores; the refresh is tried next cycle
+                log.warning("universe refresh failed, scoring the known universe: %s", e)
         failed: dict[str, str] = {}
         symbols = self._liquid(tickers, failed)
         ts = self._market_time(premium, symbols, failed)
@@ -268,11 +308,28 @@ class MarketCollector:
             raise stopped[0]
         return out
 
+    def _backfill_due(self, sym: str, coverage: dict[str, tuple[int, int]], now_ms: int) -> bool:
+        """Backfill a symbol whose stored history is missing, stale (we were away) or — once per process —
+        shorter than the window (a new listing has what exists); never while its back-off runs."""
+        if self.clock.monotonic() < self._backfill_after.get(sym, -math.inf):
+            return False
+        cov = coverage.get(sym)
+        if cov is None or cov[1] < now_ms - 2 * HOUR_MS:
+            return True
+        return sym not in self._backfilled and cov[0] > now_ms - (self.cfg.history.backfill_hours - 1) * HOUR_MS
+
+    def _backfill_failed(self, sym: str) -> float:
+        n = self._backfill_failures[sym] = self._backfill_failures.get(sym, 0) + 1
+        delay = min(BACKFILL_RETRY_MAX_S, BACKFILL_RETRY_S * 2 ** min(n - 1, 16))
+        self._backfill_after[sym] = self.clock.monotonic() + delay
+        return delay
+
     async def backfill(self, symbols: list[str], now_ms: int, progress: Progress | None = None) -> dict[str, str]:
-        """Fetch 24h of 5m OI history for symbols we hold none of (cold start, new listings)."""
+        """Fetch 24h of 5m OI history for symbols whose history is missing, stale or short (cold start,
+        new listings). A failure (or no history at all) is retried after a per-symbol back-off that doubles."""
         coverage = await asyncio.to_thread(self.store.history_coverage)
         hours = self.cfg.history.backfill_hours
-        need = [s for s in symbols if s not in coverage or coverage[s][1] < now_ms - 2 * HOUR_MS]
+        need = [s for s in symbols if self._backfill_due(s, coverage, now_ms)]
         if not need:
             return {}
         errors: dict[str, str] = {}
@@ -296,6 +353,13 @@ class MarketCollector:
                     if bad:
                         log.warning("openInterestHist (%s): %d row(s) with bad values skipped", sym, bad)
                     await asyncio.to_thread(self.store.add_oi_points, pts)
+                    if pts:
+                        self._backfilled.add(sym)
+                        self._backfill_failures.pop(sym, None)
+                        self._backfill_after.pop(sym, None)
+                    else:
+                        delay = self._backfill_failed(sym)
+                        log.info("backfill: no history yet for %s; next try in %.0fs", sym, delay)
                 except CycleStopped as e:
                     stopped.append(e)
                     return
@@ -312,7 +376,9 @@ class MarketCollector:
         if stopped:
             raise stopped[0]
         for s, e in errors.items():
-            log.warning("backfill failed for %s: %s", s, e)
+            delay = self._backfill_failed(s)
+            log.warning("backfill failed for %s (%d in a row, next try in %.0fs): %s",
+                        s, self._backfill_failures[s], delay, e)
         return errors
 
     async def _history_pages(self, sym: str, points: int) -> list[dict]:

@@ -108,6 +108,21 @@ async def test_a_bad_value_drops_that_symbol_named_never_the_cycle(rig, path, fi
     json.dumps(out.result_dicts(), allow_nan=False)
 
 
+async def test_bad_history_rows_are_skipped_the_symbol_is_still_scored(rig, caplog):
+    r = rig()
+    victim = r.server.sim.symbols()[3]
+    r.faults.add("value", "/futures/data/openInterestHist", symbol=victim, field="sumOpenInterest", value="NaN")
+    out = await r.cycle()
+    assert victim in {x.symbol for x in out.results} and not out.data.failed
+    assert f"openInterestHist ({victim}): 289 row(s) with bad values skipped" in caplog.text
+    lo, hi = r.store.history_coverage()[victim]
+    assert lo == hi                                  # only this cycle's own point: nothing NaN was stored
+    r.clock.advance(301)                             # the backfill is tried again after its back-off
+    await r.cycle()
+    lo, hi = r.store.history_coverage()[victim]
+    assert hi - lo >= 23 * 3_600_000
+
+
 async def test_a_bad_value_in_run_names_the_symbol_and_the_cycle_commits(rig, caplog):
     r = rig()
     victim = r.server.sim.symbols()[9]
@@ -268,6 +283,62 @@ async def test_a_cycle_where_every_symbol_failed_keeps_the_last_good_scores(rig)
         await r.cycle()
     ts, latest = r.store.latest_scores()
     assert ts == good.ts and len(latest) == N_SYMBOLS
+
+
+# ------------------------------------------------------------------------------------ listings
+async def test_a_new_listing_is_scored_in_the_cycle_it_first_trades(rig):
+    r = rig()
+    newcomer = r.server.sim.symbols()[11]
+    r.faults.unlisted.add(newcomer)
+    first = await r.cycle()
+    assert newcomer not in {x.symbol for x in first.results} and r.sent("/fapi/v1/exchangeInfo") == 1
+    r.faults.unlisted.discard(newcomer)                          # listed now (with an hour of history)
+    r.faults.listed_at[newcomer] = r.server.sim.now_ms() - 3_600_000
+    second = await r.cycle()                                     # long before the hourly refresh is due
+    assert newcomer in {x.symbol for x in second.results}
+    assert r.sent("/fapi/v1/exchangeInfo") == 2 and r.sent("/futures/data/openInterestHist", newcomer) == 1
+    await r.cycle()
+    assert r.sent("/fapi/v1/exchangeInfo") == 2                  # one refresh for one listing, not every cycle
+    assert r.sent("/futures/data/openInterestHist", newcomer) == 1
+
+
+async def test_a_symbol_with_no_history_is_retried_with_back_off_not_every_cycle(rig):
+    r = rig()
+    bare = r.server.sim.symbols()[6]
+    r.faults.listed_at[bare] = r.server.sim.now_ms() + 10 ** 9   # openInterestHist: [] for it
+    out = await r.cycle()
+    assert bare in {x.symbol for x in out.results}                # scored at once, changes unknown yet
+    hist = lambda: r.sent("/futures/data/openInterestHist", bare)   # noqa: E731
+    assert hist() == 1
+    for _ in range(3):
+        await r.cycle()
+    assert hist() == 1                                           # not repeated every cycle
+    r.clock.advance(301)
+    await r.cycle()
+    assert hist() == 2                                           # after 5 min ...
+    r.clock.advance(301)
+    await r.cycle()
+    assert hist() == 2                                           # ... then 10 min ...
+    r.clock.advance(300)
+    await r.cycle()
+    assert hist() == 3
+
+
+async def test_a_failing_backfill_is_retried_with_back_off_and_stops_once_it_works(rig):
+    r = rig()
+    sym = r.server.sim.symbols()[8]
+    fault = r.faults.add("missing_symbol", "/futures/data/openInterestHist", symbol=sym, times=None)
+    await r.cycle()
+    await r.cycle()
+    assert r.sent("/futures/data/openInterestHist", sym) == 1
+    r.faults.queue.remove(fault)
+    r.clock.advance(301)
+    out = await r.cycle()
+    assert r.sent("/futures/data/openInterestHist", sym) == 2
+    assert next(x for x in out.data.inputs if x.symbol == sym).oi_change_24h is not None
+    r.clock.advance(3600)
+    await r.cycle()
+    assert r.sent("/futures/data/openInterestHist", sym) == 2    # done: never again
 
 
 # ------------------------------------------------------------------------------------ scan --json
