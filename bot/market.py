@@ -41,10 +41,10 @@ STATUS_ENDING = {"PRE_DELIVERING", "DELIVERING", "DELIVERED", "PRE_SETTLE", "SET
 
 # domain -> (low, low is exclusive, high, what it must be)
 _DOMAINS = {
-    "price": (0.0, True, MAX_MAGNITUDE, "a positive finite price"),
-    "amount": (0.0, False, MAX_MAGNITUDE, "a finite amount >= 0"),
+    "price": (0.0, True, MAX_MAGNITUDE, f"a price in (0, {MAX_MAGNITUDE:.0e}]"),
+    "amount": (0.0, False, MAX_MAGNITUDE, f"an amount in [0, {MAX_MAGNITUDE:.0e}]"),
     "funding": (-MAX_ABS_FUNDING, False, MAX_ABS_FUNDING, f"a funding rate within ±{MAX_ABS_FUNDING:.0%} per interval"),
-    "pct": (-100.0, False, 1e6, "a finite change in percent >= -100"),
+    "pct": (-100.0, False, 1e6, "a change in percent in [-100, 1e+06]"),
     "hours": (0.0, True, 24.0, "a funding interval of (0, 24] hours"),
 }
 
