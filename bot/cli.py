@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
+import math
 import os
+import sqlite3
 import sys
 import time
 from contextlib import asynccontextmanager
@@ -14,7 +17,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from . import report
 from .config import Config, ConfigError, load_config, resolve_db_path
-from .cycle import run_cycle
+from .cycle import NothingScored, run_cycle
 from .errors import UserError
 from .exchange.binance import BinanceClient, BinanceError
 from .logsetup import setup_logging
@@ -27,13 +30,32 @@ from .symbols import normalize, suggest
 INPUT_ROW = TypeAdapter(ScoreInputs)   # one row of `scan --input`, validated into the scorer's own type
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number above zero (`--limit -5` would silently hide the last five rows)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {n}")
+    return n
+
+
 def read_input_rows(path: str) -> list[ScoreInputs]:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a folder, not a JSON file") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except json.JSONDecodeError as e:
         raise UserError(f"{path}: not valid JSON: {e}") from None
+    except RecursionError:
+        raise UserError(f"{path}: JSON nested too deeply (expected a list of row objects)") from None
     if not isinstance(data, list):
         raise UserError(f"{path}: expected a JSON list of row objects, got {type(data).__name__}")
     rows = []
@@ -42,9 +64,29 @@ def read_input_rows(path: str) -> list[ScoreInputs]:
             rows.append(INPUT_ROW.validate_python(item))
         except ValidationError as e:
             problems = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'row'}: {x['msg']}" for x in e.errors())
-            label = item.get("symbol", "?") if isinstance(item, dict) else repr(item)
+            label = item.get("symbol", "?") if isinstance(item, dict) else repr(item)[:40]
             raise UserError(f"{path}: row {i} ({label}): {problems}") from None
+        bad = [f.name for f in dataclasses.fields(rows[-1])
+               if isinstance(getattr(rows[-1], f.name), float) and not math.isfinite(getattr(rows[-1], f.name))]
+        if bad:
+            raise UserError(f"{path}: row {i} ({rows[-1].symbol}): " +
+                            "; ".join(f"{name}: not a finite number ({getattr(rows[-1], name)})" for name in bad))
     return rows
+
+
+def open_store(path: str) -> Store:
+    """The SQLite store at `path`, or one clear line saying why it cannot be opened there."""
+    if Path(path).is_dir():
+        raise UserError(f"--db {path}: is a folder; give a file path such as {Path(path) / 'bot.db'}")
+    try:
+        return Store(path)
+    except (OSError, sqlite3.Error) as e:
+        raise UserError(f"--db {path}: cannot open the database there: {getattr(e, 'strerror', None) or e}") from None
+
+
+def dumps(payload) -> str:
+    """JSON for people and programs: never a bare NaN/Infinity (not JSON; a ValueError here is a bug upstream)."""
+    return json.dumps(payload, indent=1, ensure_ascii=False, allow_nan=False)
 
 
 @asynccontextmanager
@@ -68,7 +110,7 @@ async def _scan_market(args, cfg: Config) -> tuple[int, list[dict], dict]:
     live = engine_last_cycle(resolve_db_path(args.db, cfg))    # a `run` holds the database: read, never compete
     if live is not None:
         return live
-    store = Store(resolve_db_path(args.db, cfg))
+    store = open_store(resolve_db_path(args.db, cfg))
     try:
         async with exchange_url(args) as url, BinanceClient(cfg.exchange, base_url=url) as client:
             out = await run_cycle(cfg, client, store, progress=progress_printer("backfilling OI history"))
@@ -84,9 +126,9 @@ def cmd_scan(args, cfg: Config) -> int:
         ts, failed = int(time.time() * 1000), {}
     else:
         ts, results, failed = asyncio.run(_scan_market(args, cfg))
-    shown = report.filter_bias(report.ranked(results), args.bias)[: args.limit or None]
+    shown = report.filter_bias(report.ranked(results), args.bias)[: args.limit]
     if args.json:
-        print(json.dumps([dict(api_item(r, cfg.score), rank=r["rank"]) for r in shown], indent=1, ensure_ascii=False))
+        print(dumps([dict(api_item(r, cfg.score), rank=r["rank"]) for r in shown]))
     else:
         print(report.summary(results, ts))
         print(report.format_table(report.TABLE_COLUMNS, report.table_rows(shown), {4: 42}))
@@ -112,7 +154,7 @@ def cmd_score(args, cfg: Config) -> int:
         hint = suggest(args.symbol, list(results), cfg.universe.quote_asset)
         raise UserError(f"unknown symbol {args.symbol!r}" + (f" — did you mean {hint}?" if hint else ""))
     result = results[symbol]
-    print(json.dumps(api_item(result, cfg.score), indent=1, ensure_ascii=False) if args.json else report.explain(result))
+    print(dumps(api_item(result, cfg.score)) if args.json else report.explain(result))
     return 0
 
 
@@ -136,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan = sub.add_parser("scan", help="run one cycle and print the ranked table")
     add_market_options(scan)
     scan.add_argument("--bias", choices=["all", "long", "short"], default="all")
-    scan.add_argument("--limit", type=int, default=0, help="show the top N only")
+    scan.add_argument("--limit", type=positive_int, default=None, help="show the top N only (N >= 1)")
     scan.set_defaults(func=cmd_scan)
 
     score = sub.add_parser("score", help="explain one symbol's score")
@@ -162,11 +204,21 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except NothingScored as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except BinanceError as e:
         print(f"error: exchange request failed: {e}", file=sys.stderr)
+        return 1
+    except sqlite3.Error as e:
+        print(f"error: database: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:          # `python -m bot scan | head`: the reader left, nothing to report
         sys.stderr.close()
         return 0
+    except OSError as e:             # a path the user gave (e.g. `run --db /no/such/dir/x.db`): one line, no traceback
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1

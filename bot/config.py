@@ -34,6 +34,8 @@ class ExchangeConfig(_Strict):
     weight_headroom: float = Field(0.8, gt=0, le=1)
     data_limit_per_5m: int = Field(1000, gt=0)
     funding_info_refresh_s: float = Field(3600, gt=0)
+    max_retry_after_s: float = Field(300, gt=0)       # a Retry-After above this is read as this
+    stop_after_refusals: int = Field(3, ge=1, le=100)  # refused/failed requests in a row that stop a cycle
 
 
 class UniverseConfig(_Strict):

@@ -12,13 +12,25 @@ from dataclasses import dataclass
 from typing import Protocol, cast
 
 from .config import Config
-from .exchange.binance import BinanceClient
+from .exchange.binance import BinanceClient, BinanceError
 from .market import CycleData, MarketCollector, Progress
 from .records import ScoredRow
 from .score import ScoreResult, score_all
 from .store import Store
 
 log = logging.getLogger(__name__)
+
+
+class NothingScored(BinanceError):
+    """Every symbol failed this cycle: nothing is stored, so the last good scores stay the latest
+    (an empty cycle would hide them: `/top` would say the first cycle is still running)."""
+
+
+def cycle_budget_s(cfg: Config) -> float:
+    """How long a cycle may wait on the exchange: a little under the engine's limit for a cycle (90 % of
+    the interval, at least 5 s), so a pause it cannot afford ends it with the reason instead of being cut
+    off by that limit without one."""
+    return 0.8 * max(5.0, cfg.engine.interval_minutes * 60 * 0.9)
 
 
 @dataclass
@@ -39,11 +51,16 @@ class CycleOutcome:
 async def run_cycle(cfg: Config, client: BinanceClient, store: Store, collector: MarketCollector | None = None,
                     progress: Progress | None = None, save: bool = True) -> CycleOutcome:
     """Collect and score; `save=False` leaves storing to the caller (the engine commits scores together
-    with alert state in one transaction)."""
+    with alert state in one transaction). Raises `CycleStopped` when the exchange refuses us (one line
+    saying why) and `NothingScored` when every symbol failed — neither stores anything."""
     collector = collector or MarketCollector(client, store, cfg)
     started = time.perf_counter()
-    client.stats.reset()
+    client.begin_cycle(cycle_budget_s(cfg))
     data = await collector.collect(progress)
+    if data.failed and not data.inputs:
+        examples = "; ".join(f"{s}: {why}" for s, why in sorted(data.failed.items())[:3])
+        raise NothingScored(f"no symbol could be scored this cycle ({len(data.failed)} failed, e.g. {examples}); "
+                            f"the last stored scores stay the latest")
     results = await asyncio.to_thread(score_all, data.inputs, cfg.score)
     duration = time.perf_counter() - started
     out = CycleOutcome(ts=data.ts, results=results, data=data, duration_s=duration,
@@ -78,4 +95,5 @@ class CollectorSource:
 
     async def warm_up(self) -> dict[str, str]:
         """Cold start: backfill OI history before the first cycle; symbol -> error for those that failed."""
+        self.client.begin_cycle(cycle_budget_s(self.cfg))
         return await self.collector.warm_up(self.progress)

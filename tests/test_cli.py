@@ -81,6 +81,8 @@ def test_unreachable_exchange_is_a_clear_error(tmp_path):
     assert out.returncode == 1
     assert "exchange request failed" in out.stderr and "network error" in out.stderr
     assert "Traceback" not in out.stderr
+    # a handful of tries in all (was 5 per request), then one line saying so
+    assert "error: exchange request failed: exchange unreachable: network error ×" in out.stderr
 
 
 def test_check_config_reports_file_line_and_field(tmp_path):
@@ -197,3 +199,35 @@ def test_scan_on_a_running_engines_database_reads_its_last_cycle_instead_of_comp
         store.close()
     finally:
         lock.close()
+
+
+def test_input_errors_are_one_line_never_a_traceback(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    nan = tmp_path / "nan.json"
+    nan.write_text('[{"symbol": "AUSDT", "funding_rate": NaN, "basis": 0.001}]')
+    inf = tmp_path / "inf.json"
+    inf.write_text('[{"symbol": "AUSDT", "funding_rate": 0.0001, "basis": Infinity}]')
+    (tmp_path / "dbdir").mkdir()
+    cases = [
+        (("scan", "--input", str(tmp_path)), f"error: {tmp_path}: is a folder, not a JSON file"),
+        (("scan", "--input", str(deep)), f"error: {deep}: JSON nested too deeply"),
+        (("score", "AUSDT", "--input", str(nan)), f"error: {nan}: row 0 (AUSDT): funding_rate: not a finite number (nan)"),
+        (("scan", "--input", str(inf), "--json"), f"error: {inf}: row 0 (AUSDT): basis: not a finite number (inf)"),
+        (("scan", "--simulate", "--db", str(tmp_path / "dbdir")), f"error: --db {tmp_path / 'dbdir'}: is a folder"),
+        (("scan", "--simulate", "--db", "/proc/no/such/bot.db"), "error: --db /proc/no/such/bot.db: cannot open the database there"),
+    ]
+    for args, message in cases:
+        out = bot(*args)
+        assert out.returncode == 1, (args, out.stderr)
+        assert out.stderr.startswith(message), (args, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr, out.stderr
+
+
+def test_limit_must_be_positive():
+    for bad, why in (("-5", "must be 1 or more, got -5"), ("0", "must be 1 or more, got 0"),
+                     ("ten", "expected a whole number, got 'ten'")):
+        out = bot("scan", "--input", str(SEEDS), "--limit", bad)
+        assert out.returncode == 2 and f"argument --limit: {why}" in out.stderr and out.stdout == ""
+    rows = json.loads(bot("scan", "--input", str(SEEDS), "--json", "--limit", "3").stdout)
+    assert len(rows) == 3

@@ -284,12 +284,77 @@ async def test_fault_timeout_and_latency(env):
     await asyncio.gather(task, return_exceptions=True)
 
 
+async def test_fault_value_replaces_one_symbols_field(env):
+    _, client, faults, _ = env
+    faults.add("value", "/fapi/v1/premiumIndex", symbol="ETHUSDT", field="markPrice", value="NaN", times=2)
+    faults.add("value", "/fapi/v1/openInterest", symbol="BTCUSDT", field="openInterest", value=float("inf"))
+    rows = {r["symbol"]: r for r in (await client.get("/fapi/v1/premiumIndex")).json()}
+    assert rows["ETHUSDT"]["markPrice"] == "NaN" and rows["BTCUSDT"]["markPrice"] != "NaN"
+    one = (await client.get("/fapi/v1/premiumIndex", params={"symbol": "ETHUSDT"})).json()
+    assert one["markPrice"] == "NaN"
+    r = await client.get("/fapi/v1/openInterest", params={"symbol": "BTCUSDT"})
+    assert b'"openInterest":Infinity' in r.content               # a bare token, as a careless server sends it
+    assert faults.pending() == 0
+    rows = {r["symbol"]: r for r in (await client.get("/fapi/v1/premiumIndex")).json()}
+    assert rows["ETHUSDT"]["markPrice"] != "NaN"
+
+
+async def test_fault_retry_after_is_sent_verbatim(env):
+    _, client, faults, _ = env
+    faults.add("429", retry_after="inf")
+    faults.add("418", retry_after="1e9")
+    r = await client.get("/fapi/v1/ping")
+    assert r.status_code == 429 and r.headers["Retry-After"] == "inf"
+    r = await client.get("/fapi/v1/ping")
+    assert r.status_code == 418 and r.headers["Retry-After"] == "1e9" and "banned until" in r.json()["msg"]
+
+
+async def test_fault_trickle_sends_the_body_a_byte_at_a_time(env):
+    _, client, faults, _ = env
+    faults.trickle_interval_s = 0.05
+    faults.add("trickle", "/fapi/v1/openInterest")
+    t0 = time.perf_counter()
+    r = await client.get("/fapi/v1/openInterest", params={"symbol": "BTCUSDT"})
+    took = time.perf_counter() - t0
+    assert r.status_code == 200 and r.json()["symbol"] == "BTCUSDT"
+    assert took >= 0.05 * (len(r.content) - 1)
+    # a client that gives up early does not disturb the server
+    faults.trickle_interval_s = 0.5
+    faults.add("trickle", "/fapi/v1/openInterest")
+    with pytest.raises(httpx.TimeoutException):
+        await client.get("/fapi/v1/openInterest", params={"symbol": "BTCUSDT"}, timeout=0.2)
+    assert (await client.get("/fapi/v1/ping")).status_code == 200
+
+
+async def test_unlisted_symbols_and_short_history(env):
+    server, client, faults, _ = env
+    faults.unlisted.add("SOLUSDT")
+    for path in ("/fapi/v1/exchangeInfo", "/fapi/v1/premiumIndex", "/fapi/v1/ticker/24hr"):
+        body = (await client.get(path)).json()
+        rows = body["symbols"] if isinstance(body, dict) else body
+        assert "SOLUSDT" not in {r["symbol"] for r in rows} and "BTCUSDT" in {r["symbol"] for r in rows}, path
+    r = await client.get("/fapi/v1/openInterest", params={"symbol": "SOLUSDT"})
+    assert r.status_code == 400 and r.json()["code"] == -1121
+    faults.unlisted.discard("SOLUSDT")                               # listed now
+    assert (await client.get("/fapi/v1/openInterest", params={"symbol": "SOLUSDT"})).status_code == 200
+    now = server.sim.now_ms()
+    faults.listed_at["SOLUSDT"] = now - 30 * 60_000
+    rows = (await client.get("/futures/data/openInterestHist",
+                             params={"symbol": "SOLUSDT", "period": "5m", "limit": 100})).json()
+    assert 5 <= len(rows) <= 7 and all(r["timestamp"] >= now - 30 * 60_000 for r in rows)
+    faults.listed_at["SOLUSDT"] = now + 1
+    assert (await client.get("/futures/data/openInterestHist",
+                             params={"symbol": "SOLUSDT", "period": "5m"})).json() == []
+
+
 def test_faults_validation():
     f = Faults()
     with pytest.raises(ValueError):
         f.add("teapot")
     with pytest.raises(ValueError):
         f.add("429", times=0)
+    with pytest.raises(ValueError):
+        f.add("value", symbol="BTCUSDT")                              # which field?
 
 
 # ---------------------------------------------------------------------------------------------

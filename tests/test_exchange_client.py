@@ -10,7 +10,7 @@ import pytest
 from bot.clock import FakeClock
 from bot.config import Config, ExchangeConfig
 from bot.cycle import run_cycle
-from bot.exchange.binance import BinanceClient, BinanceError
+from bot.exchange.binance import BinanceClient, BinanceError, CycleStopped
 from bot.market import MarketCollector
 from bot.demo_market.binance_server import BinanceSimServer, Faults
 from bot.demo_market.market import MarketSimulator
@@ -54,17 +54,23 @@ async def test_429_with_retry_after_pauses_then_succeeds(sim_server, caplog):
     assert any("rate limited (HTTP 429)" in r.getMessage() for r in caplog.records)
 
 
-async def test_418_ban_pauses_all_requests(sim_server):
+async def test_418_ban_pauses_all_requests_until_the_ban_ends(sim_server):
     server, url = sim_server
-    server.faults.add("418", "/fapi/v1/openInterest", retry_after=None)
     clock = FakeClock()
+    server.clock = clock.time                      # the exchange and we agree on the time
+    server.faults.add("418", "/fapi/v1/openInterest", retry_after=None)        # "banned until" +120 s, no header
+    server.faults.add("418", "/fapi/v1/openInterest", retry_after="soon")      # a header that says nothing
     async with BinanceClient(ExchangeConfig(max_retries=0), base_url=url, clock=clock) as c:
         with pytest.raises(BinanceError, match=r"rate limited \(HTTP 418\).*banned") as e:
             await c.open_interest("BTCUSDT")
-        # no Retry-After on a ban: every request now waits a long backoff instead of hammering
-        assert e.value.status == 418 and c.paused_for == 60
+        # no Retry-After: the ban's end comes from the body ("banned until <ms>"), and nothing goes out before it
+        assert e.value.status == 418 and c.paused_for == pytest.approx(120, abs=0.01)
+        sent = len(server.requests)
+        with pytest.raises(BinanceError, match="banned"):
+            await c.open_interest("BTCUSDT")          # waits the ban out first, then meets the second ban
+        assert len(server.requests) == sent + 1 and clock.sleeps[0] == pytest.approx(120, abs=0.01)
         body = await c.premium_index()              # the next request, to any endpoint, waits it out first
-        assert isinstance(body, list) and clock.sleeps == [60] and c.paused_for == 0
+        assert isinstance(body, list) and len(clock.sleeps) == 2 and c.paused_for == 0
 
 
 async def test_418_with_retry_after_waits_then_succeeds(sim_server):
@@ -209,3 +215,46 @@ async def test_universe_and_funding_intervals_refresh_once_the_interval_has_pass
         await collector.refresh_reference_data()
         assert server.count("/fapi/v1/fundingInfo") == 2 and server.count("/fapi/v1/exchangeInfo") == 2
     assert collector.universe
+
+
+async def test_after_a_429_every_request_waits(sim_server):
+    server, url = sim_server
+    server.faults.add("429", "/fapi/v1/premiumIndex", retry_after=7)
+    clock = FakeClock()
+    async with BinanceClient(ExchangeConfig(max_retries=0), base_url=url, clock=clock) as c:
+        with pytest.raises(BinanceError, match=r"HTTP 429"):
+            await c.premium_index()
+        assert c.paused_for == 7
+        await c.ticker_24hr()                       # another endpoint: it waits too, then goes
+    assert clock.sleeps == [7] and server.count() == 2
+
+
+async def test_a_stopped_cycle_sends_nothing_more_until_the_next_cycle(sim_server):
+    server, url = sim_server
+    server.faults.add("429", retry_after=1, times=3)
+    clock = FakeClock()
+    async with BinanceClient(ExchangeConfig(max_retries=5, stop_after_refusals=3), base_url=url, clock=clock) as c:
+        c.begin_cycle(budget_s=100)
+        with pytest.raises(CycleStopped, match=r"^exchange refusing requests: HTTP 429 ×3, cycle stopped after 3 requests, "
+                                               r"next try in 1s \(last: /fapi/v1/exchangeInfo: rate limited"):
+            await c.exchange_info()
+        with pytest.raises(CycleStopped):
+            await c.premium_index()                 # the same cycle: refused without a request
+        assert server.count() == 3 and c.stopped
+        c.begin_cycle(budget_s=100)
+        assert isinstance(await c.premium_index(), list) and server.count() == 4
+
+
+async def test_a_pause_longer_than_the_cycle_budget_stops_instead_of_sleeping(sim_server):
+    server, url = sim_server
+    server.faults.add("429", retry_after=120)
+    clock = FakeClock()
+    async with BinanceClient(ExchangeConfig(), base_url=url, clock=clock) as c:
+        c.begin_cycle(budget_s=60)
+        with pytest.raises(CycleStopped, match=r"exchange asked us to wait 120s \(rate limited \(HTTP 429\)\), longer than "
+                                               r"the 60s left of this cycle's budget, cycle stopped after 1 request, "
+                                               r"next try in 120s") as e:
+            await c.exchange_info()
+        assert e.value.retry_in == 120 and clock.sleeps == [] and server.count() == 1
+        c.begin_cycle(budget_s=None)               # no budget (a caller of its own): the pause is waited out
+        assert isinstance(await c.exchange_info(), dict) and clock.sleeps == [120]

@@ -36,7 +36,7 @@ from bot.demo_market.serve import run_until_signalled
 
 __all__ = ["Faults", "Fault", "BinanceSimServer", "FAULT_KINDS", "main"]
 
-FAULT_KINDS = ("429", "418", "5xx", "timeout", "malformed", "missing_symbol")
+FAULT_KINDS = ("429", "418", "5xx", "timeout", "malformed", "missing_symbol", "value", "trickle")
 
 MSG_429 = ("Too many requests; current limit is 2400 requests per minute. Please use the websocket for live "
            "updates to avoid polling the API.")
@@ -73,8 +73,10 @@ class Fault:
     path: str = ""
     symbol: str | None = None
     times: int | None = 1          # None = forever
-    retry_after: int | None = 1
+    retry_after: int | float | str | None = 1     # sent as str(retry_after): "inf", "1e9" are fair game
     status: int | None = None
+    field: str | None = None       # "value": the field replaced ...
+    value: object = None           # ... by this (a string such as "NaN" as Binance would send, or a float)
     hits: int = 0
 
     def matches(self, path: str, symbol: str | None) -> bool:
@@ -99,20 +101,36 @@ class Faults:
     * ``"malformed"`` — HTTP 200, ``application/json``, body is the real answer truncated (invalid JSON);
     * ``"missing_symbol"`` — single-symbol requests for ``symbol`` get HTTP 400 ``-1121`` (decrementing
       ``times``); while the fault is pending the symbol is also left out of all-symbol arrays
-      (premiumIndex, ticker, exchangeInfo, fundingInfo) on matching paths, like a delisted symbol.
+      (premiumIndex, ticker, exchangeInfo, fundingInfo) on matching paths, like a delisted symbol;
+    * ``"value"`` — the reply is answered normally, then ``field`` of ``symbol``'s entry (every entry when
+      ``symbol`` is None) is replaced by ``value`` (``"NaN"``, ``"Infinity"``, ``"1e308"`` as strings the way
+      Binance sends numbers, or a float — ``float("nan")`` goes out as a bare ``NaN`` token); one reply that
+      carries the symbol counts as one use of ``times``;
+    * ``"trickle"`` — HTTP 200 with the real answer's ``Content-Length``, its body sent one byte every
+      ``trickle_interval_s`` (a connection that never stalls long enough for a per-read timeout).
+
+    Listings: ``unlisted`` symbols do not exist on the exchange (left out of every array, ``-1121`` when
+    named) until removed from the set — a symbol listed later; ``listed_at[symbol]`` (exchange ms) drops
+    openInterestHist rows older than that time — a recent listing's short (or empty) history.
     """
 
     latency_ms: float = 0
     timeout_s: float = 30.0
+    trickle_interval_s: float = 2.0
     queue: list[Fault] = field(default_factory=list)
+    unlisted: set[str] = field(default_factory=set)
+    listed_at: dict[str, int] = field(default_factory=dict)
 
     def add(self, kind: str, path: str = "", symbol: str | None = None, times: int | None = 1,
-            retry_after: int | None = 1, status: int | None = None) -> Fault:
+            retry_after: int | float | str | None = 1, status: int | None = None,
+            field: str | None = None, value: object = None) -> Fault:
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
         if times is not None and times < 1:
             raise ValueError("times must be >= 1 (or None for forever)")
-        f = Fault(kind, path, symbol, times, retry_after, status)
+        if kind == "value" and not field:
+            raise ValueError("a value fault names the field it replaces")
+        f = Fault(kind, path, symbol, times, retry_after, status, field, value)
         self.queue.append(f)
         return f
 
@@ -136,7 +154,7 @@ class Faults:
         """First matching fault for a request (consumed).  ``missing_symbol`` only matches
         requests that name a symbol."""
         for f in list(self.queue):
-            if f.kind == "missing_symbol" and symbol is None:
+            if f.kind == "value" or (f.kind == "missing_symbol" and symbol is None):
                 continue
             if f.matches(path, symbol):
                 self._consume(f)
@@ -145,7 +163,20 @@ class Faults:
 
     def hidden_symbols(self, path: str) -> set[str]:
         return {f.symbol for f in self.queue
-                if f.kind == "missing_symbol" and f.symbol is not None and path.startswith(f.path)}
+                if f.kind == "missing_symbol" and f.symbol is not None and path.startswith(f.path)} | self.unlisted
+
+    def apply_values(self, path: str, payload):
+        """Replace fields of a successful reply as pending ``value`` faults say; returns the payload."""
+        for f in [f for f in self.queue if f.kind == "value" and path.startswith(f.path)]:
+            entries = payload if isinstance(payload, list) else [payload]
+            hit = False
+            for entry in entries:
+                if isinstance(entry, dict) and (f.symbol is None or entry.get("symbol") == f.symbol):
+                    entry[f.field] = f.value
+                    hit = True
+            if hit:
+                self._consume(f)
+        return payload
 
 
 def _json(payload, status: int = 200) -> web.Response:
@@ -279,7 +310,8 @@ class BinanceSimServer:
         self.requests.append((path, query))
         used = self._add_weight(self.weight_of(path, query))
         resp = await self._respond(request, path, query)
-        resp.headers["X-MBX-USED-WEIGHT-1M"] = str(used)
+        if not resp.prepared:                      # a trickled reply sent its headers already
+            resp.headers["X-MBX-USED-WEIGHT-1M"] = str(used)
         return resp
 
     async def _respond(self, request: web.Request, path: str, query: dict) -> web.StreamResponse:
@@ -290,7 +322,7 @@ class BinanceSimServer:
         symbol = query.get("symbol") or None
         fault = self.faults.take(path, symbol)
         if fault is not None:
-            resp = await self._fault_response(fault, path, query)
+            resp = await self._fault_response(fault, path, query, request)
             if resp is not None:
                 return resp
         if self._used > self.weight_limit:
@@ -314,9 +346,14 @@ class BinanceSimServer:
         if handler is None:
             return web.Response(status=404, text="<html><body><h2>404 Not found</h2></body></html>",
                                 content_type="text/html")
-        return handler(query, self.faults.hidden_symbols(path))
+        resp = handler(query, self.faults.hidden_symbols(path))
+        if resp.status == 200 and any(f.kind == "value" for f in self.faults.queue):
+            payload = self.faults.apply_values(path, json.loads(resp.body))
+            return _json(payload)
+        return resp
 
-    async def _fault_response(self, f: Fault, path: str, query: dict) -> web.Response | None:
+    async def _fault_response(self, f: Fault, path: str, query: dict,
+                              request: web.Request) -> web.StreamResponse | None:
         kind = f.kind
         if kind == "429":
             resp = _error(-1003, MSG_429, f.status or 429)
@@ -324,7 +361,12 @@ class BinanceSimServer:
                 resp.headers["Retry-After"] = str(f.retry_after)
             return resp
         if kind == "418":
-            ban_s = f.retry_after if f.retry_after is not None else 120
+            try:
+                ban_s = float(f.retry_after)              # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                ban_s = 120.0
+            if not math.isfinite(ban_s) or ban_s > 3 * 86_400:
+                ban_s = 120.0                              # a hostile Retry-After; the body states a real ban
             until = int((self.clock() + ban_s) * 1000)
             resp = _error(-1003, MSG_418.format(until=until), f.status or 418)
             if f.retry_after is not None:
@@ -349,7 +391,28 @@ class BinanceSimServer:
             return web.Response(status=200, body=cut, content_type="application/json")
         if kind == "missing_symbol":
             return _bad_symbol()
+        if kind == "trickle":
+            return await self._trickle(request, self._handle(path, query))
         return None
+
+    async def _trickle(self, request: web.Request, real: web.Response) -> web.StreamResponse:
+        body = bytes(real.body) if isinstance(real.body, (bytes, bytearray)) else b"{}"
+        resp = web.StreamResponse(status=real.status, headers={"Content-Type": "application/json"})
+        resp.content_length = len(body)
+        resp.headers["X-MBX-USED-WEIGHT-1M"] = str(self._used)
+        try:
+            await resp.prepare(request)
+            for i in range(len(body)):
+                await resp.write(body[i:i + 1])
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), timeout=self.faults.trickle_interval_s)
+                    break                                  # server stopping
+                except asyncio.TimeoutError:
+                    pass
+            await resp.write_eof()
+        except (ConnectionResetError, ConnectionError, RuntimeError):
+            pass                                           # the client gave up (as it should)
+        return resp
 
     # ------------------------------------------------------------------------------------------
     # endpoints
@@ -358,7 +421,7 @@ class BinanceSimServer:
         symbol = query.get("symbol")
         if not symbol:
             return None, None
-        if self.sim.unknown(symbol):
+        if self.sim.unknown(symbol) or symbol in self.faults.unlisted:
             return None, _bad_symbol()
         return symbol, None
 
@@ -431,7 +494,11 @@ class BinanceSimServer:
         start, end = ints["startTime"], ints["endTime"]
         if start is not None and end is not None and start > end:
             return _error(-1023, "Start time is greater than end time.")
-        return _json(self.sim.open_interest_hist(symbol, period, limit, start, end))
+        rows = self.sim.open_interest_hist(symbol, period, limit, start, end)
+        listed = self.faults.listed_at.get(symbol)
+        if listed is not None:
+            rows = [r for r in rows if r["timestamp"] >= listed]
+        return _json(rows)
 
 
 # ----------------------------------------------------------------------------------------------
