@@ -30,6 +30,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: takes seconds for reasons other than timing (e.g. builds the wheel)")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under xdist (`-n auto`, pyproject's addopts), the `process` tests share one worker, one after another:
+    each runs the bot and a simulator as real processes, and side by side they would crowd each other out."""
+    for item in items:
+        if item.get_closest_marker("process"):
+            item.add_marker(pytest.mark.xdist_group("process"))
+
+
 @pytest.fixture
 def sim_start_ms(request: pytest.FixtureRequest) -> int:
     """The pinned simulated start (epoch ms) for market-dependent tests."""
