@@ -42,9 +42,29 @@ class _Queries:
         return b""
 
 
+def market_inputs(n: int, seed: int = 1) -> list:
+    """N symbols of realistic score inputs (a few stressed, a few without 24h history)."""
+    import random
+
+    from bot.score import ScoreInputs
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        stressed = rng.random() < 0.07
+        f8 = rng.gauss(0.0001, 0.00015) + (rng.choice((-1, 1)) * rng.uniform(0.0005, 0.003) if stressed else 0)
+        out.append(ScoreInputs(
+            symbol=f"S{i:04d}USDT", funding_rate=f8, funding_interval_hours=8.0,
+            oi_change_1h=rng.gauss(0, 0.008),
+            oi_change_4h=rng.gauss(0, 0.02) + (rng.uniform(-0.1, 0.2) if stressed else 0),
+            oi_change_24h=None if rng.random() < 0.03 else
+            rng.gauss(0, 0.05) + (rng.uniform(-0.1, 0.3) if stressed else 0),
+            basis=rng.gauss(0, 0.0006) + (f8 * 2 if stressed else 0),
+            price_change_1h=rng.gauss(0, 0.008), price_change_24h=rng.gauss(0, 0.045)))
+    return out
+
+
 async def serve(n: int) -> None:
     from aiohttp import web
-    from scoring import realistic_inputs
 
     from bot.adapters.web import WebServer
     from bot.config import load_config
@@ -53,7 +73,7 @@ async def serve(n: int) -> None:
 
     cfg = load_config(CONFIG_PATH)
     market = MarketSnapshot()
-    results = [r.as_dict() for r in score_all(realistic_inputs(n), cfg.score)]
+    results = [r.as_dict() for r in score_all(market_inputs(n), cfg.score)]
     market.publish(1_796_000_000_000, results, {r["symbol"] for r in results})
     real = WebServer(_Queries(market), cfg.score, cfg.engine.interval_minutes * 60, rate=1e9, burst=10 ** 9)
 

@@ -117,7 +117,7 @@ async def test_the_page_shows_the_ranked_market_with_the_strip_and_how_to_read_i
     assert f'<span class="pill band-{top["band"]}">{top["score"]}</span>' in html        # band colours
     assert "How to read it" in html and "squeeze" in html.lower() and "60–100" in html
     assert 'href="/symbol/BTCUSDT"' in html and 'id="q"' in html                      # links and the search box
-    assert "—" in html                                                               # a missing OI 24h shows as a dash
+    assert "—" in html                                              # a missing OI 24h shows as a dash
     head = await env.client.head("/")
     assert head.status == 200 and (await head.read()) == b""
 
@@ -530,6 +530,7 @@ def _browser_or_skip():
 def demo_page(tmp_path, sim_start_ms):
     """`python -m bot demo --web 127.0.0.1:0` as a real process; yields the URL it prints."""
     start = time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(sim_start_ms / 1000))
+    started = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "bot", "demo", "--web", "127.0.0.1:0", "--symbols", "120",
                              "--seconds", "150", "--start", start, "--db", str(tmp_path / "demo.db"),
                              "--alert-log", str(tmp_path / "alerts.jsonl")],
@@ -545,6 +546,15 @@ def demo_page(tmp_path, sim_start_ms):
             url = m and m.group(1)
         assert url, "the demo printed no URL: " + (tmp_path / "demo.log").read_text()[-2000:]
         threading_drain(proc)
+
+        def page_up():
+            try:
+                with urllib_get(url + "/") as r:
+                    return r.status == 200
+            except OSError:
+                return False
+        wait_for(page_up, 10, "the demo's page")
+        assert time.monotonic() - started < 10, "the page must be live within 10 s of `python -m bot demo`"
         yield url
     finally:
         proc.terminate()

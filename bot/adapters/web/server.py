@@ -228,7 +228,8 @@ class WebServer:
                 ("/symbol/{symbol}/chart.png", self.chart), ("/signals", self.page_signals),
                 ("/performance", self.page_performance), ("/verify", self.page_verify),
                 ("/liqmap/{coin}", self.page_liqmap), ("/methodology", self.page_methodology),
-                ("/api/public/pressure", self.api_pressure), ("/api/public/pressure/{symbol}", self.api_pressure_symbol),
+                ("/api/public/pressure", self.api_pressure),
+                ("/api/public/pressure/{symbol}", self.api_pressure_symbol),
                 ("/api/public/recent", self.api_recent), ("/api/public/symbols/{symbol}", self.api_symbol),
                 ("/healthz", self.healthz), ("/static/{name}", self.static), ("/favicon.ico", self.favicon)):
             r.add_get(path, handler)          # GET and HEAD only: nothing here changes anything
