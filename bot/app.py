@@ -69,6 +69,12 @@ class BotQueries:
         from .chart import render_chart
         return await asyncio.to_thread(render_chart, self._store, symbol)
 
+    async def public_signals(self, limit: int = 50, symbol: str | None = None,
+                             since_ms: int | None = None) -> list[dict]:
+        """Market-wide signals, newest first (one symbol's, since a time): the web page's read, no recipient."""
+        rows = await asyncio.to_thread(self._store.recent_signals, limit, [symbol] if symbol else None)
+        return [r for r in rows if since_ms is None or r["ts"] >= since_ms]
+
 
 class SenderTable(Mapping[str, Sender]):
     """Outbox channel -> sender: the console's, then what each registered adapter's `senders()` offers at the
@@ -231,6 +237,14 @@ def enable_chat_adapters(svc: Services) -> None:
     if os.environ.get("DISCORD_BOT_TOKEN") or any(os.environ.get(e) for e in webhook_envs):
         from .adapters.discord import DiscordAdapter
         svc.register(DiscordAdapter.from_env(svc.cfg, svc.queries, svc.store))
+
+
+def enable_web(svc: Services, host: str, port: int, announce: Callable[[str], None] | None = None) -> None:
+    """The reference page and its JSON API on host:port (0: a free port), started and stopped with the bot like
+    an adapter; `announce(url)` once it listens."""
+    from .adapters.web import WebServer
+    svc.register(WebServer(svc.queries, svc.cfg.score, svc.cfg.engine.interval_minutes * 60, host, port,
+                           announce=announce))
 
 
 def _next_boundary(interval_s: float, now: float | None = None) -> datetime:

@@ -27,9 +27,32 @@ def utc_ms(text: str) -> int:
     return int(t.timestamp() * 1000)
 
 
+def web_address(text: str) -> tuple[str, int]:
+    """`HOST:PORT` (or just `PORT`, on 127.0.0.1) for `--web`; port 0 picks a free one."""
+    host, _, port = text.strip().rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"not HOST:PORT: {text!r} (e.g. 127.0.0.1:8080, or 0.0.0.0:8080 to be "
+                                         "reachable from other machines)")
+    return host, int(port)
+
+
+def _web_from_env(args) -> tuple[str, int] | None:
+    """`run`: --web, else PORT (on WEB_HOST, 127.0.0.1 unless told otherwise), else no web page."""
+    if args.web:
+        return args.web
+    port = os.environ.get("PORT")
+    return web_address(f"{os.environ.get('WEB_HOST') or '127.0.0.1'}:{port}") if port else None
+
+
+def _announce(url: str) -> None:
+    print(f"open {url}  (the pressure page; JSON at {url}/api/public/pressure)", flush=True)
+
+
 async def _serve(cfg: Config, db: str, args, exchange_url: str | None, seconds: float | None,
-                 include_examples: bool = False, on_ready=None) -> None:
-    from .app import build_services, enable_chat_adapters, hold_engine_lock, install_signal_handlers, run_bot
+                 include_examples: bool = False, on_ready=None, web: tuple[str, int] | None = None) -> None:
+    from .app import (build_services, enable_chat_adapters, enable_web, hold_engine_lock, install_signal_handlers,
+                      run_bot)
     lock = hold_engine_lock(db)          # one engine per database: before the store is even opened
     try:
         stop = asyncio.Event()
@@ -39,6 +62,8 @@ async def _serve(cfg: Config, db: str, args, exchange_url: str | None, seconds: 
         svc = build_services(cfg, db, args.watchlists, alert_log=args.alert_log, exchange_url=exchange_url,
                              include_examples=include_examples)
         enable_chat_adapters(svc)
+        if web is not None:
+            enable_web(svc, *web, announce=_announce)
         await run_bot(svc, stop, on_ready=on_ready)
     finally:
         if lock is not None:
@@ -57,8 +82,14 @@ def _one_engine(run) -> int:
 
 
 def cmd_run(args, cfg: Config) -> int:
+    try:
+        web = _web_from_env(args)
+    except argparse.ArgumentTypeError as e:
+        print(f"error: PORT / WEB_HOST: {e}", file=sys.stderr)
+        return 2
     return _one_engine(lambda: asyncio.run(_serve(cfg, resolve_db_path(args.db, cfg), args,
-                                                  args.exchange_url or cfg.exchange.base_url, args.seconds)))
+                                                  args.exchange_url or cfg.exchange.base_url, args.seconds,
+                                                  web=web)))
 
 
 def demo_config(cfg: Config, interval_s: float) -> Config:
@@ -83,7 +114,7 @@ async def _demo(args, cfg: Config) -> None:
           f"database {db}. Ctrl-C to stop.", flush=True)
     try:
         await _serve(demo_config(cfg, args.interval), db, args, url, args.seconds, include_examples=True,
-                     on_ready=sim.release)
+                     on_ready=sim.release, web=args.web or ("127.0.0.1", 0))
     finally:
         await server.stop()
 
@@ -153,6 +184,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--alert-log", default=os.environ.get("BOT_ALERT_LOG"),
                        help="also append delivered console alerts to this JSON-lines file")
         p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds")
+        p.add_argument("--web", type=web_address, default=None, metavar="HOST:PORT",
+                       help="serve the pressure page and JSON API there (run: default PORT from the environment on "
+                            "127.0.0.1, else none; demo: 127.0.0.1 on a free port)")
 
     run = sub.add_parser("run", help="run the engine: scheduled cycles, alerts, chat adapters")
     run.add_argument("--exchange-url", default=None, help="Binance USDⓈ-M API root (default: config)")

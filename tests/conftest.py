@@ -28,6 +28,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "process: runs the bot as real processes against the simulator (slow, "
                                        "timing-sensitive; rerun across a day by tests/timing_matrix.py)")
     config.addinivalue_line("markers", "slow: takes seconds for reasons other than timing (e.g. builds the wheel)")
+    config.addinivalue_line("markers", "browser: drives a real headless chromium (Debian's chromium and "
+                                       "chromium-driver, installed by .ci/run) with selenium")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
