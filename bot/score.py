@@ -285,8 +285,14 @@ def _score(inp: ScoreInputs, c: _Compiled) -> ScoreResult:
                        signed, missing, assumptions, quadrant, warning, inp)
 
 
+def rank_key(r: dict) -> tuple:
+    """The ranking, for stored result dicts: highest score first, ties by the unrounded score (as the
+    reference page orders them), then symbol."""
+    return -r["score"], -abs(r.get("signed") or 0.0), r["symbol"]
+
+
 def score_all(inputs: list[ScoreInputs], cfg: ScoreConfig) -> list[ScoreResult]:
-    """Score and rank: highest score first, ties by the unrounded score (as the reference page), then symbol."""
+    """Score and rank (the order of `rank_key`)."""
     c = _compile(cfg)
     results = [_score(i, c) for i in inputs]
     results.sort(key=lambda r: (-r.score, -abs(r.signed), r.symbol))

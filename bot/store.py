@@ -15,8 +15,21 @@ import threading
 from pathlib import Path
 from typing import Iterable
 
-from .records import (CycleRecord, FiredRow, OIPoint, Outcome, OutboxEntry, OutboxRow, OutboxStatus,  # noqa: F401
-                      ScoredRow, SignalRecord, StoredCycle, StoredSignal, SymbolStateRow)
+from .records import (  # noqa: F401
+    CycleRecord,
+    FiredRow,
+    OIPoint,
+    OutboxEntry,
+    OutboxRow,
+    OutboxStatus,
+    Outcome,
+    ScoredRow,
+    SignalRecord,
+    StoredCycle,
+    StoredSignal,
+    SymbolStateRow,
+)
+from .score import rank_key
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS oi_history (
@@ -157,9 +170,8 @@ class Store:
         if not last:
             return None, []
         with self._lock:
-            rows = self._db.execute("SELECT payload FROM scores WHERE ts=? ORDER BY score DESC, symbol",
-                                    (last["ts"],)).fetchall()
-        return last["ts"], [json.loads(r[0]) for r in rows]
+            rows = self._db.execute("SELECT payload FROM scores WHERE ts=?", (last["ts"],)).fetchall()
+        return last["ts"], sorted((json.loads(r[0]) for r in rows), key=rank_key)
 
     def score_series(self, symbol: str, since_ms: int) -> list[tuple[int, int, str]]:
         with self._lock:

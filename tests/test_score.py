@@ -211,3 +211,13 @@ def test_the_quadrant_says_what_price_says_and_warns_when_it_contradicts_the_dir
 
 def test_defaults_match_the_documented_config_file():
     assert Config().score == CFG
+
+
+def test_stored_results_rank_as_scored_ties_by_the_unrounded_score(tmp_path):
+    from bot.store import Store
+    rows = [ScoreInputs("AUSDT", funding_rate=0.000420), ScoreInputs("BUSDT", funding_rate=0.000425),
+            ScoreInputs("CUSDT", funding_rate=0.0009)]
+    ranked = [r.as_dict() for r in score_all(rows, CFG)]
+    store = Store(tmp_path / "r.db")
+    store.save_cycle(1_800_000_000_000, 0.1, 1, 1, list(reversed(ranked)), {})
+    assert [r["symbol"] for r in store.latest_scores()[1]] == ["CUSDT", "BUSDT", "AUSDT"] == [r["symbol"] for r in ranked]
