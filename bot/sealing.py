@@ -174,11 +174,14 @@ class Sealer:
         return self.signing.public_key
 
     def prepare(self, cycle_ts: int, results: list[ScoredRow]) -> CycleSeal:
-        """Hash the cycle's score rows as the store will keep them (its JSON, read back), by symbol."""
+        """Hash the cycle's score rows, by symbol. The store keeps each as json.dumps(row); its canonical form is
+        the row's own (str keys, lists or tuples, finite floats: JSON's round trip changes none of what RFC 8785
+        writes, and anything else raises here), so the rows are not serialised and parsed once more for it —
+        `verify` recomputes every leaf from the stored text."""
         leaves = []
         for r in sorted(results, key=lambda r: r["symbol"]):
             try:
-                leaves.append(leaf_hash(canonical(score_record(cycle_ts, json.loads(json.dumps(r))))))
+                leaves.append(leaf_hash(canonical(score_record(cycle_ts, r))))
             except Exception as e:      # a non-finite number: a bug upstream, and nothing may go unsealed
                 raise ValueError(f"cannot seal {r['symbol']}'s score row: {e}") from e
         return CycleSeal(cycle_ts, leaves, self.signing)
