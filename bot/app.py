@@ -30,6 +30,7 @@ from .outbox import DeliveryWorker, Sender
 from .progress import progress_printer
 from .queries import MarketSnapshot, Snapshot, Stats
 from .rules import FilterSubscriber
+from .sealing import Sealer, SigningKey, check_bundle, load_signing_key, signal_bundle
 from .store import Store
 from .watchlists import WatchlistRegistry
 
@@ -44,8 +45,9 @@ class BotQueries:
     registry, and the database reads they need run in a worker thread (never on the event loop, where a
     commit holding the store's lock would stall every chat)."""
 
-    def __init__(self, store: Store, watchlists: WatchlistRegistry, market: MarketSnapshot):
+    def __init__(self, store: Store, watchlists: WatchlistRegistry, market: MarketSnapshot, public_key: str):
         self._store, self._watchlists, self._market = store, watchlists, market
+        self.public_key = public_key        # the signing key's public half: what seals are checked against
 
     @property
     def watchlists(self) -> WatchlistRegistry:
@@ -74,6 +76,13 @@ class BotQueries:
         """Market-wide signals, newest first (one symbol's, since a time): the web page's read, no recipient."""
         rows = await asyncio.to_thread(self._store.recent_signals, limit, [symbol] if symbol else None)
         return [r for r in rows if since_ms is None or r["ts"] >= since_ms]
+
+    async def last_seal(self) -> dict | None:
+        return await asyncio.to_thread(self._store.last_manifest)
+
+    async def signal_proof(self, signal_id: str) -> tuple[dict, list] | None:
+        bundle = await asyncio.to_thread(signal_bundle, self._store, signal_id)
+        return None if bundle is None else (bundle, check_bundle(bundle, self.public_key))
 
 
 class SenderTable(Mapping[str, Sender]):
@@ -113,6 +122,7 @@ class Services:
     client: BinanceClient
     watchlists: WatchlistRegistry
     console: ConsoleSender
+    signing: SigningKey                                         # signs the cycles' seals (bot.sealing)
     market: MarketSnapshot = field(default_factory=MarketSnapshot)
     adapters: list[ChatAdapter] = field(default_factory=list)   # started/stopped chat adapters
     engine: Engine | None = None
@@ -121,7 +131,7 @@ class Services:
     senders: SenderTable = field(init=False)
 
     def __post_init__(self) -> None:
-        self.queries = BotQueries(self.store, self.watchlists, self.market)
+        self.queries = BotQueries(self.store, self.watchlists, self.market, self.signing.public_key)
         self.senders = SenderTable(self.console, self.adapters)
 
     def register(self, adapter: ChatAdapter) -> ChatAdapter:
@@ -215,13 +225,14 @@ def engine_holder(db_path: str) -> str | None:
 
 def build_services(cfg: Config, db_path: str, watchlist_dir: str | Path, alert_log: str | None = None,
                    exchange_url: str | None = None, include_examples: bool = False) -> Services:
+    signing = load_signing_key(db_path, create=True)      # BOT_SIGNING_KEY, else <db>.signing-key (made once)
     store = Store(db_path)
     client = BinanceClient(cfg.exchange, base_url=exchange_url)
     market = MarketSnapshot()
     watchlists = WatchlistRegistry(watchlist_dir, universe=lambda: market.current().universe,
                                    include_examples=include_examples)
     svc = Services(cfg=cfg, store=store, client=client, watchlists=watchlists, market=market,
-                   console=ConsoleSender(alert_log=alert_log))
+                   console=ConsoleSender(alert_log=alert_log), signing=signing)
     for problem in svc.watchlists.load_all():
         log.warning("watchlist problem: %s", problem)
     return svc
@@ -289,7 +300,8 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True,
     """Run until `stop` is set; then finish or park work and return within ~10 s. `on_ready` is called once
     the cold start (backfill) is done, right before the first cycle."""
     cfg = svc.cfg
-    engine = Engine(cfg, svc.store, svc.client, svc.recipients, progress=_backfill_progress())
+    engine = Engine(cfg, svc.store, svc.client, svc.recipients, progress=_backfill_progress(),
+                    sealer=Sealer(svc.signing))
     svc.engine = engine
     worker = delivery_worker(svc)
     svc.worker = worker
@@ -340,7 +352,8 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True,
     scheduler.start()
     worker_stop = asyncio.Event()
     worker_task = asyncio.create_task(worker.run(worker_stop))
-    log.info("engine started interval=%.0fs adapters=%s", interval_s, [type(a).__name__ for a in svc.adapters] or ["console"])
+    log.info("engine started interval=%.0fs adapters=%s receipts signed by public key %s", interval_s,
+             [type(a).__name__ for a in svc.adapters] or ["console"], svc.signing.public_key)
     await stop.wait()
 
     deadline = time.monotonic() + SHUTDOWN_BUDGET_S

@@ -1,4 +1,4 @@
-"""CLI commands of the live engine: run, demo, signal, check-config."""
+"""CLI commands of the live engine: run, demo, signal, verify, check-config."""
 from __future__ import annotations
 
 import argparse
@@ -160,6 +160,45 @@ def cmd_signal(args, cfg: Config) -> int:
     return 0
 
 
+def cmd_verify(args, cfg: Config) -> int:
+    """Recompute every seal (or one signal's) from the stored rows: exit 0 when all verify, 1 at the first problem."""
+    import json
+    from . import sealing
+    from .errors import UserError
+    db = resolve_db_path(args.db, cfg)
+    if args.public_key:
+        signing = sealing.load_signing_key(db)
+        if signing is None:
+            raise UserError(f"no signing key for {db} yet: the first run creates {sealing.key_path(db)} "
+                            f"(or set {sealing.SIGNING_KEY_ENV})")
+        print(signing.public_key)
+        return 0
+    if not Path(db).is_file():
+        raise UserError(f"--db {db}: no database there")
+    key, source = sealing.trusted_key(db, args.key)
+    store = Store(db)
+    try:
+        if args.signal:
+            bundle = sealing.signal_bundle(store, args.signal)
+            if bundle is None:
+                raise UserError(f"no signal {args.signal!r} in {db}")
+            checks = sealing.check_bundle(bundle, key)
+            ok = all(c.ok for c in checks)
+            if args.json:
+                print(json.dumps(bundle, indent=1))
+                for c in checks:
+                    if not c.ok:
+                        print(f"FAIL signal {bundle['signal']} · {c.name}: {c.detail}", file=sys.stderr)
+            else:
+                print(report.proof_text(bundle, checks))
+            return 0 if ok else 1
+        v = sealing.verify_store(store, key, source)
+    finally:
+        store.close()
+    print(json.dumps(v.as_dict(), indent=1) if args.json else report.verification_text(v.as_dict()))
+    return 0 if v.ok else 1
+
+
 def cmd_check_config(args, cfg_unused: Config | None = None) -> int:
     from .watchlists import check_watchlists
     problems = []
@@ -208,6 +247,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     sig.add_argument("id")
     sig.add_argument("--db", default=None)
     sig.set_defaults(func=cmd_signal)
+
+    verify = sub.add_parser("verify", help="recompute every receipt, root, chain link and signature (exit 0/1)")
+    verify.add_argument("--db", default=None, help="SQLite path (also BOT_DB_PATH)")
+    verify.add_argument("--signal", default=None, metavar="ID", help="check one signal: its receipt hash, inclusion "
+                                                                     "proof and its cycle's signed manifest")
+    verify.add_argument("--json", action="store_true", help="with --signal: the proof bundle anyone can check "
+                                                            "(docs/receipts.md); without: the summary as JSON")
+    verify.add_argument("--public-key", action="store_true", help="print the public key receipts are signed with")
+    verify.add_argument("--key", default=None, metavar="HEX", help="the published public key to trust (default: "
+                                                                   "the database's own signing key)")
+    verify.set_defaults(func=cmd_verify)
 
     check = sub.add_parser("check-config", help="validate config/bot.yaml and every watchlist (exit 0/1)")
     check.add_argument("--watchlists", default=DEFAULT_WATCHLISTS)

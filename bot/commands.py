@@ -10,6 +10,7 @@ field of its `Command`, so adapters never test command names.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -389,13 +390,28 @@ async def cmd_signal(ctx: Context) -> Reply:
     return Reply(title=f"Signal {sig['id']}", text=report.receipt_text(sig), bias=sig["bias"])
 
 
+@command("verify", "check a signal's receipt: its hash, proof and signed seal",
+         Param("id", "signal id (without: the public key and the last sealed cycle)"), slow=True)
+async def cmd_verify(ctx: Context) -> Reply:
+    if not ctx.args:
+        return Reply(title="Receipts", text=report.seal_text(ctx.queries.public_key, await ctx.queries.last_seal()))
+    got = await ctx.queries.signal_proof(ctx.args[0])
+    if got is None:
+        raise UserError(f"No signal {ctx.args[0]!r}. /signals lists yours.")
+    bundle, checks = got
+    ok = all(c.ok for c in checks)
+    doc = (f"receipt-{bundle['signal']}.json", json.dumps(bundle, indent=1).encode()) if bundle["manifest"] else None
+    return Reply(title=f"Receipt {bundle['signal']} · " + ("verifies" if ok else "does NOT verify"),
+                 text=report.proof_text(bundle, checks), document=doc, error=not ok)
+
+
 METHODOLOGY = """How to read the score (0-100) — the reference's published recipe
 Five signed inputs, each worth weight x clip(input / full scale, -1, +1) points: OI change 1h (12 pts, full at 2.5 %), 4h (16, 6 %), 24h (28, 15 %), funding per the symbol's interval as the exchange reports it (28, 0.05 %) and the perp-index basis (16, 0.25 %). Rising OI counts toward LONG, falling OI toward SHORT; the inputs net out.
 Score = |sum| rounded; direction = its sign, NEUTRAL under 12. A LONG at 70 means longs are heavily stacked.
 Bands: 0-14 neutral · 15-34 lean · 35-59 stretched · 60-100 stressed.
 Regimes: squeeze risk (OI building against high funding while price moves against the crowded side; any score), long crowded / short ramp (funding beyond ±0.05 % and OI up 5 %+ over 24h), long unwind / short covering (crowded funding, OI down 3 %+ over 4h), net long/short bias building, balanced (under 12).
 What we add: the OI/price quadrant, and a warning when price contradicts the direction.
-Every alert is a signal with a receipt: /signal ID."""
+Every alert is a signal with a receipt: /signal ID; /verify ID checks its signed seal."""
 
 
 @command("methodology", "bands, inputs and how to read the score")

@@ -21,6 +21,7 @@ from .exchange.binance import BinanceClient, BinanceError
 from .market import MarketCollector, Progress
 from .records import CycleRecord, FiredRow, OutboxEntry, SignalReceipt, SignalRecord, SymbolStateRow
 from .rules import Delivery, Event, SymbolState, Subscriber, detect, route, thresholds_in_use
+from .sealing import Sealer
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -75,11 +76,13 @@ class Engine:
     progress: Progress | None = None
     on_cycle: list[Callable[[CycleReport], None]] = field(default_factory=list)
     source: MarketSource | None = None      # where cycles come from; None: the exchange via the collector
+    sealer: Sealer | None = None            # signs each cycle's seal; None: the database's key (bot.sealing)
 
     def __post_init__(self) -> None:
         self.market: MarketSource = self.source or CollectorSource(self.cfg, self.client, self.store,
                                                                    progress=self.progress)
         self._state: dict[str, SymbolState] | None = None
+        self.sealer = self.sealer or Sealer.for_database(self.store.path)
         self.cycle_lock = asyncio.Lock()
         self.cycles_run = 0
 
@@ -133,7 +136,8 @@ class Engine:
         cycle = CycleRecord(ts=out.ts, duration_s=out.duration_s, requests=out.requests, weight=out.weight,
                             failed=out.data.failed)
         self.store.commit_alert_cycle(cycle, results, state_rows, signals,
-                                      [FiredRow(r, s, rule, now_ms) for r, s, rule in fired], outbox)
+                                      [FiredRow(r, s, rule, now_ms) for r, s, rule in fired], outbox,
+                                      seal=self.sealer.prepare(out.ts, results))
         self._state = new_state
         log.info("alerts ts=%d events=%d deliveries=%d queued=%d", out.ts, len(events), len(deliveries), len(outbox))
         return CycleReport(out.ts, len(results), out.data.failed, events, deliveries, out.duration_s,

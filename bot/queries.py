@@ -104,3 +104,10 @@ class Queries(Protocol):
     async def stats(self) -> Stats: ...
 
     async def chart(self, symbol: str) -> bytes: ...
+
+    @property
+    def public_key(self) -> str: ...                          # the key receipts are signed with (hex)
+
+    async def last_seal(self) -> dict | None: ...             # the last sealed cycle's manifest row
+
+    async def signal_proof(self, signal_id: str) -> tuple[dict, list] | None: ...   # (bundle, checks) or None

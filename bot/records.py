@@ -97,6 +97,7 @@ class SignalRecord(TypedDict):
 class StoredSignal(SignalRecord):
     """A signal as the store returns it."""
     outcome: Outcome | None
+    record_hash: NotRequired[str | None]     # its receipt hash, set when its cycle was sealed (None: unsealed)
 
 
 class OutboxEntry(TypedDict):
@@ -132,6 +133,47 @@ class CycleRecord(TypedDict):
 
 class StoredCycle(CycleRecord):
     scored: int
+
+
+class Manifest(TypedDict):
+    """What a cycle's seal says (bot.receipts.manifest): signed as canonical JSON."""
+    cycle_ts: int
+    root: str                                # hex Merkle root (RFC 6962) over the cycle's records
+    count: int                               # how many records
+    prev: str | None                         # the previous manifest's hash (None: the first seal)
+
+
+class ManifestRow(TypedDict):
+    """A cycle's seal as stored: the signed manifest, and the leaf hashes it covers while the scores are kept."""
+    cycle_ts: int
+    manifest: Manifest
+    hash: str                                # record_hash(manifest): the next manifest's `prev`
+    signature: str                           # Ed25519 over canonical(manifest), hex
+    public_key: str                          # the signing key's public half, hex
+    leaves: bytes | None                     # 32-byte leaf hashes in tree order (None once the scores are pruned)
+
+
+class StoredManifest(ManifestRow):
+    seq: int                                 # order of sealing: the chain runs in this order
+
+
+class InclusionProof(TypedDict):
+    """Where a record sits in its cycle's tree, and the sibling hashes up to the root (RFC 6962 PATH)."""
+    index: int
+    size: int
+    path: list[str]                          # hex
+
+
+class SignalSeal(NamedTuple):
+    """A signal's part of its cycle's seal: its receipt hash and its inclusion proof."""
+    record_hash: str
+    proof: InclusionProof
+
+
+class SealedCycle(NamedTuple):
+    """What sealing a cycle produces for the store to keep in the cycle's transaction."""
+    manifest: ManifestRow
+    signals: dict[str, SignalSeal]           # signal id -> its seal
 
 
 class SymbolStateRow(NamedTuple):

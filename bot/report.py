@@ -118,7 +118,8 @@ def alert_details(sig: dict) -> str:
     i = sig["receipt"]["inputs"]
     return (f"OI 1h {pct(i.get('oi_change_1h'))} · 4h {pct(i.get('oi_change_4h'))} · 24h {pct(i.get('oi_change_24h'))}"
             f" · funding {pct(i.get('funding_rate'), 4)}/{i.get('funding_interval_hours') or 8:g}h"
-            f" · basis {pct(i.get('basis'), 3)} · signal {sig['id']}")
+            f" · basis {pct(i.get('basis'), 3)} · signal {sig['id']}"
+            + (f" · receipt {sig['record_hash'][:12]}" if sig.get("record_hash") else ""))
 
 
 def alert_context(sig: dict) -> str | None:
@@ -160,4 +161,61 @@ def receipt_text(sig: dict) -> str:
                   f"{k} {v:+.2f}" for k, v in (rec.get("contributions") or rec.get("components") or {}).items())]
     if sig.get("outcome"):
         lines.append("Outcome: " + ", ".join(f"{k} {v}" for k, v in sig["outcome"].items()))
+    lines += ["", f"Receipt hash: {sig['record_hash']}" if sig.get("record_hash") else
+              "Receipt hash: none — not sealed (its cycle was committed before sealing began)"]
+    if sig.get("record_hash"):
+        lines.append(f"Sealed in its cycle's signed manifest: /verify {sig['id']} checks it "
+                     f"(python -m bot verify --signal {sig['id']})")
+    return "\n".join(lines)
+
+
+def seal_text(public_key: str, last: dict | None) -> str:
+    """/verify: the key receipts are signed with, and the last sealed cycle."""
+    lines = [f"Receipts are signed with Ed25519 public key:\n{public_key}", ""]
+    if last is None:
+        lines.append("No cycle is sealed yet.")
+    else:
+        m = last["manifest"]
+        lines += [f"Last sealed cycle: {utc(m['cycle_ts'])} (ts {m['cycle_ts']}) · {m['count']} records",
+                  f"  root {m['root']}", f"  manifest {last['hash']}"]
+    lines += ["", "Every alert carries its receipt hash; /verify ID shows its proof and checks it. "
+                  "Anyone can check it offline: python -m bot verify --signal ID --json (docs/receipts.md)."]
+    return "\n".join(lines)
+
+
+def proof_text(bundle: dict, checks: list) -> str:
+    """/verify ID and `python -m bot verify --signal ID`: the receipt hash, the proof, the signed manifest and
+    whether each check passes (`checks`: objects with name, ok, detail)."""
+    rec = bundle["record"]
+    lines = [f"Signal {bundle['signal']} · {utc(rec['cycle_ts'])} · {rec['symbol']} {rec['rule']}"]
+    if bundle.get("manifest") is not None:
+        m = bundle["manifest"]
+        lines += [f"Receipt hash: {bundle['record_hash']}",
+                  f"Leaf {bundle['leaf_index']} of {bundle['tree_size']}; proof:",
+                  *(f"  {h}" for h in bundle["proof"]),
+                  f"Manifest: cycle_ts {m['cycle_ts']} · count {m['count']} · root {m['root']} · prev {m['prev']}",
+                  f"Signature: {bundle['signature']}", f"Public key: {bundle['public_key']}", ""]
+    lines += [f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}" for c in checks]
+    ok = all(c.ok for c in checks)
+    lines.append("Verifies: yes" if ok else "Verifies: NO")
+    return "\n".join(lines)
+
+
+def verification_text(v: dict) -> str:
+    """`python -m bot verify`: what was checked, and the first problem (`v`: bot.sealing.Verification.as_dict())."""
+    lines = [f"Public key: {v['public_key'] or 'none (nothing sealed)'} (trusted: {v['key_source']})"]
+    p = v["problem"]
+    if p is not None:
+        where = f"cycle {utc(p['cycle_ts'])} (ts {p['cycle_ts']})" if p["cycle_ts"] is not None else "store"
+        lines.append(f"FAIL {where} · {p['record'] or 'manifest'} · {p['what']}: {p['detail']}")
+        lines.append(f"(checked before it: {v['cycles']} cycles, {v['records']} records)")
+        return "\n".join(lines)
+    lines.append(f"{v['cycles']} sealed cycles checked: {v['records']} records recomputed "
+                 f"({v['scores']} scores, {v['signals']} signals), every root, chain link and signature")
+    if v["pruned_cycles"]:
+        lines.append(f"{v['pruned_cycles']} of them had their scores pruned: manifest, chain and their signals' "
+                     "proofs checked")
+    if v["unsealed_cycles"]:
+        lines.append(f"{v['unsealed_cycles']} cycles stored without a seal (from `scan`, or before sealing began)")
+    lines.append("OK")
     return "\n".join(lines)

@@ -12,24 +12,18 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable, Iterator
 
-from .records import (  # noqa: F401
-    CycleRecord,
-    FiredRow,
-    OIPoint,
-    OutboxEntry,
-    OutboxRow,
-    OutboxStatus,
-    Outcome,
-    ScoredRow,
-    SignalRecord,
-    StoredCycle,
-    StoredSignal,
-    SymbolStateRow,
-)
+from .records import (CycleRecord, FiredRow, InclusionProof, ManifestRow, OIPoint, Outcome,  # noqa: F401
+                      OutboxEntry, OutboxRow, OutboxStatus, ScoredRow, SealedCycle, SignalRecord, StoredCycle,
+                      StoredManifest, StoredSignal, SymbolStateRow)
 from .score import rank_key
+
+# Seals the cycle being committed, inside its transaction: given the cycle's signals as stored (by id) and the
+# previous manifest's hash, returns the manifest and each signal's receipt hash and proof (bot.sealing).
+CycleSealer = Callable[[list[StoredSignal], str | None], SealedCycle]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS oi_history (
@@ -57,7 +51,8 @@ CREATE TABLE IF NOT EXISTS last_fired (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS signals (
     id TEXT PRIMARY KEY, ts INTEGER NOT NULL, symbol TEXT NOT NULL, rule TEXT NOT NULL, kind TEXT NOT NULL,
-    score INTEGER NOT NULL, bias TEXT NOT NULL, regime TEXT NOT NULL, receipt TEXT NOT NULL, outcome TEXT
+    score INTEGER NOT NULL, bias TEXT NOT NULL, regime TEXT NOT NULL, receipt TEXT NOT NULL, outcome TEXT,
+    record_hash TEXT, proof TEXT
 );
 CREATE INDEX IF NOT EXISTS signals_ts ON signals (ts);
 CREATE TABLE IF NOT EXISTS outbox (
@@ -67,6 +62,10 @@ CREATE TABLE IF NOT EXISTS outbox (
     parts_sent INTEGER NOT NULL DEFAULT 0, digest_key TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_status_due ON outbox (status, due);
+CREATE TABLE IF NOT EXISTS manifests (
+    seq INTEGER PRIMARY KEY, cycle_ts INTEGER NOT NULL UNIQUE, manifest TEXT NOT NULL, hash TEXT NOT NULL,
+    signature TEXT NOT NULL, public_key TEXT NOT NULL, leaves BLOB
+);
 """
 
 OUTBOX_COLUMNS = ("id", "key", "recipient", "channel", "address", "created", "due", "signal_ids",
@@ -76,8 +75,12 @@ OUTBOX_COLUMNS = ("id", "key", "recipient", "channel", "address", "created", "du
 MIGRATIONS = (
     ("outbox", "parts_sent", "INTEGER NOT NULL DEFAULT 0"),   # digest parts the platform accepted
     ("outbox", "digest_key", "TEXT"),                         # the digest those parts belong to
+    ("signals", "record_hash", "TEXT"),                       # receipt hash, set when the cycle is sealed
+    ("signals", "proof", "TEXT"),                             # its inclusion proof in the cycle's tree (JSON)
 )
-SIGNAL_COLUMNS = ("id", "ts", "symbol", "rule", "kind", "score", "bias", "regime", "receipt", "outcome")
+SIGNAL_COLUMNS = ("id", "ts", "symbol", "rule", "kind", "score", "bias", "regime", "receipt", "outcome", "record_hash")
+MANIFEST_COLUMNS = ("seq", "cycle_ts", "manifest", "hash", "signature", "public_key", "leaves")
+SCORES_PRUNED_BEFORE = "scores_pruned_before"    # meta: score rows (and leaf hashes) before this ts were pruned
 _SIGNAL_SELECT = f"SELECT {', '.join(SIGNAL_COLUMNS)} FROM signals"
 
 
@@ -140,9 +143,15 @@ class Store:
         return {s: (lo, hi) for s, lo, hi in rows}
 
     def prune_history(self, before_ms: int) -> int:
+        """OI history and score rows before `before_ms` go; the seals of those cycles stay (manifests, and the
+        signals' own proofs), their leaf hashes go with the scores, and the horizon is noted for `verify`."""
         with self._tx() as db:
             n = db.execute("DELETE FROM oi_history WHERE ts < ?", (before_ms,)).rowcount
             db.execute("DELETE FROM scores WHERE ts < ?", (before_ms,))
+            db.execute("UPDATE manifests SET leaves = NULL WHERE cycle_ts < ? AND leaves IS NOT NULL", (before_ms,))
+            row = db.execute("SELECT value FROM meta WHERE key=?", (SCORES_PRUNED_BEFORE,)).fetchone()
+            if row is None or json.loads(row[0]) < before_ms:
+                db.execute("INSERT OR REPLACE INTO meta VALUES (?,?)", (SCORES_PRUNED_BEFORE, json.dumps(before_ms)))
         return n
 
     # ---- cycles and scores ----------------------------------------------------------------
@@ -152,7 +161,8 @@ class Store:
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO cycles VALUES (?,?,?,?,?,?)",
                        (ts, duration_s, requests, weight, len(results), json.dumps(failed)))
-            db.executemany("INSERT OR REPLACE INTO scores VALUES (?,?,?,?,?,?)", rows)
+            db.executemany("INSERT OR REPLACE INTO scores (ts, symbol, score, bias, regime, payload) "
+                           "VALUES (?,?,?,?,?,?)", rows)
 
     def last_cycle(self) -> StoredCycle | None:
         with self._lock:
@@ -199,28 +209,108 @@ class Store:
 
     def commit_alert_cycle(self, cycle: CycleRecord, results: list[ScoredRow],
                            symbol_state: dict[str, SymbolStateRow], signals: list[SignalRecord],
-                           fired: list[FiredRow], outbox: list[OutboxEntry]) -> None:
+                           fired: list[FiredRow], outbox: list[OutboxEntry], seal: CycleSealer | None = None) -> None:
         """Scores, rule state, signals, cooldowns and outbox rows of one cycle, in ONE transaction:
-        after a crash the cycle either happened entirely (alerts queued, state advanced) or not at all."""
+        after a crash the cycle either happened entirely (alerts queued, state advanced) or not at all.
+        With `seal`, the cycle's seal is made and kept in the same transaction (see `_seal`)."""
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO cycles VALUES (?,?,?,?,?,?)",
                        (cycle["ts"], cycle["duration_s"], cycle["requests"], cycle["weight"], len(results),
                         json.dumps(cycle["failed"])))
-            db.executemany("INSERT OR REPLACE INTO scores VALUES (?,?,?,?,?,?)",
+            if seal is not None:      # a sealed cycle's scores are exactly these (matters if a ts comes again)
+                db.execute("DELETE FROM scores WHERE ts=?", (cycle["ts"],))
+            db.executemany("INSERT OR REPLACE INTO scores (ts, symbol, score, bias, regime, payload) "
+                           "VALUES (?,?,?,?,?,?)",
                            [(cycle["ts"], r["symbol"], r["score"], r["bias"], r["regime_key"], json.dumps(r))
                             for r in results])
             db.executemany("INSERT OR REPLACE INTO symbol_state VALUES (?,?,?,?,?,?)",
                            [(sym, st.score, st.bias, st.regime_key, json.dumps(st.armed), st.regime_cycles)
                             for sym, st in symbol_state.items()])
-            db.executemany("INSERT OR IGNORE INTO signals VALUES (?,?,?,?,?,?,?,?,?,NULL)",
+            db.executemany("INSERT OR IGNORE INTO signals (id, ts, symbol, rule, kind, score, bias, regime, receipt) "
+                           "VALUES (?,?,?,?,?,?,?,?,?)",
                            [(g["id"], g["ts"], g["symbol"], g["rule"], g["kind"], g["score"], g["bias"],
                              g["regime"], json.dumps(g["receipt"])) for g in signals])
+            if seal is not None:
+                self._seal(db, cycle["ts"], seal)
             db.executemany("INSERT OR REPLACE INTO last_fired VALUES (?,?,?,?)", fired)
             db.executemany(
                 "INSERT OR IGNORE INTO outbox (key, recipient, channel, address, created, due, signal_ids) "
                 "VALUES (?,?,?,?,?,?,?)",
                 [(o["key"], o["recipient"], o["channel"], o["address"], o["created"], o["due"],
                   json.dumps(o["signal_ids"])) for o in outbox])
+
+    @staticmethod
+    def _seal(db: sqlite3.Connection, ts: int, seal: CycleSealer) -> None:
+        """Inside the commit: seal the cycle's signals as stored (an id seen before keeps its first row) after the
+        last manifest, keep the manifest and each signal's receipt hash and proof. A cycle time sealed again
+        replaces its manifest (its rows were just replaced); the chain then runs on from the one before it."""
+        stored = [_stored_signal(r) for r in db.execute(f"{_SIGNAL_SELECT} WHERE ts=? ORDER BY id", (ts,)).fetchall()]
+        prev = db.execute("SELECT hash FROM manifests WHERE cycle_ts != ? ORDER BY seq DESC LIMIT 1", (ts,)).fetchone()
+        sealed = seal(stored, prev[0] if prev else None)
+        m = sealed.manifest
+        db.execute("DELETE FROM manifests WHERE cycle_ts=?", (ts,))
+        db.execute("INSERT INTO manifests (cycle_ts, manifest, hash, signature, public_key, leaves) VALUES (?,?,?,?,?,?)",
+                   (m["cycle_ts"], json.dumps(m["manifest"]), m["hash"], m["signature"], m["public_key"], m["leaves"]))
+        db.executemany("UPDATE signals SET record_hash=?, proof=? WHERE id=?",
+                       [(s.record_hash, json.dumps(s.proof), sid) for sid, s in sealed.signals.items()])
+
+    # ---- seals (read by `verify`, /verify) -------------------------------------------------
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """One consistent view for a series of reads (a read transaction): `verify` sees no cycle half-pruned
+        or half-committed by an engine running beside it."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                yield
+            finally:
+                self._db.execute("COMMIT")
+
+    def manifests(self) -> list[StoredManifest]:
+        """Every seal, in the order they were made (the chain's order)."""
+        with self._lock:
+            rows = self._db.execute(f"SELECT {', '.join(MANIFEST_COLUMNS)} FROM manifests ORDER BY seq").fetchall()
+        return [_manifest(r) for r in rows]
+
+    def last_manifest(self) -> StoredManifest | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {', '.join(MANIFEST_COLUMNS)} FROM manifests "
+                                   "ORDER BY seq DESC LIMIT 1").fetchone()
+        return _manifest(row) if row else None
+
+    def manifest_for(self, cycle_ts: int) -> StoredManifest | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {', '.join(MANIFEST_COLUMNS)} FROM manifests WHERE cycle_ts=?",
+                                   (cycle_ts,)).fetchone()
+        return _manifest(row) if row else None
+
+    def cycle_score_rows(self, ts: int) -> list[tuple[str, int, str, str, str]]:
+        """A cycle's score rows as stored, by symbol: (symbol, score, bias, regime, payload JSON)."""
+        with self._lock:
+            return self._db.execute("SELECT symbol, score, bias, regime, payload FROM scores WHERE ts=? "
+                                    "ORDER BY symbol", (ts,)).fetchall()
+
+    def cycle_signals(self, ts: int) -> list[StoredSignal]:
+        """A cycle's signals as stored, by id."""
+        with self._lock:
+            rows = self._db.execute(f"{_SIGNAL_SELECT} WHERE ts=? ORDER BY id", (ts,)).fetchall()
+        return [_stored_signal(r) for r in rows]
+
+    def signal_proof(self, signal_id: str) -> InclusionProof | None:
+        """The inclusion proof kept with a sealed signal (None: not sealed)."""
+        with self._lock:
+            row = self._db.execute("SELECT proof FROM signals WHERE id=?", (signal_id.strip().upper(),)).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
+
+    def cycle_times(self) -> list[int]:
+        """Every stored cycle's time, oldest first."""
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT ts FROM cycles ORDER BY ts").fetchall()]
+
+    def signal_cycle_times(self) -> set[int]:
+        """The cycle times that have signals."""
+        with self._lock:
+            return {r[0] for r in self._db.execute("SELECT DISTINCT ts FROM signals").fetchall()}
 
     def signal(self, signal_id: str) -> StoredSignal | None:
         with self._lock:
@@ -340,9 +430,16 @@ class _Tx:
 
 
 def _stored_signal(row: tuple) -> StoredSignal:
-    sid, ts, symbol, rule, kind, score, bias, regime, receipt, outcome = row
+    sid, ts, symbol, rule, kind, score, bias, regime, receipt, outcome, record_hash = row
     return StoredSignal(id=sid, ts=ts, symbol=symbol, rule=rule, kind=kind, score=score, bias=bias, regime=regime,
-                        receipt=json.loads(receipt), outcome=json.loads(outcome) if outcome else None)
+                        receipt=json.loads(receipt), outcome=json.loads(outcome) if outcome else None,
+                        record_hash=record_hash)
+
+
+def _manifest(row: tuple) -> StoredManifest:
+    seq, cycle_ts, manifest, digest, signature, public_key, leaves = row
+    return StoredManifest(seq=seq, cycle_ts=cycle_ts, manifest=json.loads(manifest), hash=digest, signature=signature,
+                          public_key=public_key, leaves=leaves)
 
 
 def _outbox_row(row: tuple) -> OutboxRow:

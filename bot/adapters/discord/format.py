@@ -202,7 +202,8 @@ def signal_embed(sig: dict) -> dict:
     for f in fields:
         f["name"], f["value"] = truncate(f["name"], MAX_FIELD_NAME), truncate(f["value"] or "—", MAX_FIELD_VALUE)
     e = {"type": "rich", "title": truncate(report.alert_title(sig), MAX_TITLE), "color": colour(sig.get("bias")),
-         "fields": fields[:MAX_FIELDS], "footer": {"text": f"signal {sig['id']} · /signal {sig['id']} for the receipt"}}
+         "fields": fields[:MAX_FIELDS], "footer": {"text": f"signal {sig['id']} · /signal {sig['id']} for the receipt"
+                                                   + (f" · receipt {sig['record_hash'][:12]}" if sig.get("record_hash") else "")}}
     if rec.get("reason"):
         e["description"] = truncate(escape(str(rec["reason"])), MAX_DESCRIPTION)
     if sig.get("ts"):
