@@ -19,6 +19,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+
+from bot.sealing import Sealer
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import wait_for
 
@@ -63,7 +65,7 @@ def signal(sid: str, ts: int, symbol: str, score: int = 64, bias: str = "LONG", 
 
 
 SIGNALS = [signal("BTC10DAY", TS - 10 * DAY, "BTCUSDT"), signal("BTC60DAY", TS - 60 * DAY, "BTCUSDT"),
-           signal("BTC120DY", TS - 120 * DAY, "BTCUSDT", hash="ab" * 32),
+           signal("BTC120DY", TS - 120 * DAY, "BTCUSDT"),
            signal("BTC200DY", TS - 200 * DAY, "BTCUSDT"), signal("ETHNOW01", TS, "ETHUSDT", 41, "SHORT")]
 
 
@@ -74,7 +76,7 @@ async def env(make_services):
     svc = make_services()
     results = [r.as_dict() for r in score_all(market(), svc.cfg.score)]
     svc.store.commit_alert_cycle(dict(ts=TS, duration_s=1.0, requests=3, weight=3, failed={}), results, {}, SIGNALS,
-                                 [], [])
+                                 [], [], seal=Sealer(svc.signing).prepare(TS, results))    # sealed, as the engine does
     results = list((await svc.refresh_market({r["symbol"] for r in results})).results)   # ranked as published
     clock = FakeClock()
     web = WebServer(svc.queries, svc.cfg.score, 300.0, clock=clock, wall=lambda: TS / 1000 + 5, rate=1000, burst=1000)
@@ -85,6 +87,8 @@ async def env(make_services):
         pass
     e = Env()
     e.svc, e.web, e.client, e.clock, e.results = svc, web, client, clock, results
+    # receipt hashes: the sealed cycle's own signal (ETHNOW01) has one; the older ones stand for unsealed cycles
+    e.hash = {s["id"]: s["record_hash"] or s["id"] for s in svc.store.signals([x["id"] for x in SIGNALS])}
     yield e
     await client.close()
 
@@ -205,8 +209,8 @@ async def test_a_symbol_page_shows_contributions_price_context_chart_and_its_sig
         assert "⚠" in html
     assert btc["quadrant"] and btc["quadrant"] in html
     assert '<img src="/symbol/BTCUSDT/chart.png"' in html
-    for sid in ("BTC10DAY", "BTC60DAY", "ab" * 32):            # its signals, the receipt hash when there is one
-        assert sid in html
+    for sid in ("BTC10DAY", "BTC60DAY", "BTC120DY"):            # its signals, by their receipt hash
+        assert env.hash[sid] in html
     assert "ETHNOW01" not in html
 
 
@@ -244,12 +248,12 @@ async def test_the_chart_is_a_png_rendered_once_per_cycle(env, monkeypatch):
 # ---------------------------------------------------------------------------------------------- other pages
 async def test_signals_page_lists_the_stored_signals_newest_first(env):
     html = await (await env.client.get("/signals")).text()
-    order = [html.index(s) for s in ("ETHNOW01", "BTC10DAY", "BTC60DAY", "ab" * 32, "BTC200DY")]
+    order = [html.index(env.hash[s]) for s in ("ETHNOW01", "BTC10DAY", "BTC60DAY", "BTC120DY", "BTC200DY")]
     assert order == sorted(order)
     assert 'href="/symbol/ETHUSDT"' in html and "crossed 60 (from 50)" in html
 
 
-@pytest.mark.parametrize("path,words", [("/performance", "Not available yet"), ("/verify", "Not available yet"),
+@pytest.mark.parametrize("path,words", [("/performance", "Not available yet"), ("/verify", "Public key (Ed25519, hex)"),
                                         ("/liqmap/btc", "LiqMap BTC"), ("/liqmap/ETH", "LiqMap ETH"),
                                         ("/methodology", "weight x clip(input / full scale, -1, +1)")])
 async def test_future_features_say_so_plainly_and_methodology_explains(env, path, words):
@@ -258,6 +262,8 @@ async def test_future_features_say_so_plainly_and_methodology_explains(env, path
     assert r.status == 200 and words in html
     if path.startswith("/liqmap"):
         assert "Not available yet" in html
+    if path == "/verify":          # the key seals are checked against, and the last sealed cycle
+        assert env.svc.signing.public_key in html and "Last sealed cycle" in html
 
 
 async def test_liqmap_is_for_btc_and_eth_only(env):
@@ -299,7 +305,7 @@ async def test_api_recent_lists_signals_with_their_receipt_hash_or_id(env):
     data = await (await env.client.get("/api/public/recent")).json()
     assert [i["id"] for i in data["items"]] == ["ETHNOW01", "BTC10DAY", "BTC60DAY", "BTC120DY", "BTC200DY"]
     by = {i["id"]: i for i in data["items"]}
-    assert by["BTC120DY"]["ref"] == "ab" * 32 == by["BTC120DY"]["receiptHash"]
+    assert len(env.hash["ETHNOW01"]) == 64 and by["ETHNOW01"]["ref"] == by["ETHNOW01"]["receiptHash"] == env.hash["ETHNOW01"]
     assert by["BTC10DAY"]["ref"] == "BTC10DAY" and by["BTC10DAY"]["receiptHash"] is None
     assert by["ETHNOW01"]["time"] == iso(TS) and by["ETHNOW01"]["direction"] == "SHORT"
     assert data["count"] == 5

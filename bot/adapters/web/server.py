@@ -431,7 +431,12 @@ class WebServer:
         return await self._static_page(request, "performance.html", "Performance")
 
     async def page_verify(self, request: web.Request) -> web.Response:
-        return await self._static_page(request, "verify.html", "Verify")
+        last = await self.queries.last_seal()
+        return await self._static_page(request, "verify.html", "Verify", str(last["hash"] if last else None),
+                                       public_key=self.queries.public_key,
+                                       manifest=last["manifest"] if last else None,
+                                       manifest_hash=last["hash"] if last else None,
+                                       sealed_at=utc(last["manifest"]["cycle_ts"]) if last else None)
 
     async def page_liqmap(self, request: web.Request) -> web.Response:
         coin = request.match_info["coin"].lower()

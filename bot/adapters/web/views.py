@@ -96,7 +96,7 @@ def contributions(r: dict, cfg: ScoreConfig) -> list[dict]:
 def signal_row(sig: dict) -> dict:
     """A stored signal as the page and the API show it: its receipt hash when it has one, else its id."""
     rec = sig.get("receipt") or {}
-    receipt_hash = sig.get("receipt_hash") or rec.get("hash") or rec.get("sha256")
+    receipt_hash = sig.get("record_hash")               # set when the signal's cycle was sealed
     if sig["kind"] == "threshold":
         what = f"crossed {rec.get('threshold')} (from {rec.get('prev_score')})"
     elif sig["kind"] == "regime":
