@@ -30,7 +30,7 @@ from .outbox import DeliveryWorker, Sender
 from .progress import progress_printer
 from .queries import MarketSnapshot, Snapshot, Stats
 from .rules import FilterSubscriber
-from .store import Store
+from .store import Store, StoreUnavailable
 from .watchlists import WatchlistRegistry
 
 log = logging.getLogger(__name__)
@@ -262,6 +262,10 @@ def housekeeping(svc: Services) -> None:
 def hourly_housekeeping(svc: Services) -> None:
     # Retention is counted back from the exchange's time of the last cycle, never the local clock:
     # a server clock hours off would otherwise delete the history the changes are computed from.
+    try:
+        svc.store.check_file()
+    except StoreUnavailable:          # the engine reports it every cycle; nothing here would survive a restart
+        return
     last = svc.store.last_cycle()
     if last:
         pruned = svc.store.prune_history(last["ts"] - svc.cfg.history.retention_hours * 3_600_000)

@@ -3,6 +3,10 @@
 Data flows one way: market source (the collector, scored) -> rules (pure) -> outbox (SQLite) -> the
 delivery worker -> chat adapters. A cycle's scores, rule state, signals, cooldowns and outbox rows
 are committed in one transaction, so a restart neither repeats nor loses an alert.
+
+Before fetching and again before committing, the engine asks the store whether its file is still durable
+(`Store.check_file`): a database file deleted or replaced under the running bot stops the cycles (nothing is
+fetched or committed, one ERROR per scheduled cycle) until the bot is restarted on a real file.
 """
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import asyncio
 import base64
 import hashlib
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,7 +26,7 @@ from .exchange.binance import BinanceClient, BinanceError
 from .market import MarketCollector, Progress
 from .records import CycleRecord, FiredRow, OutboxEntry, SignalReceipt, SignalRecord, SymbolStateRow
 from .rules import Delivery, Event, SymbolState, Subscriber, detect, route, thresholds_in_use
-from .store import Store
+from .store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +98,7 @@ class Engine:
 
     async def run_once(self) -> CycleReport:
         async with self.cycle_lock:
+            await asyncio.to_thread(self._check_store)     # a deleted database: do not even poll the exchange
             if self._state is None:
                 self._state = await asyncio.to_thread(self._load_state)
             out = await self.market.next_cycle()
@@ -104,6 +110,12 @@ class Engine:
             except Exception:   # a listener must never break the engine
                 log.exception("cycle listener failed")
         return report
+
+    def _check_store(self) -> None:
+        """Raise StoreUnavailable when the database file is gone or replaced; log a writability problem."""
+        problem = self.store.check_file()
+        if problem:
+            log.error("database: %s; fix it before the next restart", problem)
 
     def _evaluate_and_commit(self, out: CycleOutcome) -> CycleReport:
         now = self.clock()
@@ -132,6 +144,7 @@ class Engine:
                       for s, st in new_state.items()}
         cycle = CycleRecord(ts=out.ts, duration_s=out.duration_s, requests=out.requests, weight=out.weight,
                             failed=out.data.failed)
+        self.store.check_file()             # raises if deleted while the cycle ran: commit nothing
         self.store.commit_alert_cycle(cycle, results, state_rows, signals,
                                       [FiredRow(r, s, rule, now_ms) for r, s, rule in fired], outbox)
         self._state = new_state
@@ -160,6 +173,12 @@ class Engine:
             log.error("cycle timed out after %.0fs; nothing from it was committed", time.monotonic() - started)
         except BinanceError as e:      # the exchange is down or refusing: one line, the next cycle retries
             log.error("cycle failed: exchange request failed: %s", e)
+        except StoreUnavailable as e:  # every cycle until a restart: the bot must not write to a vanished file
+            log.error("cycle skipped: %s; the engine commits nothing until the bot is restarted on a real file "
+                      "(queued alerts are still delivered)", e)
+        except sqlite3.Error as e:     # disk full, read-only file system, I/O error: nothing of the cycle was kept
+            log.error("cycle failed: the database could not be written (%s: %s); nothing from this cycle was "
+                      "committed, the next cycle tries again", type(e).__name__, e)
         except Exception as e:
             log.exception("cycle failed: %s", e)
 
