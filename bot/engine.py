@@ -4,6 +4,12 @@ Data flows one way: market source (the collector, scored) -> rules (pure) -> out
 delivery worker -> chat adapters. A cycle's scores, rule state, signals, cooldowns and outbox rows
 are committed in one transaction, so a restart neither repeats nor loses an alert.
 
+Two clocks. The exchange's time (the cycle's `ts`, premiumIndex `time`) is the market's clock: cycle and signal
+times, cooldowns (last-fired times are stored on it and compared with the next cycle's ts) and, in the app, history
+retention. The engine's local `clock` is the user's wall clock: mutes (set by commands on that clock), quiet hours
+and the outbox's `created`/`due` times, which the delivery worker compares with the same local clock. When the two
+disagree by more than CLOCK_SKEW_WARN_MS the engine logs one warning (and one line when they agree again).
+
 Before fetching and again before committing, the engine asks the store whether its file is still durable
 (`Store.check_file`): a database file deleted or replaced under the running bot stops the cycles (nothing is
 fetched or committed, one ERROR per scheduled cycle) until the bot is restarted on a real file.
@@ -31,6 +37,8 @@ from .store import Store, StoreUnavailable
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+CLOCK_SKEW_WARN_MS = 120_000      # exchange time vs the local clock: beyond this, one warning
 
 
 def utcnow() -> datetime:
@@ -87,6 +95,8 @@ class Engine:
         self._state: dict[str, SymbolState] | None = None
         self.cycle_lock = asyncio.Lock()
         self.cycles_run = 0
+        self.clock_offset_ms: int | None = None   # exchange time minus the local clock, at the last cycle
+        self._clock_skewed = False
 
     @property
     def collector(self) -> MarketCollector | None:
@@ -117,17 +127,36 @@ class Engine:
         if problem:
             log.error("database: %s; fix it before the next restart", problem)
 
+    def _note_clock(self, out: CycleOutcome, now_ms: int) -> int:
+        """Exchange time minus the local clock; one warning when they drift apart (the exchange's time is read
+        at the start of the cycle's fetch, so the cycle's duration is taken off the local reading)."""
+        offset = out.ts - now_ms
+        skew = offset + int(out.duration_s * 1000)
+        skewed = abs(skew) > CLOCK_SKEW_WARN_MS
+        if skewed and not self._clock_skewed:
+            log.warning("clock: the exchange's time (cycle ts=%d) is %s %s this machine's clock; cooldowns and "
+                        "history retention follow the exchange's time, quiet hours, mutes and delivery times the "
+                        "local clock (check NTP)", out.ts, _span(abs(skew)), "ahead of" if skew > 0 else "behind")
+        elif self._clock_skewed and not skewed:
+            log.info("clock: the exchange's time and this machine's clock agree again (within %s)", _span(abs(skew)))
+        self._clock_skewed = skewed
+        self.clock_offset_ms = offset
+        return offset
+
     def _evaluate_and_commit(self, out: CycleOutcome) -> CycleReport:
-        now = self.clock()
+        now = self.clock()                  # the local clock: mutes, quiet hours, outbox times
+        now_ms = int(now.timestamp() * 1000)
+        offset = self._note_clock(out, now_ms)
         results = out.result_dicts()
         recipients = {r.id: r for r in self.recipients()}
         subs = {rid: r.subscriber for rid, r in recipients.items()}
         thresholds = thresholds_in_use(subs.values(), self.cfg.rules, self.cfg.score)
         events, new_state = detect(self._state or {}, results, thresholds, self.cfg.rules)
         max_cooldown_ms = int(max([s.cooldown_minutes for s in subs.values()] + [0]) * 60_000)
-        now_ms = int(now.timestamp() * 1000)
-        last = {k: datetime.fromtimestamp(v / 1000, timezone.utc)
-                for k, v in self.store.load_last_fired(now_ms - max_cooldown_ms).items()}
+        # Cooldowns run on the exchange's time: last-fired times are stored as cycle ts and read back relative to
+        # this cycle's ts, then shifted onto the local clock `route` compares with (now - last == ts - fired ts).
+        last = {k: datetime.fromtimestamp((v - offset) / 1000, timezone.utc)
+                for k, v in self.store.load_last_fired(out.ts - max_cooldown_ms).items()}
         deliveries, fired = route(events, subs, last, now, self.cfg.score)
 
         ids = {(e.symbol, e.rule): signal_id(out.ts, e.symbol, e.rule) for e in events}
@@ -146,7 +175,7 @@ class Engine:
                             failed=out.data.failed)
         self.store.check_file()             # raises if deleted while the cycle ran: commit nothing
         self.store.commit_alert_cycle(cycle, results, state_rows, signals,
-                                      [FiredRow(r, s, rule, now_ms) for r, s, rule in fired], outbox)
+                                      [FiredRow(r, s, rule, out.ts) for r, s, rule in fired], outbox)
         self._state = new_state
         log.info("alerts ts=%d events=%d deliveries=%d queued=%d", out.ts, len(events), len(deliveries), len(outbox))
         return CycleReport(out.ts, len(results), out.data.failed, events, deliveries, out.duration_s,
@@ -181,6 +210,11 @@ class Engine:
                       "committed, the next cycle tries again", type(e).__name__, e)
         except Exception as e:
             log.exception("cycle failed: %s", e)
+
+
+def _span(ms: int) -> str:
+    s = ms / 1000
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
 
 
 def _receipt(e: Event) -> SignalReceipt:

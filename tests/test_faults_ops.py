@@ -33,7 +33,7 @@ from bot.app import hourly_housekeeping
 from bot.clock import FakeClock
 from bot.config import Config
 from bot.cycle import CycleOutcome
-from bot.engine import Engine
+from bot.engine import CLOCK_SKEW_WARN_MS, Engine
 from bot.market import CycleData
 from bot.outbox import DeliveryWorker
 from bot.records import OIPoint
@@ -103,6 +103,89 @@ def signal_counts(texts: list[str]) -> dict[str, int]:
         for sid in re.findall(r"signal ([A-Z2-7]{8})", t):
             counts[sid] = counts.get(sid, 0) + 1
     return counts
+
+
+# ==================================================================================== the exchange's clock
+H60 = 60 * HOUR
+
+
+@pytest.mark.parametrize("skews", [
+    pytest.param([-H60] * 8, id="60h-behind"),
+    pytest.param([-H60, -H60, 0, 0, 0, 0, 0, 0], id="60h-behind-then-corrected"),
+    pytest.param([0, 0, -H60, -H60, -H60, -H60, -H60, -H60], id="set-back-60h-mid-run"),
+])
+async def test_rules_follow_the_exchange_clock_when_the_local_clock_is_60h_off(make_services, tmp_path, caplog,
+                                                                               skews):
+    caplog.set_level(logging.INFO)
+    wl = tmp_path / "watchlists"
+    wl.mkdir()
+    (wl / "desk.yaml").write_text("name: Desk\nany_symbol_above: 20\nbands: [lean, stretched, stressed]\n"
+                                  "regimes: []\nbias_flips: false\ncooldown_minutes: 30\n")
+    (wl / "night.yaml").write_text("name: Night\nany_symbol_above: 20\nbands: [lean, stretched, stressed]\n"
+                                   "regimes: []\nbias_flips: false\ncooldown_minutes: 30\n"
+                                   "timezone: UTC\nquiet_hours: \"11:00-14:00\"\n")
+    svc = make_services(universe=SYMBOLS)
+    assert sorted(uid for uid, _ in svc.watchlists.items()) == ["desk", "night"]
+    plan = [CALM, HOT, CALM, HOT, CALM, CALM, CALM, HOT]   # HOT at +5, +15 (cooldown) and +35 min
+    script = Script(svc.cfg, svc.store, plan)
+    old = OIPoint("BTCUSDT", T0 - (svc.cfg.history.retention_hours + 1) * HOUR, 900.0, 1.0)
+    svc.store.add_oi_points([old])
+    local_ms = lambda: script.ts + skews[script.calls - 1]                 # noqa: E731
+    engine = Engine(svc.cfg, svc.store, None, svc.recipients, source=script,
+                    clock=lambda: datetime.fromtimestamp(local_ms() / 1000, timezone.utc))
+    reports = []
+    for _ in plan:
+        reports.append(await engine.run_once())
+    fired_at = [i for i, r in enumerate(reports) for d in r.deliveries if d.recipient == "desk"]
+    assert sorted(set(fired_at)) == [1, 7]            # +15 min is inside the 30-minute cooldown; +35 is not
+    assert {e.rule for e in reports[3].events} >= {"cross:20"}             # the events were there at +15 min
+
+    # the outbox's times are on the delivery worker's clock (the local one); quiet hours on the local clock too
+    rows = svc.store.outbox_rows()
+    desk = [r for r in rows if r["recipient"] == "desk"]
+    night = [r for r in rows if r["recipient"] == "night"]
+    for r in desk:
+        cycle_ts = int(r["key"].split(":")[0])
+        k = (cycle_ts - T0) // (5 * MIN)
+        assert r["created"] == r["due"] == cycle_ts + skews[k]
+    local_now = T0 + 7 * 5 * MIN + skews[7]
+    worker = DeliveryWorker(svc.store, {"console": ConsoleSender(stream=io.StringIO())}, now_ms=lambda: local_now)
+    await worker.deliver_due()
+    status = {r["key"]: r["status"] for r in svc.store.outbox_rows() if r["recipient"] == "desk"}
+    # the row of the last cycle is due at once on the worker's clock; a row queued before the local clock was set
+    # back waits for its due time on that clock (the documented limit of a clock stepped back)
+    assert status == {r["key"]: "sent" if r["due"] <= local_now else "pending" for r in desk}
+    assert list(status.values()) == (["pending", "sent"] if skews[1] > skews[7] else ["sent", "sent"])
+    for r in night:                                  # held while local 11:00-14:00 UTC, released at 14:00 local
+        cycle_ts = int(r["key"].split(":")[0])
+        k = (cycle_ts - T0) // (5 * MIN)
+        local = datetime.fromtimestamp((cycle_ts + skews[k]) / 1000, timezone.utc)
+        if 11 <= local.hour < 14:
+            assert r["key"].endswith(":held") and r["due"] == int(local.replace(hour=14, minute=0).timestamp() * 1000)
+        else:
+            assert not r["key"].endswith(":held") and r["due"] == cycle_ts + skews[k]
+
+    # cooldowns are stored on the exchange's time
+    fired = sqlite3.connect(svc.store.file).execute("SELECT DISTINCT ts FROM last_fired").fetchall()
+    assert {ts for (ts,) in fired} <= {T0 + k * 5 * MIN for k in range(len(plan))}
+
+    # one warning while the clocks disagree (and one line when they agree again)
+    warned = messages(caplog, r"clock: the exchange's time \(cycle ts=\d+\) is ([\d.]+ h) (ahead of|behind) this "
+                              r"machine's clock")
+    assert [(m[1], m[2]) for m in warned] == [("60.0 h", "ahead of")]
+    agreed = messages(caplog, "clock: the exchange's time and this machine's clock agree again")
+    assert len(agreed) == (1 if skews[-1] == 0 else 0)
+    assert engine.clock_offset_ms == -skews[-1]
+
+    # retention counts back from the exchange's time: the old point goes, this run's history stays
+    points = len(svc.store.oi_points_between(0, 2**62))
+    hourly_housekeeping(svc)
+    assert svc.store.oi_points_between(0, 2**62) and len(svc.store.oi_points_between(0, 2**62)) == points - 1
+    assert old not in svc.store.oi_points_between(0, 2**62)
+
+
+def test_the_skew_threshold_is_two_minutes():
+    assert CLOCK_SKEW_WARN_MS == 120_000
 
 
 # ==================================================================================== the database file
