@@ -105,6 +105,82 @@ def signal_counts(texts: list[str]) -> dict[str, int]:
     return counts
 
 
+# ==================================================================================== console on a full disk
+def queue_console(store: Store, n: int) -> list[str]:
+    """n digests for n console recipients, one signal each; returns the signal ids."""
+    b32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+    ids = [f"SQ{b32[i // 32]}{b32[i % 32]}AAAA" for i in range(n)]
+    receipt = {"rule": "cross:60", "kind": "threshold", "threshold": 60, "prev_score": 50, "score": 61,
+               "band": "stretched", "bias": "LONG", "regime": "Net long", "reason": "r", "contributions": {},
+               "inputs": {}, "raw": None}
+    store.commit_alert_cycle({"ts": T0, "duration_s": 0, "requests": 0, "weight": 0, "failed": {}}, [], {},
+                             [dict(id=i, ts=T0, symbol=f"X{k}USDT", rule="cross:60", kind="threshold", score=61,
+                                   bias="LONG", regime="Net long", receipt=receipt) for k, i in enumerate(ids)], [],
+                             [dict(key=f"{T0}:u{k}:console:u{k}", recipient=f"u{k}", channel="console",
+                                   address=f"u{k}", created=T0, due=T0, signal_ids=[i]) for k, i in enumerate(ids)])
+    return ids
+
+
+async def test_every_alert_is_printed_once_when_the_alert_log_cannot_be_written(tmp_path, caplog):
+    """`--alert-log /dev/full`: every write fails with ENOSPC. Before, the print came first and the failed write
+    made the outbox retry it: 10 of 32 alerts printed 2-3 times. Now each is printed exactly once."""
+    store = Store(tmp_path / "c.db")
+    try:
+        ids = queue_console(store, 32)
+        out = io.StringIO()
+        sender = ConsoleSender(stream=out, alert_log="/dev/full")
+        worker = DeliveryWorker(store, {"console": sender}, now_ms=lambda: T0, concurrency=4)
+        assert await worker.deliver_due() == 32
+        for _ in range(3):
+            assert await worker.deliver_due() == 0
+        assert {r["status"] for r in store.outbox_rows()} == {"sent"}
+        assert signal_counts([out.getvalue()]) == {i: 1 for i in ids}
+        assert out.getvalue().count("🔔") == 32
+        assert sender.log_failures == 32
+        assert len(messages(caplog, r"alert log /dev/full: write failed \(.*No space left on device\); "
+                                    "printing the alert anyway")) == 32
+        assert await sender.was_delivered(f"{T0}:u0:console:u0") is None     # /dev/full cannot vouch: unknown
+    finally:
+        store.close()
+
+
+class BrokenOnce(io.StringIO):
+    """A stdout whose first write fails (a closed pipe), then works."""
+
+    def __init__(self):
+        super().__init__()
+        self.broken = True
+
+    def write(self, s):
+        if self.broken:
+            self.broken = False
+            raise BrokenPipeError(32, "Broken pipe")
+        return super().write(s)
+
+
+async def test_the_log_line_comes_first_and_a_retried_print_does_not_write_it_twice(tmp_path):
+    store = Store(tmp_path / "c.db")
+    try:
+        [sid] = queue_console(store, 1)
+        log_path = tmp_path / "alerts.jsonl"
+        out = BrokenOnce()
+        sender = ConsoleSender(stream=out, alert_log=log_path)
+        now = [T0]
+        worker = DeliveryWorker(store, {"console": sender}, now_ms=lambda: now[0])
+        await worker.deliver_due()                 # the line is written, the print fails: the row is retried
+        (row,) = store.outbox_rows()
+        assert row["status"] == "pending" and "BrokenPipeError" in row["last_error"]
+        assert sender.delivered_keys() == [row["key"]] and out.getvalue() == ""
+        now[0] += 10 * MIN
+        await worker.deliver_due()
+        assert store.outbox_rows()[0]["status"] == "sent"
+        assert signal_counts([out.getvalue()]) == {sid: 1}
+        assert sender.delivered_keys() == [row["key"]]                   # still one line
+        assert await sender.was_delivered(row["key"]) is True
+    finally:
+        store.close()
+
+
 # ==================================================================================== the exchange's clock
 H60 = 60 * HOUR
 
@@ -261,3 +337,56 @@ async def test_an_unwritable_database_file_is_reported_each_cycle(engine_on_file
         os.chmod(svc.store.file, 0o644)
     assert len(messages(caplog, "database: .* is no longer writable for this process")) == 2
     assert committed_cycles(svc) == 3                # this run still writes through its open connection
+
+
+# ==================================================================================== as a real process
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.process
+def test_run_with_the_alert_log_on_dev_full_prints_every_alert_once(tmp_path, sim_start_ms):
+    from conftest import wait_for
+    market = subprocess.Popen([sys.executable, "-m", "bot.demo_market.binance_server", "--port", "0", "--symbols",
+                               "80", "--seed", "11", "--start-ms", str(sim_start_ms), "--speed", "600",
+                               "--weight-limit", "1000000", "--futures-data-limit", "100000"],
+                              stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    url = market.stdout.readline().strip()
+    cfg = tmp_path / "bot.yaml"
+    cfg.write_text("engine: {interval_minutes: 0.02}\nexchange: {weight_limit: 1000000, data_limit_per_5m: 100000}\n"
+                   "universe: {min_quote_volume: 0}\n")
+    wl = tmp_path / "watchlists"
+    wl.mkdir()
+    (wl / "trader.yaml").write_text("name: Trader\nany_symbol_above: 20\nbands: [lean, stretched, stressed]\n"
+                                    "cooldown_minutes: 0\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "DISCORD_"))}
+    stdout = open(tmp_path / "out.txt", "w")
+    bot = subprocess.Popen([sys.executable, "-m", "bot", "--config", str(cfg), "run", "--exchange-url", url,
+                            "--db", str(tmp_path / "bot.db"), "--watchlists", str(wl), "--alert-log", "/dev/full"],
+                           cwd=ROOT, env=dict(env, BOT_LOG_LEVEL="INFO"), stdout=stdout,
+                           stderr=open(tmp_path / "bot.log", "w"))
+
+    def outbox() -> list[tuple[str, str, str]]:
+        try:
+            db = sqlite3.connect(tmp_path / "bot.db", timeout=10)
+            try:
+                return db.execute("SELECT key, status, signal_ids FROM outbox").fetchall()
+            finally:
+                db.close()
+        except sqlite3.OperationalError:
+            return []
+    try:
+        wait_for(lambda: len(outbox()) >= 12 and {s for _, s, _ in outbox()} == {"sent"}, 120,
+                 "at least 12 alerts queued and every one delivered")
+    finally:
+        bot.send_signal(signal.SIGTERM)
+        code = bot.wait(15)
+        market.terminate()
+        market.wait(10)
+        stdout.close()
+    assert code == 0
+    rows = outbox()
+    queued = signal_counts([" ".join(f"signal {i}" for i in json.loads(ids)) for _, _, ids in rows])
+    printed = signal_counts([(tmp_path / "out.txt").read_text()])
+    assert printed == queued and set(printed.values()) == {1}, "every alert printed exactly once"
+    log = (tmp_path / "bot.log").read_text()
+    assert log.count("alert log /dev/full: write failed") == (tmp_path / "out.txt").read_text().count("🔔")
