@@ -306,11 +306,14 @@ class Store:
                                     args).fetchall()
         return [_outbox_row(r) for r in rows]
 
-    def claim_due(self, now_ms: int) -> list[OutboxRow]:
-        """Pending rows whose time has come, marked 'sending' (so a crash mid-send is visible)."""
+    def claim_due(self, now_ms: int, skip_channels: Iterable[str] = ()) -> list[OutboxRow]:
+        """Pending rows whose time has come, marked 'sending' (so a crash mid-send is visible). Rows of
+        `skip_channels` (a platform that is down) are left alone: pending, no attempt counted."""
+        skip = sorted(set(skip_channels))
+        not_in = f" AND channel NOT IN ({','.join('?' * len(skip))})" if skip else ""
         with self._tx() as db:
-            ids = [r[0] for r in db.execute("SELECT id FROM outbox WHERE status='pending' AND due <= ? ORDER BY id",
-                                            (now_ms,)).fetchall()]
+            ids = [r[0] for r in db.execute(f"SELECT id FROM outbox WHERE status='pending' AND due <= ?{not_in} "
+                                            "ORDER BY id", (now_ms, *skip)).fetchall()]
             db.executemany("UPDATE outbox SET status='sending', attempts=attempts+1 WHERE id=?", [(i,) for i in ids])
         return self._outbox_where(f"id IN ({','.join('?' * len(ids))})", tuple(ids)) if ids else []
 

@@ -28,8 +28,9 @@ from pathlib import Path
 import pytest
 
 from bot import app as app_mod
+from bot.adapters.base import AdapterRefused
 from bot.adapters.console import ConsoleSender
-from bot.app import hourly_housekeeping
+from bot.app import AdapterSupervisor, enable_chat_adapters, hourly_housekeeping
 from bot.clock import FakeClock
 from bot.config import Config
 from bot.cycle import CycleOutcome
@@ -103,6 +104,179 @@ def signal_counts(texts: list[str]) -> dict[str, int]:
         for sid in re.findall(r"signal ([A-Z2-7]{8})", t):
             counts[sid] = counts.get(sid, 0) + 1
     return counts
+
+
+# ==================================================================================== adapters fail alone
+@pytest.fixture
+def chat_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    for k in ("DISCORD_BOT_TOKEN", "DISCORD_API_BASE_URL", "DISCORD_GATEWAY_URL"):
+        monkeypatch.delenv(k, raising=False)
+    wl = tmp_path / "watchlists"
+    wl.mkdir()
+    (wl / f"tg-{CHAT}.yaml").write_text(f"name: Trader\ntelegram_chat_id: {CHAT}\nany_symbol_above: 20\n"
+                                        "bands: [lean, stretched, stressed]\ncooldown_minutes: 0\n")
+    return Config.model_validate({
+        "engine": {"interval_minutes": 0.01},                        # a cycle every 0.6 s
+        "telegram": {"api_base_url": "https://api.telegram.invalid", "poll_timeout_s": 1},
+        "discord": {"webhooks": [{"cooldown_minutes": 0}]},
+    })
+
+
+def rows_of(svc, channel: str) -> list[dict]:
+    """The outbox rows of a channel (after run_bot closed the store: read from the file again)."""
+    try:
+        rows = svc.store.outbox_rows()
+    except sqlite3.ProgrammingError:
+        store = Store(svc.store.path)
+        try:
+            rows = store.outbox_rows()
+        finally:
+            store.close()
+    return [r for r in rows if r["channel"] == channel]
+
+
+@pytest.mark.parametrize("outage", ["nothing listening", "502 from getMe"])
+async def test_telegram_down_at_start_up_fails_alone_and_delivers_its_alerts_once_when_up(
+        make_services, chat_env, monkeypatch, caplog, outage):
+    caplog.set_level(logging.INFO)
+    discord = DiscordSimServer()
+    await discord.start()
+    monkeypatch.setenv("DISCORD_WEBHOOK_URL", discord.webhook_url())
+    tg = TelegramSimServer(TOKEN)
+    if outage == "nothing listening":
+        port = free_port()
+        monkeypatch.setenv("TELEGRAM_API_BASE_URL", f"http://127.0.0.1:{port}")
+    else:
+        monkeypatch.setenv("TELEGRAM_API_BASE_URL", await tg.start())
+        tg.fail_next("getMe", 502, "Bad Gateway", times=-1)
+    svc = make_services(chat_env, universe=SYMBOLS)
+    enable_chat_adapters(svc)
+    telegram = svc.supervisors[0]
+    assert telegram.name == "telegram" and svc.supervisors[1].name == "discord"
+    script = Script(svc.cfg, svc.store, [CALM, HOT])
+    stop = asyncio.Event()
+    task = asyncio.create_task(app_mod.run_bot(svc, stop, show_table=False, adapter_retry=(0.1, 0.8),
+                                               source=script))
+    try:
+        # cycles run, the webhook gets its alerts, Telegram's wait in the outbox without an attempt counted
+        await until(lambda: len(messages(caplog, r"telegram: start failed \(attempt 5\)"))
+                    and len(discord.webhook_messages(5555)) >= 2 and len(rows_of(svc, "telegram")) >= 2,
+                    30, "5 start attempts, 2 webhook alerts and 2 Telegram alerts queued")
+        assert script.calls >= 4 and telegram.state == "retrying"
+        assert {(r["status"], r["attempts"]) for r in rows_of(svc, "telegram")} == {("pending", 0)}
+        assert tg.sent(CHAT) == []
+        tries = messages(caplog, r"telegram: start failed \(attempt (\d+)\): (.+); retrying in ([\d.]+)s")
+        assert [int(m[1]) for m in tries] == list(range(1, len(tries) + 1))         # one line per attempt
+        delays = [float(m[3]) for m in tries]
+        assert delays[:5] == [0.1, 0.2, 0.4, 0.8, 0.8]                             # growing, capped
+        assert all("NetworkError" in m[2] for m in tries) and TOKEN not in caplog.text
+
+        # the platform comes back: the adapter comes up on its next attempt and sends what waited, once
+        if outage == "nothing listening":
+            await tg.start(port=port)
+        else:
+            tg.clear_faults()
+        await until(lambda: telegram.state == "up", 10, "the Telegram adapter up")
+        await until(lambda: len(rows_of(svc, "telegram")) >= 3
+                    and {r["status"] for r in rows_of(svc, "telegram")} == {"sent"}, 30,
+                    "every Telegram alert delivered, one queued after the adapter came up")
+        assert messages(caplog, r"telegram: started after \d+ attempts")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+        await tg.stop()
+        await discord.stop()
+    queued = signal_counts([" ".join(f"signal {i}" for i in r["signal_ids"]) for r in rows_of(svc, "telegram")])
+    got = signal_counts([m["plain"] for m in tg.sent(CHAT)])
+    assert got == queued and set(got.values()) == {1}                 # every Telegram alert exactly once
+    assert max(r["attempts"] for r in rows_of(svc, "telegram")) == 1
+    assert {r["status"] for r in rows_of(svc, "webhook")} == {"sent"}
+
+
+async def test_telegram_down_later_pauses_its_alerts_until_it_answers_again(make_services, chat_env, monkeypatch,
+                                                                            caplog):
+    caplog.set_level(logging.INFO)
+    tg = TelegramSimServer(TOKEN)
+    monkeypatch.setenv("TELEGRAM_API_BASE_URL", await tg.start())
+    monkeypatch.delenv("DISCORD_WEBHOOK_URL", raising=False)
+    cfg = chat_env.model_copy(update={"discord": Config().discord.model_copy(update={"webhooks": []})})
+    svc = make_services(cfg, universe=SYMBOLS)
+    enable_chat_adapters(svc)
+    [telegram] = svc.supervisors
+    script = Script(svc.cfg, svc.store, [CALM, HOT])
+    stop = asyncio.Event()
+    task = asyncio.create_task(app_mod.run_bot(svc, stop, show_table=False, adapter_retry=(0.1, 0.8),
+                                               source=script))
+    try:
+        await until(lambda: tg.sent(CHAT), 30, "a first Telegram alert")
+        tg.fail_next("*", 502, "Bad Gateway", times=-1)           # the Bot API goes away
+        sent_before = len(tg.sent(CHAT))
+        await until(lambda: messages(caplog, r"telegram: still unreachable \(check 3\)")
+                    and sum(r["status"] == "pending" for r in rows_of(svc, "telegram")) >= 2, 30,
+                    "3 failed reachability checks and 2 alerts waiting")
+        assert telegram.state == "probing" and "telegram" in svc.paused_channels()
+        waiting = [r for r in rows_of(svc, "telegram") if r["status"] == "pending"]
+        assert max(r["attempts"] for r in waiting) <= 1              # paused: no attempt spent while it is down
+        delays = [float(m[1]) for m in messages(caplog, r"telegram: still unreachable \(check \d+\): .*; "
+                                                        r"checking again in ([\d.]+)s")]
+        assert delays[:3] == [0.1, 0.2, 0.4]
+        tg.clear_faults()
+        await until(lambda: telegram.state == "up", 10, "Telegram reachable again")
+        await until(lambda: len(tg.sent(CHAT)) > sent_before
+                    and {r["status"] for r in rows_of(svc, "telegram")} == {"sent"}, 30,
+                    "the waiting alerts delivered")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+        await tg.stop()
+    queued = signal_counts([" ".join(f"signal {i}" for i in r["signal_ids"]) for r in rows_of(svc, "telegram")])
+    got = signal_counts([m["plain"] for m in tg.sent(CHAT)])
+    assert got == queued and set(got.values()) == {1}
+    assert max(r["attempts"] for r in rows_of(svc, "telegram")) <= 2
+
+
+class Flaky:
+    """A chat adapter whose platform refuses `fails` starts, then works."""
+
+    def __init__(self, fails: int, error: Exception | None = None):
+        self.fails, self.error, self.starts = fails, error, 0
+
+    async def start(self):
+        self.starts += 1
+        if self.starts <= self.fails:
+            raise self.error or ConnectionRefusedError(111, "Connection refused")
+
+    async def stop(self):
+        pass
+
+    def senders(self):
+        return {"flaky": object()}
+
+    def recipients(self):
+        return []
+
+    def disable_route(self, channel, address, error):
+        pass
+
+
+async def test_start_retries_double_up_to_the_cap_with_one_line_each(caplog):
+    caplog.set_level(logging.INFO)
+    clock, ups = FakeClock(), []
+    sup = AdapterSupervisor(Flaky(9), on_up=lambda: ups.append(clock.time()), clock=clock)
+    assert sup.name == "flaky" and sup.paused() == set()          # not launched: never paused
+    sup.launch()
+    await until(lambda: sup.state == "up", 5, "the adapter up")
+    assert clock.sleeps == [1, 2, 4, 8, 16, 32, 60, 60, 60] and len(ups) == 1
+    lines = messages(caplog, r"flaky: start failed \(attempt (\d)\): ConnectionRefusedError: .*retrying in (\d+)s")
+    assert [(int(m[1]), int(m[2])) for m in lines] == list(zip(range(1, 10), clock.sleeps))
+    assert messages(caplog, "flaky: started after 10 attempts")
+
+    refused = AdapterSupervisor(Flaky(5, AdapterRefused("the token was rejected")), on_up=lambda: None, clock=clock)
+    refused.launch()
+    await until(lambda: refused.state == "refused", 5, "refused")
+    assert refused.adapter.starts == 1 and refused.paused() == {"flaky"}
+    assert messages(caplog, "flaky: refused at start-up: the token was rejected; not retrying")
 
 
 # ==================================================================================== console on a full disk
