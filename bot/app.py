@@ -105,7 +105,7 @@ class SenderTable(Mapping[str, Sender]):
 class AdapterSupervisor:
     """Starts one chat adapter and brings it back when its platform is unreachable.
 
-    `run()` calls `adapter.start()` until it succeeds: after a failure it logs one line (attempt number, error,
+    `launch()` calls `adapter.start()` until it succeeds: after a failure it logs one line (attempt number, error,
     next delay) and waits, the delay doubling from `first_delay` up to `max_delay`. `AdapterRefused` (e.g. a
     rejected token) is logged once and not retried. Later, `suspect(channel)` (a retryable delivery failure on
     one of its channels) makes it check the platform with `adapter.probe()` when the adapter offers one, on the
@@ -455,9 +455,11 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True,
     for sup in svc.supervisors:       # each adapter starts (and retries) on its own: one down stops nothing else
         sup.clock = clock
         sup.launch(*adapter_retry)
-    if svc.supervisors:
-        await asyncio.wait([asyncio.create_task(s.first_attempt.wait()) for s in svc.supervisors],
-                           timeout=ADAPTER_FIRST_START_S)
+    if svc.supervisors:               # wait (bounded) for each first attempt, so a reachable platform is up at once
+        waits = [asyncio.create_task(s.first_attempt.wait()) for s in svc.supervisors]
+        await asyncio.wait(waits, timeout=ADAPTER_FIRST_START_S)
+        for w in waits:
+            w.cancel()
     try:
         await engine.warm_up()
     except Exception as e:   # the exchange is down at start: the scheduled cycles keep trying
