@@ -279,6 +279,35 @@ async def test_start_retries_double_up_to_the_cap_with_one_line_each(caplog):
     assert messages(caplog, "flaky: refused at start-up: the token was rejected; not retrying")
 
 
+async def test_discord_bot_still_connecting_pauses_its_channels_but_not_its_webhooks(make_services, monkeypatch,
+                                                                                     caplog):
+    """Discord unreachable at start-up: DiscordBot keeps retrying the login (its own back-off); the adapter's start
+    returns after its ready timeout, and until the bot is ready its channels are unavailable: their alerts stay
+    pending, while the webhook channel (no connection needed) is not paused."""
+    from bot.adapters.discord import DiscordAdapter
+    caplog.set_level(logging.INFO)
+    for k in ("DISCORD_BOT_TOKEN", "DISCORD_WEBHOOK_URL", "DISCORD_API_BASE_URL", "DISCORD_GATEWAY_URL"):
+        monkeypatch.delenv(k, raising=False)
+    discord = DiscordSimServer()
+    await discord.start()
+    monkeypatch.setenv("DISCORD_WEBHOOK_URL", discord.webhook_url())
+    svc = make_services(Config.model_validate({"discord": {"channels": [{"id": 42}]}}), universe=SYMBOLS)
+    monkeypatch.setenv("DISCORD_BOT_TOKEN", "MTEx.nobody.listens")
+    monkeypatch.setenv("DISCORD_API_BASE_URL", f"http://127.0.0.1:{free_port()}/api/v10")     # nothing listening
+    adapter = svc.register(DiscordAdapter.from_env(svc.cfg, svc.queries, svc.store, ready_timeout=0.3))
+    [sup] = svc.supervisors
+    try:
+        sup.launch(0.1, 0.4)
+        await until(lambda: sup.state == "up", 10, "the adapter's start returned")
+        await until(lambda: messages(caplog, r"discord login failed \(\w+\); retrying in"), 10, "a login retry")
+        assert svc.paused_channels() == adapter.unavailable() == {"discord-channel", "discord-dm"}
+        assert "webhook" in svc.senders and "webhook" not in svc.paused_channels()
+    finally:
+        await sup.stop()
+        await adapter.stop()
+        await discord.stop()
+
+
 # ==================================================================================== console on a full disk
 def queue_console(store: Store, n: int) -> list[str]:
     """n digests for n console recipients, one signal each; returns the signal ids."""
