@@ -2,6 +2,11 @@
 
 Chat adapters are enabled by their environment variables (TELEGRAM_BOT_TOKEN, DISCORD_BOT_TOKEN,
 DISCORD_WEBHOOK_URL); with none set, alerts and a periodic ranked table go to the console.
+
+Adapters fail alone: each is started and watched by an `AdapterSupervisor`. A platform unreachable at start-up
+(or found unreachable later, after a failed delivery) is retried with a growing, capped delay, one log line per
+attempt, while its channels are paused in the delivery worker (their alerts stay pending in the outbox, no attempt
+counted); scoring, the console, the other adapters and their deliveries carry on.
 """
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ import math
 import os
 import signal
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -20,10 +25,11 @@ from typing import Callable
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from .adapters.base import ChatAdapter
+from .adapters.base import AdapterRefused, ChatAdapter
 from .adapters.console import ConsoleSender
 from .clock import SYSTEM_CLOCK, Clock
 from .config import Config
+from .cycle import MarketSource
 from .engine import CycleReport, Engine, Recipient, Route
 from .exchange.binance import BinanceClient
 from .outbox import DeliveryWorker, Sender
@@ -31,13 +37,15 @@ from .progress import progress_printer
 from .queries import MarketSnapshot, Snapshot, Stats
 from .rules import FilterSubscriber
 from .sealing import Sealer, SigningKey, check_bundle, load_signing_key, signal_bundle
-from .store import Store
+from .store import Store, StoreUnavailable
 from .watchlists import WatchlistRegistry
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_BUDGET_S = 9.0
 HOUSEKEEPING_S = 5.0
+ADAPTER_RETRY_S = (1.0, 60.0)       # an adapter's start / reachability retries: first delay, cap (doubling)
+ADAPTER_FIRST_START_S = 25.0        # run_bot waits this long for the adapters' first attempts, then carries on
 
 
 class BotQueries:
@@ -109,6 +117,121 @@ class SenderTable(Mapping[str, Sender]):
         return len(self._table())
 
 
+class AdapterSupervisor:
+    """Starts one chat adapter and brings it back when its platform is unreachable.
+
+    `launch()` calls `adapter.start()` until it succeeds: after a failure it logs one line (attempt number, error,
+    next delay) and waits, the delay doubling from `first_delay` up to `max_delay`. `AdapterRefused` (e.g. a
+    rejected token) is logged once and not retried. Later, `suspect(channel)` (a retryable delivery failure on
+    one of its channels) makes it check the platform with `adapter.probe()` when the adapter offers one, on the
+    same schedule, until the check passes. While it is starting, retrying, checking or refused, its channels are
+    `paused()`: the delivery worker leaves their rows pending (no attempt counted); `on_up` is called when it is
+    back (the app wakes the worker). An adapter nobody launched (tests start adapters by hand) is never paused."""
+
+    def __init__(self, adapter: ChatAdapter, on_up: Callable[[], None], clock: Clock = SYSTEM_CLOCK):
+        self.adapter, self.on_up, self.clock = adapter, on_up, clock
+        self.name = type(adapter).__name__.removesuffix("Adapter").lower() or type(adapter).__name__
+        self.state = "idle"          # idle | starting | retrying | up | probing | refused | stopped
+        self.attempts = 0            # start attempts so far
+        self.first_delay, self.max_delay = ADAPTER_RETRY_S
+        self.first_attempt = asyncio.Event()     # set once the first start attempt has returned or failed
+        self._task: asyncio.Task | None = None
+
+    def paused(self) -> set[str]:
+        down = set(self.adapter.senders()) if self.state in ("starting", "retrying", "probing", "refused") else set()
+        unavailable = getattr(self.adapter, "unavailable", None)      # channels the adapter itself says are down
+        return down | (set(unavailable()) if unavailable is not None and self.state != "idle" else set())
+
+    def launch(self, first_delay: float | None = None, max_delay: float | None = None) -> None:
+        self.first_delay = first_delay if first_delay is not None else self.first_delay
+        self.max_delay = max_delay if max_delay is not None else self.max_delay
+        self.state = "starting"
+        self._task = asyncio.get_running_loop().create_task(self._start_loop(), name=f"start-{self.name}")
+
+    def _delays(self) -> Iterator[float]:
+        delay = self.first_delay
+        while True:
+            yield delay
+            delay = min(delay * 2, self.max_delay)
+
+    async def _start_loop(self) -> None:
+        delays = self._delays()
+        while True:
+            self.attempts += 1
+            try:
+                await self.adapter.start()
+            except asyncio.CancelledError:
+                raise
+            except AdapterRefused as e:
+                self.state = "refused"
+                self.first_attempt.set()
+                log.error("%s: refused at start-up: %s; not retrying (its alerts stay pending in the outbox until "
+                          "a restart fixes it)", self.name, e)
+                return
+            except Exception as e:
+                self.state = "retrying"
+                self.first_attempt.set()
+                delay = next(delays)
+                log.warning("%s: start failed (attempt %d): %s; retrying in %s (its alerts wait in the outbox; "
+                            "the rest of the bot keeps going)", self.name, self.attempts, _why(e), _secs(delay))
+                await self.clock.sleep(delay)
+                continue
+            self.state = "up"
+            self.first_attempt.set()
+            if self.attempts > 1:
+                log.info("%s: started after %d attempts; delivering its waiting alerts", self.name, self.attempts)
+            self.on_up()
+            return
+
+    def suspect(self, channel: str, error: str) -> None:
+        """A retryable delivery failure on `channel`: if it is ours and we can check, is the platform down?"""
+        probe = getattr(self.adapter, "probe", None)
+        if self.state != "up" or probe is None or channel not in self.adapter.senders():
+            return
+        self.state = "probing"
+        self._task = asyncio.get_running_loop().create_task(self._probe_loop(probe, error), name=f"probe-{self.name}")
+
+    async def _probe_loop(self, probe: Callable[[], Awaitable[None]], error: str) -> None:
+        delays, checks = self._delays(), 0
+        while True:
+            checks += 1
+            try:
+                await probe()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                delay = next(delays)
+                if checks == 1:
+                    log.warning("%s: unreachable after a failed delivery (%s)", self.name, error)
+                log.warning("%s: still unreachable (check %d): %s; checking again in %s (its alerts wait in the "
+                            "outbox)", self.name, checks, _why(e), _secs(delay))
+                await self.clock.sleep(delay)
+                continue
+            self.state = "up"
+            if checks > 1:
+                log.info("%s: reachable again after %d checks; delivering its waiting alerts", self.name, checks)
+            self.on_up()
+            return
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        self.state = "stopped"
+
+
+def _why(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+
+
+def _secs(s: float) -> str:
+    return f"{s:.3g}s"
+
+
 # watchlist field naming the address -> the channel its alerts go to (when that channel has a sender)
 WATCHLIST_ROUTES = (("telegram_chat_id", "telegram"), ("discord_user_id", "discord-dm"))
 
@@ -125,6 +248,7 @@ class Services:
     signing: SigningKey                                         # signs the cycles' seals (bot.sealing)
     market: MarketSnapshot = field(default_factory=MarketSnapshot)
     adapters: list[ChatAdapter] = field(default_factory=list)   # started/stopped chat adapters
+    supervisors: list[AdapterSupervisor] = field(default_factory=list)   # one per adapter, same order
     engine: Engine | None = None
     worker: DeliveryWorker | None = None
     queries: BotQueries = field(init=False)
@@ -142,7 +266,21 @@ class Services:
         if clash:
             raise ValueError(f"{type(adapter).__name__}: channel(s) {sorted(clash)} already have a sender")
         self.adapters.append(adapter)
+        self.supervisors.append(AdapterSupervisor(adapter, on_up=self._adapter_up))
         return adapter
+
+    def _adapter_up(self) -> None:
+        if self.worker is not None:
+            self.worker.wake()
+
+    def paused_channels(self) -> set[str]:
+        """Channels whose platform is down right now: the delivery worker leaves their rows pending."""
+        return set().union(*(s.paused() for s in self.supervisors))
+
+    def suspect(self, channel: str, error: str) -> None:
+        """The delivery worker's retryable failure on `channel`: let its adapter's supervisor check the platform."""
+        for s in self.supervisors:
+            s.suspect(channel, error)
 
     def recipients(self) -> list[Recipient]:
         """Watchlists (routed to their chats) plus each adapter's own recipients; called every cycle."""
@@ -287,6 +425,10 @@ def housekeeping(svc: Services) -> None:
 def hourly_housekeeping(svc: Services) -> None:
     # Retention is counted back from the exchange's time of the last cycle, never the local clock:
     # a server clock hours off would otherwise delete the history the changes are computed from.
+    try:
+        svc.store.check_file()
+    except StoreUnavailable:          # the engine reports it every cycle; nothing here would survive a restart
+        return
     last = svc.store.last_cycle()
     if last:
         pruned = svc.store.prune_history(last["ts"] - svc.cfg.history.retention_hours * 3_600_000)
@@ -296,14 +438,17 @@ def hourly_housekeeping(svc: Services) -> None:
 
 
 async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True,
-                  on_ready: Callable[[], None] | None = None) -> None:
+                  on_ready: Callable[[], None] | None = None, adapter_retry: tuple[float, float] = ADAPTER_RETRY_S,
+                  clock: Clock = SYSTEM_CLOCK, source: MarketSource | None = None) -> None:
     """Run until `stop` is set; then finish or park work and return within ~10 s. `on_ready` is called once
-    the cold start (backfill) is done, right before the first cycle."""
+    the cold start (backfill) is done, right before the first cycle. `adapter_retry` is the adapters' retry
+    schedule (first delay, cap); `clock` is the delivery worker's and the adapter supervisors' clock; `source`
+    replaces the exchange as the engine's market source (tests)."""
     cfg = svc.cfg
-    engine = Engine(cfg, svc.store, svc.client, svc.recipients, progress=_backfill_progress(),
+    engine = Engine(cfg, svc.store, svc.client, svc.recipients, progress=_backfill_progress(), source=source,
                     sealer=Sealer(svc.signing))
     svc.engine = engine
-    worker = delivery_worker(svc)
+    worker = delivery_worker(svc, clock)
     svc.worker = worker
 
     printer = TablePrinter(svc, cfg.engine.table_every_cycles) if show_table else None
@@ -321,7 +466,7 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True,
         """On the loop, right after the commit: deliver now; publish the new scores to the snapshot the chat
         commands read (the read runs in a thread, so the loop never waits on the store)."""
         worker.wake()
-        if engine.collector.universe:
+        if engine.collector is not None and engine.collector.universe:
             svc.market.set_universe(engine.collector.universe)
         task = asyncio.get_running_loop().create_task(publish(report))
         publishing.add(task)
@@ -333,8 +478,14 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True,
     except Exception as e:
         log.warning("no stored scores to publish yet: %s", e)
 
-    for adapter in svc.adapters:
-        await adapter.start()
+    for sup in svc.supervisors:       # each adapter starts (and retries) on its own: one down stops nothing else
+        sup.clock = clock
+        sup.launch(*adapter_retry)
+    if svc.supervisors:               # wait (bounded) for each first attempt, so a reachable platform is up at once
+        waits = [asyncio.create_task(s.first_attempt.wait()) for s in svc.supervisors]
+        await asyncio.wait(waits, timeout=ADAPTER_FIRST_START_S)
+        for w in waits:
+            w.cancel()
     try:
         await engine.warm_up()
     except Exception as e:   # the exchange is down at start: the scheduled cycles keep trying
@@ -359,6 +510,8 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True,
     deadline = time.monotonic() + SHUTDOWN_BUDGET_S
     log.info("stopping: no new cycles; finishing the current one and pending deliveries")
     scheduler.pause()
+    for sup in svc.supervisors:       # no start or reachability retry outlives the bot
+        await sup.stop()
     while engine.cycle_lock.locked() and time.monotonic() < deadline - 3:
         await asyncio.sleep(0.05)
     scheduler.shutdown(wait=False)        # cancels a cycle still running: it commits atomically, nothing half-done
@@ -381,9 +534,11 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True,
 
 
 def delivery_worker(svc: Services, clock: Clock = SYSTEM_CLOCK) -> DeliveryWorker:
-    """The outbox worker over the registered senders; a permanent failure disables the route. `clock` says
-    when rows are due (tests pass a FakeClock)."""
-    return DeliveryWorker(svc.store, svc.senders, on_permanent=lambda *a: _on_permanent(svc, *a), clock=clock)
+    """The outbox worker over the registered senders; a permanent failure disables the route; the channels of an
+    adapter that is down are paused (their rows stay pending) and a retryable failure lets its supervisor check
+    the platform. `clock` says when rows are due (tests pass a FakeClock)."""
+    return DeliveryWorker(svc.store, svc.senders, on_permanent=lambda *a: _on_permanent(svc, *a), clock=clock,
+                          paused=svc.paused_channels, on_retry=svc.suspect)
 
 
 def _on_permanent(svc: Services, recipient: str, channel: str, address: str, error: str) -> None:

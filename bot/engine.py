@@ -3,6 +3,16 @@
 Data flows one way: market source (the collector, scored) -> rules (pure) -> outbox (SQLite) -> the
 delivery worker -> chat adapters. A cycle's scores, rule state, signals, cooldowns and outbox rows
 are committed in one transaction, so a restart neither repeats nor loses an alert.
+
+Two clocks. The exchange's time (the cycle's `ts`, premiumIndex `time`) is the market's clock: cycle and signal
+times, cooldowns (last-fired times are stored on it and compared with the next cycle's ts) and, in the app, history
+retention. The engine's local `clock` is the user's wall clock: mutes (set by commands on that clock), quiet hours
+and the outbox's `created`/`due` times, which the delivery worker compares with the same local clock. When the two
+disagree by more than CLOCK_SKEW_WARN_MS the engine logs one warning (and one line when they agree again).
+
+Before fetching and again before committing, the engine asks the store whether its file is still durable
+(`Store.check_file`): a database file deleted or replaced under the running bot stops the cycles (nothing is
+fetched or committed, one ERROR per scheduled cycle) until the bot is restarted on a real file.
 """
 from __future__ import annotations
 
@@ -10,6 +20,7 @@ import asyncio
 import base64
 import hashlib
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -22,11 +33,13 @@ from .market import MarketCollector, Progress
 from .records import CycleRecord, FiredRow, OutboxEntry, SignalReceipt, SignalRecord, SymbolStateRow
 from .rules import Delivery, Event, SymbolState, Subscriber, detect, route, thresholds_in_use
 from .sealing import Sealer
-from .store import Store
+from .store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+CLOCK_SKEW_WARN_MS = 120_000      # exchange time vs the local clock: beyond this, one warning
 
 
 def utcnow() -> datetime:
@@ -85,6 +98,8 @@ class Engine:
         self.sealer = self.sealer or Sealer.for_database(self.store.path)
         self.cycle_lock = asyncio.Lock()
         self.cycles_run = 0
+        self.clock_offset_ms: int | None = None   # exchange time minus the local clock, at the last cycle
+        self._clock_skewed = False
 
     @property
     def collector(self) -> MarketCollector | None:
@@ -96,6 +111,7 @@ class Engine:
 
     async def run_once(self) -> CycleReport:
         async with self.cycle_lock:
+            await asyncio.to_thread(self._check_store)     # a deleted database: do not even poll the exchange
             if self._state is None:
                 self._state = await asyncio.to_thread(self._load_state)
             out = await self.market.next_cycle()
@@ -108,17 +124,42 @@ class Engine:
                 log.exception("cycle listener failed")
         return report
 
+    def _check_store(self) -> None:
+        """Raise StoreUnavailable when the database file is gone or replaced; log a writability problem."""
+        problem = self.store.check_file()
+        if problem:
+            log.error("database: %s; fix it before the next restart", problem)
+
+    def _note_clock(self, out: CycleOutcome, now_ms: int) -> int:
+        """Exchange time minus the local clock; one warning when they drift apart (the exchange's time is read
+        at the start of the cycle's fetch, so the cycle's duration is taken off the local reading)."""
+        offset = out.ts - now_ms
+        skew = offset + int(out.duration_s * 1000)
+        skewed = abs(skew) > CLOCK_SKEW_WARN_MS
+        if skewed and not self._clock_skewed:
+            log.warning("clock: the exchange's time (cycle ts=%d) is %s %s this machine's clock; cooldowns and "
+                        "history retention follow the exchange's time, quiet hours, mutes and delivery times the "
+                        "local clock (check NTP)", out.ts, _span(abs(skew)), "ahead of" if skew > 0 else "behind")
+        elif self._clock_skewed and not skewed:
+            log.info("clock: the exchange's time and this machine's clock agree again (within %s)", _span(abs(skew)))
+        self._clock_skewed = skewed
+        self.clock_offset_ms = offset
+        return offset
+
     def _evaluate_and_commit(self, out: CycleOutcome) -> CycleReport:
-        now = self.clock()
+        now = self.clock()                  # the local clock: mutes, quiet hours, outbox times
+        now_ms = int(now.timestamp() * 1000)
+        offset = self._note_clock(out, now_ms)
         results = out.result_dicts()
         recipients = {r.id: r for r in self.recipients()}
         subs = {rid: r.subscriber for rid, r in recipients.items()}
         thresholds = thresholds_in_use(subs.values(), self.cfg.rules, self.cfg.score)
         events, new_state = detect(self._state or {}, results, thresholds, self.cfg.rules)
         max_cooldown_ms = int(max([s.cooldown_minutes for s in subs.values()] + [0]) * 60_000)
-        now_ms = int(now.timestamp() * 1000)
-        last = {k: datetime.fromtimestamp(v / 1000, timezone.utc)
-                for k, v in self.store.load_last_fired(now_ms - max_cooldown_ms).items()}
+        # Cooldowns run on the exchange's time: last-fired times are stored as cycle ts and read back relative to
+        # this cycle's ts, then shifted onto the local clock `route` compares with (now - last == ts - fired ts).
+        last = {k: datetime.fromtimestamp((v - offset) / 1000, timezone.utc)
+                for k, v in self.store.load_last_fired(out.ts - max_cooldown_ms).items()}
         deliveries, fired = route(events, subs, last, now, self.cfg.score)
 
         ids = {(e.symbol, e.rule): signal_id(out.ts, e.symbol, e.rule) for e in events}
@@ -135,8 +176,9 @@ class Engine:
                       for s, st in new_state.items()}
         cycle = CycleRecord(ts=out.ts, duration_s=out.duration_s, requests=out.requests, weight=out.weight,
                             failed=out.data.failed)
+        self.store.check_file()             # raises if deleted while the cycle ran: commit nothing
         self.store.commit_alert_cycle(cycle, results, state_rows, signals,
-                                      [FiredRow(r, s, rule, now_ms) for r, s, rule in fired], outbox,
+                                      [FiredRow(r, s, rule, out.ts) for r, s, rule in fired], outbox,
                                       seal=self.sealer.prepare(out.ts, results))
         self._state = new_state
         log.info("alerts ts=%d events=%d deliveries=%d queued=%d", out.ts, len(events), len(deliveries), len(outbox))
@@ -164,8 +206,19 @@ class Engine:
             log.error("cycle timed out after %.0fs; nothing from it was committed", time.monotonic() - started)
         except BinanceError as e:      # the exchange is down or refusing: one line, the next cycle retries
             log.error("cycle failed: exchange request failed: %s", e)
+        except StoreUnavailable as e:  # every cycle until a restart: the bot must not write to a vanished file
+            log.error("cycle skipped: %s; the engine commits nothing until the bot is restarted on a real file "
+                      "(queued alerts are still delivered)", e)
+        except sqlite3.Error as e:     # disk full, read-only file system, I/O error: nothing of the cycle was kept
+            log.error("cycle failed: the database could not be written (%s: %s); nothing from this cycle was "
+                      "committed, the next cycle tries again", type(e).__name__, e)
         except Exception as e:
             log.exception("cycle failed: %s", e)
+
+
+def _span(ms: int) -> str:
+    s = ms / 1000
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
 
 
 def _receipt(e: Event) -> SignalReceipt:

@@ -29,7 +29,7 @@ import asyncio
 import logging
 import random
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence, TypeVar
+from typing import Any, Callable, Collection, Protocol, Sequence, TypeVar
 
 from .clock import SYSTEM_CLOCK, Clock
 from .records import OutboxRow, OutboxStatus, StoredSignal
@@ -77,16 +77,25 @@ class Sender(Protocol[PartT]):
 
 
 OnPermanent = Callable[[str, str, str, str], None]   # (recipient, channel, address, error)
+OnRetry = Callable[[str, str], None]                 # (channel, error)
 
 
 class DeliveryWorker:
     """`now_ms` (or `clock`, whose `time()` it reads) decides which rows are due; tests inject a FakeClock.
-    The polling interval of `run` is real time."""
+    The polling interval of `run` is real time.
+
+    `paused()` names the channels whose platform is down right now (the app's adapter supervision): their rows
+    are not claimed, so they stay 'pending' with no attempt counted until the channel is back. `on_retry` hears
+    of every retryable failure without a retry_after (network, 5xx), so the app can check whether the platform
+    itself is down."""
 
     def __init__(self, store: Store, senders: dict[str, Sender[Any]], on_permanent: OnPermanent | None = None,
-                 concurrency: int = 8, now_ms: Callable[[], int] | None = None, clock: Clock = SYSTEM_CLOCK):
+                 concurrency: int = 8, now_ms: Callable[[], int] | None = None, clock: Clock = SYSTEM_CLOCK,
+                 paused: Callable[[], Collection[str]] | None = None, on_retry: OnRetry | None = None):
         self.store, self.senders = store, senders
         self.on_permanent = on_permanent
+        self.paused = paused or (lambda: ())
+        self.on_retry = on_retry
         self._sem = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
         self._now_ms = now_ms or (lambda: int(clock.time() * 1000))
@@ -111,7 +120,7 @@ class DeliveryWorker:
         """Claim the due rows and send them: one digest per route, or per begun digest (whose rows stay
         together). A route's digests go out one after the other, a begun one first; routes concurrently.
         Returns the number of digests attempted."""
-        rows = await asyncio.to_thread(self.store.claim_due, self._now_ms())
+        rows = await asyncio.to_thread(self.store.claim_due, self._now_ms(), self.paused())
         routes: dict[tuple[str, str, str], dict[str | None, list[OutboxRow]]] = {}
         for r in rows:
             route = routes.setdefault((r["recipient"], r["channel"], r["address"]), {})
@@ -180,6 +189,11 @@ class DeliveryWorker:
         await asyncio.to_thread(self.store.mark_outbox, ids, "pending", error=error,
                                 due=self._now_ms() + int(delay * 1000))
         log.warning("delivery retry in %.1fs recipient=%s channel=%s: %s", delay, key[0], key[1], error)
+        if retry_after is None and self.on_retry is not None:
+            try:
+                self.on_retry(key[1], error)
+            except Exception:
+                log.exception("on_retry hook failed")
 
     async def run(self, stop: asyncio.Event, poll_s: float = 1.0) -> None:
         await self.recover()

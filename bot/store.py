@@ -10,6 +10,7 @@ goes in and comes out is typed in `records`.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -84,6 +85,11 @@ SCORES_PRUNED_BEFORE = "scores_pruned_before"    # meta: score rows (and leaf ha
 _SIGNAL_SELECT = f"SELECT {', '.join(SIGNAL_COLUMNS)} FROM signals"
 
 
+class StoreUnavailable(Exception):
+    """The database file this store has open is no longer the one at its path (deleted, replaced) or can no longer
+    be written: str() says what happened and what to do, for the operator."""
+
+
 class Store:
     """SQLite store. One connection guarded by a lock (calls come from the loop and worker threads)."""
 
@@ -98,6 +104,39 @@ class Store:
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(SCHEMA)
         self._migrate()
+        self.file = self._main_file()           # the file SQLite opened (absolute), None in memory
+        self._identity = _identity(self.file) if self.file else None
+
+    # ---- durability -----------------------------------------------------------------------
+    def _main_file(self) -> str | None:
+        with self._lock:
+            rows = self._db.execute("PRAGMA database_list").fetchall()
+        return next((f for _, name, f in rows if name == "main" and f), None)
+
+    def check_file(self) -> str | None:
+        """Is what this store commits still durable? Raises StoreUnavailable when the database file was deleted or
+        replaced under the open connection (the path's device/inode is no longer the one opened: commits would go
+        to an unlinked file and vanish at the next restart). Returns a problem text when the file or its folder is
+        no longer writable for this process (this connection still writes, the next start could not), else None.
+        An in-memory store always passes. Cheap: a few stat calls."""
+        if self.file is None or self._identity is None:
+            return None
+        try:
+            now = _identity(self.file)
+        except FileNotFoundError:
+            raise StoreUnavailable(f"the database file {self.file} was deleted while the bot was running; what it "
+                                   "committed now would vanish at the next restart") from None
+        except OSError as e:
+            raise StoreUnavailable(f"the database file {self.file} cannot be checked: {e}") from None
+        if now != self._identity:
+            raise StoreUnavailable(f"the database file {self.file} was replaced while the bot was running "
+                                   f"(device/inode {self._identity} is now {now}); the bot's connection still "
+                                   "writes to the old, unlinked file")
+        folder = os.path.dirname(self.file) or "."
+        if not os.access(self.file, os.W_OK) or not os.access(folder, os.W_OK | os.X_OK):
+            return (f"the database file {self.file} or its folder is no longer writable for this process: "
+                    "this run still writes through its open connection, but the next start will fail")
+        return None
 
     def _migrate(self) -> None:
         """Add the columns of MIGRATIONS that an older database file lacks (idempotent)."""
@@ -369,11 +408,14 @@ class Store:
                                     args).fetchall()
         return [_outbox_row(r) for r in rows]
 
-    def claim_due(self, now_ms: int) -> list[OutboxRow]:
-        """Pending rows whose time has come, marked 'sending' (so a crash mid-send is visible)."""
+    def claim_due(self, now_ms: int, skip_channels: Iterable[str] = ()) -> list[OutboxRow]:
+        """Pending rows whose time has come, marked 'sending' (so a crash mid-send is visible). Rows of
+        `skip_channels` (a platform that is down) are left alone: pending, no attempt counted."""
+        skip = sorted(set(skip_channels))
+        not_in = f" AND channel NOT IN ({','.join('?' * len(skip))})" if skip else ""
         with self._tx() as db:
-            ids = [r[0] for r in db.execute("SELECT id FROM outbox WHERE status='pending' AND due <= ? ORDER BY id",
-                                            (now_ms,)).fetchall()]
+            ids = [r[0] for r in db.execute(f"SELECT id FROM outbox WHERE status='pending' AND due <= ?{not_in} "
+                                            "ORDER BY id", (now_ms, *skip)).fetchall()]
             db.executemany("UPDATE outbox SET status='sending', attempts=attempts+1 WHERE id=?", [(i,) for i in ids])
         return self._outbox_where(f"id IN ({','.join('?' * len(ids))})", tuple(ids)) if ids else []
 
@@ -411,6 +453,11 @@ class Store:
             db.execute("INSERT OR REPLACE INTO meta VALUES (?,?)", (key, json.dumps(value)))
 
 
+def _identity(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
 class _Tx:
     """BEGIN IMMEDIATE ... COMMIT under the store lock; ROLLBACK on error."""
 
@@ -419,7 +466,11 @@ class _Tx:
 
     def __enter__(self) -> sqlite3.Connection:
         self.lock.acquire()
-        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except BaseException:          # e.g. a read-only or vanished file: never leave the store locked
+            self.lock.release()
+            raise
         return self.db
 
     def __exit__(self, exc_type, exc, tb) -> None:

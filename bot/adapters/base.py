@@ -4,6 +4,13 @@ An adapter translates between a chat platform and the core: updates become `comm
 `commands.dispatch`, `commands.Reply` and outbox `Digest`s become platform messages. It is built from what it
 needs (its config section, the `bot.queries.Queries` port, a small store handle) and never reaches into the
 composition root: `bot.app` registers what the adapter returns here and calls it back.
+
+Start-up and reachability are the app's to retry (`bot.app.AdapterSupervisor`): `start()` raises when the
+platform cannot be reached, and is called again later with a growing delay; it raises `AdapterRefused` for what
+no retry can fix (a rejected token). Two optional methods, outside the protocol: `async probe()` (raise when the
+platform is unreachable; asked after a failed delivery, until it passes) and `unavailable() -> set[str]` (channels
+that cannot deliver right now but will, e.g. a bot still connecting). While an adapter is down, the delivery
+worker leaves the rows of its channels pending.
 """
 from __future__ import annotations
 
@@ -13,10 +20,15 @@ from ..engine import Recipient
 from ..outbox import Sender
 
 
+class AdapterRefused(Exception):
+    """`start()` failed in a way a retry cannot fix (the platform rejected the token): str() says what to do."""
+
+
 @runtime_checkable
 class ChatAdapter(Protocol):
     async def start(self) -> None:
-        """Connect (in the app's loop) and start taking updates; failures to reach the platform are logged."""
+        """Connect (in the app's loop) and start taking updates. Raise when the platform cannot be reached (the
+        app retries later; leave nothing half-started) or `AdapterRefused` when retrying cannot help."""
 
     async def stop(self) -> None:
         """Undo `start` within a few seconds; safe to call when not started."""

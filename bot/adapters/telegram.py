@@ -10,7 +10,9 @@ protocol). Handlers reach the bot only through the `bot.queries.Queries` port pa
 
 Lifecycle (bot-notes §5): `start()` builds the Application and runs initialize / setMyCommands (failure logged,
 never fatal) / start / updater.start_polling(drop_pending_updates=True); `stop()` undoes it in order. No
-run_polling(): the scheduler and other adapters share the loop.
+run_polling(): the scheduler and other adapters share the loop. A start that cannot reach the API raises, leaving
+nothing half-started, and the app retries it with back-off (`bot.app.AdapterSupervisor`); a rejected token raises
+`AdapterRefused`. `probe()` (getMe) tells the app whether the API is reachable again after a failed delivery.
 
 Limits (bot-notes §4): messages are split at 4096 characters on line boundaries before markup is applied
 (never inside a tag); requests go through AIORateLimiter (30 msg/s overall, 20 msg/min per group). A 429 on an
@@ -51,6 +53,7 @@ from ..engine import Recipient
 from ..logsetup import install_redaction
 from ..outbox import DeliveryError, Digest, Sender
 from ..queries import Queries
+from .base import AdapterRefused
 
 log = logging.getLogger(__name__)
 
@@ -347,7 +350,7 @@ class TelegramAdapter:
             await app.initialize()             # getMe: a bad token fails here, loudly
         except InvalidToken:
             await app.shutdown()
-            raise RuntimeError(f"Telegram rejected the bot token (TELEGRAM_BOT_TOKEN) at {self.api_root}") from None
+            raise AdapterRefused(f"Telegram rejected the bot token (TELEGRAM_BOT_TOKEN) at {self.api_root}") from None
         except BaseException:
             await app.shutdown()
             raise
@@ -361,6 +364,13 @@ class TelegramAdapter:
             await self.stop()                  # never leave a half-started Application behind
             raise
         log.info("telegram: polling %s as @%s", self.api_root, app.bot.username)
+
+    async def probe(self) -> None:
+        """Raise unless the Bot API answers (getMe); the app asks after a failed delivery, until it passes."""
+        bot = self.bot
+        if bot is None:
+            raise RuntimeError("not started")
+        await bot.get_me()
 
     async def set_commands(self) -> None:
         """The command menu from the registry (admins get theirs in their own chat); failure is only logged."""

@@ -134,8 +134,18 @@ class DiscordAdapter:
         sender recorded is the one reported; other channels and dropped messages are ignored)."""
         self.routes.disable(channel, address)
 
+    def unavailable(self) -> set[str]:
+        """Bot channels while the bot is still logging in or connecting (the app leaves their alerts pending until
+        it is ready; webhooks need no connection). A rejected token is not "unavailable": `senders` drops them."""
+        if self.bot is None or self.bot.failed:
+            return set()
+        client = self.bot.client
+        return set() if client is not None and client.is_ready() else set(self._bot_senders)
+
     async def start(self) -> None:
-        """Webhook client; in bot mode log in and connect in this loop, waiting (bounded) until ready."""
+        """Webhook client; in bot mode log in and connect in this loop, waiting (bounded) until ready. Never raises
+        for an unreachable Discord: the login is retried with back-off (`DiscordBot`), and until the bot is ready
+        its channels are `unavailable()`."""
         if self.webhook_sender is not None:
             await self.webhook_sender.start()
         if self.bot is not None:
