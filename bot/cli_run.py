@@ -96,7 +96,9 @@ def demo_config(cfg: Config, interval_s: float) -> Config:
     """The demo's exchange is our simulator: its cycles come every few wall seconds, so its (simulated)
     request-weight budget is declared larger to match; everything else is the real configuration."""
     return cfg.model_copy(update={
-        "engine": cfg.engine.model_copy(update={"interval_minutes": interval_s / 60, "table_every_cycles": 10}),
+        # the simulated market runs ahead of the wall clock on purpose: no clock-skew warning
+        "engine": cfg.engine.model_copy(update={"interval_minutes": interval_s / 60, "table_every_cycles": 10,
+                                                "clock_skew_warn_s": None}),
         "exchange": cfg.exchange.model_copy(update={"weight_limit": 1_000_000, "data_limit_per_5m": 100_000}),
     })
 

@@ -109,6 +109,7 @@ class EngineConfig(_Strict):
     interval_minutes: float = Field(5, gt=0)
     misfire_grace_s: int = Field(60, ge=1)
     table_every_cycles: int = Field(12, ge=1)
+    clock_skew_warn_s: float | None = Field(120, gt=0)   # null: never warn (the demo's market runs fast on purpose)
 
 
 class RulesConfig(_Strict):

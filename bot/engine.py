@@ -8,7 +8,7 @@ Two clocks. The exchange's time (the cycle's `ts`, premiumIndex `time`) is the m
 times, cooldowns (last-fired times are stored on it and compared with the next cycle's ts) and, in the app, history
 retention. The engine's local `clock` is the user's wall clock: mutes (set by commands on that clock), quiet hours
 and the outbox's `created`/`due` times, which the delivery worker compares with the same local clock. When the two
-disagree by more than CLOCK_SKEW_WARN_MS the engine logs one warning (and one line when they agree again).
+disagree by more than `engine.clock_skew_warn_s` the engine logs one warning (and one line when they agree again).
 
 Before fetching and again before committing, the engine asks the store whether its file is still durable
 (`Store.check_file`): a database file deleted or replaced under the running bot stops the cycles (nothing is
@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 
-CLOCK_SKEW_WARN_MS = 120_000      # exchange time vs the local clock: beyond this, one warning
 
 
 def utcnow() -> datetime:
@@ -135,7 +134,8 @@ class Engine:
         at the start of the cycle's fetch, so the cycle's duration is taken off the local reading)."""
         offset = out.ts - now_ms
         skew = offset + int(out.duration_s * 1000)
-        skewed = abs(skew) > CLOCK_SKEW_WARN_MS
+        limit_s = self.cfg.engine.clock_skew_warn_s
+        skewed = limit_s is not None and abs(skew) > limit_s * 1000
         if skewed and not self._clock_skewed:
             log.warning("clock: the exchange's time (cycle ts=%d) is %s %s this machine's clock; cooldowns and "
                         "history retention follow the exchange's time, quiet hours, mutes and delivery times the "

@@ -34,7 +34,7 @@ from bot.app import AdapterSupervisor, enable_chat_adapters, hourly_housekeeping
 from bot.clock import FakeClock
 from bot.config import Config
 from bot.cycle import CycleOutcome
-from bot.engine import CLOCK_SKEW_WARN_MS, Engine
+from bot.engine import Engine
 from bot.market import CycleData
 from bot.outbox import DeliveryWorker
 from bot.records import OIPoint
@@ -463,8 +463,11 @@ async def test_rules_follow_the_exchange_clock_when_the_local_clock_is_60h_off(m
     assert old not in svc.store.oi_points_between(0, 2**62)
 
 
-def test_the_skew_threshold_is_two_minutes():
-    assert CLOCK_SKEW_WARN_MS == 120_000
+def test_the_skew_threshold_is_two_minutes_and_the_demo_has_none():
+    from bot.cli_run import demo_config
+    from bot.config import Config
+    assert Config().engine.clock_skew_warn_s == 120
+    assert demo_config(Config(), 1.5).engine.clock_skew_warn_s is None     # its market runs ahead on purpose
 
 
 # ==================================================================================== the database file
