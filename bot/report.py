@@ -102,16 +102,20 @@ def explain(r: dict) -> str:
 RULE_TITLES = {"threshold": "Threshold", "regime": "Regime", "bias_flip": "Bias flip"}
 
 
+def what_fired(sig: dict) -> str:
+    """e.g. 'crossed 60 (from 56)', 'entered: Short squeeze risk · ...', 'bias flipped to SHORT'."""
+    rec = sig.get("receipt") or {}
+    if sig["kind"] == "threshold":
+        return f"crossed {rec.get('threshold')} (from {rec.get('prev_score')})"
+    if sig["kind"] == "regime":
+        return f"entered: {sig.get('regime') or rec.get('regime')}"
+    return f"bias flipped to {sig.get('bias') or rec.get('bias')}"
+
+
 def alert_title(sig: dict) -> str:
     """e.g. 'BTCUSDT 64 stressed · crossed 60' / 'SOLUSDT 48 · Short squeeze risk'."""
     rec = sig["receipt"]
-    if sig["kind"] == "threshold":
-        what = f"crossed {rec['threshold']} (from {rec['prev_score']})"
-    elif sig["kind"] == "regime":
-        what = f"entered: {rec['regime']}"
-    else:
-        what = f"bias flipped to {rec['bias']}"
-    return f"{sig['symbol']} {sig['score']} {rec['band']} {rec['bias']} · {what}"
+    return f"{sig['symbol']} {sig['score']} {rec['band']} {rec['bias']} · {what_fired(sig)}"
 
 
 def alert_details(sig: dict) -> str:

@@ -7,6 +7,7 @@ hour or the day it runs. ``tests/timing_matrix.py`` reruns the timing-sensitive 
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Callable, Iterable, TypeVar
 
@@ -56,6 +57,20 @@ def wait_for(check: Callable[[], T], timeout: float, what: str, interval: float 
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(interval)
+
+
+async def until(check: Callable[[], T], timeout: float = 5.0, what: str = "condition", interval: float = 0.01,
+                context: Callable[[], str] | None = None) -> T:
+    """`wait_for` for coroutines: poll without blocking the loop the bot runs in; fail after `timeout` s, with
+    `context()` (e.g. the fake's recent calls) in the message."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g}s waiting for {what}" + (f"; {context()}" if context else ""))
+        await asyncio.sleep(interval)
 
 
 # ---------------------------------------------------------------------------------------------- bot services

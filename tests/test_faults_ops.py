@@ -21,11 +21,11 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from conftest import until
 
 from bot import app as app_mod
 from bot.adapters.base import AdapterRefused
@@ -76,16 +76,6 @@ class Script:
         return CycleOutcome(self.ts, score_all(inputs, self.cfg.score), CycleData(self.ts, inputs, {}), 0.1, 0, 0, 0)
 
 
-async def until(check, timeout: float, what: str, interval: float = 0.05):
-    """`conftest.wait_for` for coroutines: poll without blocking the loop the bot runs in; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
-        await asyncio.sleep(interval)
 
 
 def free_port() -> int:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import until as wait_until
 
 from bot import app as app_module
 from bot.adapters.telegram import (MAX_TEXT, Block, TelegramAdapter, TelegramSender, digest_messages, pack,
@@ -127,16 +128,12 @@ async def env(make_services, monkeypatch, logs):
 
 
 async def until(pred, timeout: float = 5.0, what: str = "condition", tg: TelegramSimServer | None = None):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            calls = [(m, {k: v for k, v in p.items() if k in ("chat_id", "text", "caption", "data")})
-                     for m, p in (tg.calls if tg else []) if m != "getUpdates"]
-            raise AssertionError(f"timed out waiting for {what}; recent calls: {calls[-8:]}")
-        await asyncio.sleep(0.01)
+    """conftest.until, naming the Bot API calls the fake saw last when it times out."""
+    def recent() -> str:
+        calls = [(m, {k: v for k, v in p.items() if k in ("chat_id", "text", "caption", "data")})
+                 for m, p in (tg.calls if tg else []) if m != "getUpdates"]
+        return f"recent calls: {calls[-8:]}"
+    return await wait_until(pred, timeout, what, context=recent)
 
 
 async def ask(env: Env, text: str, chat: int = CHAT, n: int = 1, **kw) -> list[dict]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from ...config import ScoreConfig
-from ...report import pct, utc
+from ...report import pct, utc, what_fired
 from ...score import CONTRIBUTIONS, api_item
 
 SIDES = {"all": None, "long": "LONG", "short": "SHORT"}
@@ -97,12 +97,7 @@ def signal_row(sig: dict) -> dict:
     """A stored signal as the page and the API show it: its receipt hash when it has one, else its id."""
     rec = sig.get("receipt") or {}
     receipt_hash = sig.get("record_hash")               # set when the signal's cycle was sealed
-    if sig["kind"] == "threshold":
-        what = f"crossed {rec.get('threshold')} (from {rec.get('prev_score')})"
-    elif sig["kind"] == "regime":
-        what = f"entered {sig['regime']}"
-    else:
-        what = f"bias flipped to {sig['bias']}"
+    what = what_fired(sig)
     return {"id": sig["id"], "receiptHash": receipt_hash, "ref": receipt_hash or sig["id"], "ts": sig["ts"],
             "time": iso(sig["ts"]), "when": utc(sig["ts"]), "symbol": sig["symbol"], "rule": sig["rule"],
             "kind": sig["kind"], "what": what, "score": sig["score"], "band": rec.get("band"),
