@@ -383,3 +383,42 @@ async def test_standalone_runner_subprocess():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# ---------------------------------------------------------------------------------------------
+# klines
+
+
+async def test_klines_shape_weight_and_consistency(env):
+    server, client, _, _ = env
+    r = await client.get("/fapi/v1/klines", params={"symbol": "BTCUSDT", "interval": "1h",
+                                                     "limit": 120})
+    assert r.status_code == 200
+    rows = r.json()
+    assert len(rows) == 120 and all(len(row) == 12 for row in rows)
+    assert weight(r) == 2                                    # limit in [100, 500) weighs 2
+    opens = [row[0] for row in rows]
+    assert opens == sorted(opens) and all(b - a == 3_600_000 for a, b in zip(opens, opens[1:]))
+    for o_t, o, h, lo, c, vol, close_t, qv, n, tb, tbq, _ in rows:
+        assert close_t == o_t + 3_599_999 and isinstance(n, int) and n > 0
+        assert float(lo) <= min(float(o), float(c)) <= max(float(o), float(c)) <= float(h)
+        assert 0 < float(tb) < float(vol) and 0 < float(tbq) < float(qv)
+    mark = (await client.get("/fapi/v1/premiumIndex", params={"symbol": "BTCUSDT"})).json()
+    assert abs(float(rows[-1][4]) / float(mark["markPrice"]) - 1) < 1e-6  # last candle is open
+    start = rows[10][0] + 1
+    later = (await client.get("/fapi/v1/klines", params={
+        "symbol": "BTCUSDT", "interval": "1h", "startTime": start, "limit": 3})).json()
+    assert [row[0] for row in later] == opens[11:14] and later == rows[11:14]
+
+
+async def test_klines_errors(env):
+    _, client, _, _ = env
+    r = await client.get("/fapi/v1/klines", params={"symbol": "BTCUSDT"})
+    assert r.json()["code"] == -1102
+    r = await client.get("/fapi/v1/klines", params={"symbol": "BTCUSDT", "interval": "1s"})
+    assert r.json()["code"] == -1120
+    r = await client.get("/fapi/v1/klines", params={"symbol": "NOPEUSDT", "interval": "1h"})
+    assert r.json()["code"] == -1121
+    r = await client.get("/fapi/v1/klines", params={"symbol": "BTCUSDT", "interval": "1h",
+                                                     "limit": 1501})
+    assert r.status_code == 400

@@ -67,6 +67,11 @@ _WEIGHTS = {
 }
 
 
+def kline_weight(limit: int) -> int:
+    """Binance's weight of one /fapi/v1/klines request, by its limit."""
+    return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
+
+
 @dataclass
 class Fault:
     kind: str
@@ -227,6 +232,7 @@ class BinanceSimServer:
             "/fapi/v1/openInterest": self._open_interest,
             "/fapi/v1/fundingInfo": self._funding_info,
             "/futures/data/openInterestHist": self._oi_hist,
+            "/fapi/v1/klines": self._klines,
         }
 
     # ------------------------------------------------------------------------------------------
@@ -284,6 +290,11 @@ class BinanceSimServer:
 
     @staticmethod
     def weight_of(path: str, query: dict) -> int:
+        if path == "/fapi/v1/klines":
+            try:
+                return kline_weight(int(query.get("limit") or 500))
+            except ValueError:
+                return 1
         w = _WEIGHTS.get(path)
         if w is None:
             return 1
@@ -498,6 +509,41 @@ class BinanceSimServer:
         listed = self.faults.listed_at.get(symbol)
         if listed is not None:
             rows = [r for r in rows if r["timestamp"] >= listed]
+        return _json(rows)
+
+    def _klines(self, query: dict, hidden: set[str]) -> web.Response:
+        if not query.get("symbol"):
+            return _mandatory("symbol")
+        interval = query.get("interval")
+        if not interval:
+            return _mandatory("interval")
+        symbol, err = self._symbol_param(query)
+        if err is not None:
+            return err
+        if symbol in hidden:
+            return _bad_symbol()
+        if interval not in MarketSimulator.KLINE_INTERVALS_MS:
+            return _error(-1120, "Invalid interval.")
+        ints: dict[str, int | None] = {}
+        for name in ("limit", "startTime", "endTime"):
+            raw = query.get(name)
+            if raw is None or raw == "":
+                ints[name] = None
+                continue
+            try:
+                ints[name] = int(raw)
+            except ValueError:
+                return _invalid(name)
+        limit = 500 if ints["limit"] is None else ints["limit"]
+        if not 1 <= limit <= 1500:
+            return _invalid("limit")
+        start, end = ints["startTime"], ints["endTime"]
+        if start is not None and end is not None and start > end:
+            return _error(-1023, "Start time is greater than end time.")
+        rows = self.sim.klines(symbol, interval, limit, start, end)
+        listed = self.faults.listed_at.get(symbol)
+        if listed is not None:
+            rows = [r for r in rows if r[0] >= listed]
         return _json(rows)
 
 

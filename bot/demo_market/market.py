@@ -925,6 +925,62 @@ class MarketSimulator:
             })
         return out
 
+    KLINE_INTERVALS_MS = {
+        "1m": MINUTE_MS, "3m": 3 * MINUTE_MS, "5m": 5 * MINUTE_MS, "15m": 15 * MINUTE_MS,
+        "30m": 30 * MINUTE_MS, "1h": HOUR_MS, "2h": 2 * HOUR_MS, "4h": 4 * HOUR_MS,
+        "6h": 6 * HOUR_MS, "8h": 8 * HOUR_MS, "12h": 12 * HOUR_MS, "1d": DAY_MS,
+        "3d": 3 * DAY_MS, "1w": 7 * DAY_MS,
+    }
+    _KLINE_SAMPLES = 12  # price points sampled inside each candle (open, 11 inner points, close)
+
+    def klines(self, symbol: str, interval: str = "1h", limit: int = 500,
+               start_time: int | None = None, end_time: int | None = None,
+               *, at_ms: int | None = None) -> list:
+        """Binance kline rows (12-element arrays, ascending) of the mark-price path.  The last row is
+        the candle still open at ``now`` (closing at the current price), as on Binance.  With
+        ``start_time`` the first ``limit`` candles opening at or after it, otherwise the last ``limit``
+        up to ``end_time`` (or now); nothing before the symbol's onboard date.  Raises ValueError on a
+        bad interval or limit (the server maps these to -1120 / -1130)."""
+        spec = self._spec(symbol)
+        if interval not in self.KLINE_INTERVALS_MS:
+            raise ValueError("interval")
+        limit = int(limit)
+        if not 1 <= limit <= 1500:
+            raise ValueError("limit")
+        step = self.KLINE_INTERVALS_MS[interval]
+        now = self._t(at_ms)
+        first_ok = -(-spec.onboard_ms // step) * step
+        hi = now // step * step if end_time is None else min(now, int(end_time)) // step * step
+        if start_time is not None:
+            lo = max(first_ok, -(-int(start_time) // step) * step)
+            hi = min(hi, lo + (limit - 1) * step)
+        else:
+            lo = max(first_ok, hi - (limit - 1) * step)
+        return [self._kline(spec, ts, step, now) for ts in range(lo, hi + 1, step)]
+
+    def _mark(self, spec: _Spec, t: int) -> float:
+        eps = self._relevant(spec, t)
+        return self._index_price(spec, t, eps) * (1.0 + self._basis(spec, t, eps))
+
+    def _kline(self, spec: _Spec, open_ms: int, step: int, now: int) -> list:
+        end = min(open_ms + step, now)
+        n = self._KLINE_SAMPLES
+        prices = [self._mark(spec, open_ms + (end - open_ms) * k // n) for k in range(n + 1)]
+        o, c = prices[0], prices[-1]
+        ret = math.log(c / o) if o > 0 else 0.0
+        span = (end - open_ms) / DAY_MS
+        # Activity rises with the size of the move; takers lean the way price went.
+        quote_vol = spec.qv0 * span * (1.0 + 25.0 * abs(ret)) * (0.8 + 0.4 * _u01(spec.skey ^ open_ms))
+        buy_share = 0.5 + 0.3 * math.tanh(ret / max(spec.vol * math.sqrt(max(span, 1e-6)), 1e-9))
+        vwap = sum(prices) / len(prices)
+        base_vol = quote_vol / vwap if vwap > 0 else 0.0
+        trades = max(1, int(quote_vol / spec.trade_usd))
+        d = spec.price_digits
+        q = spec.qty_digits
+        return [open_ms, _fmt(o, d), _fmt(max(prices), d), _fmt(min(prices), d), _fmt(c, d),
+                _fmt(base_vol, q), open_ms + step - 1, _fmt(quote_vol, 4), trades,
+                _fmt(base_vol * buy_share, q), _fmt(quote_vol * buy_share, 4), "0"]
+
     def funding_info(self) -> list:
         """Like Binance: only symbols whose funding settings were adjusted (here: non-8h intervals)."""
         out = []

@@ -99,6 +99,11 @@ def _describe(resp: httpx.Response) -> tuple[str, int | None]:
     return f"HTTP {resp.status_code}" + (f": {text}" if text else ""), None
 
 
+def kline_weight(limit: int) -> int:
+    """Request weight of /fapi/v1/klines: it grows with the limit (exchange-apis: B-KL)."""
+    return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
+
+
 def _short(text: str, limit: int = 140) -> str:
     return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
 
@@ -192,6 +197,17 @@ class BinanceClient:
         if end_time is not None:
             params["endTime"] = end_time
         return await self.get("/futures/data/openInterestHist", params, weight=0)
+
+    async def klines(self, symbol: str, interval: str = "1h", limit: int = 500,
+                     start_time: int | None = None, end_time: int | None = None) -> list[list]:
+        """Candles, ascending: [openTime, open, high, low, close, volume, closeTime, quoteVolume,
+        trades, takerBuyBase, takerBuyQuote, ignore]; the last one may still be open."""
+        params: dict[str, Any] = {"symbol": symbol, "interval": interval, "limit": limit}
+        if start_time is not None:
+            params["startTime"] = start_time
+        if end_time is not None:
+            params["endTime"] = end_time
+        return await self.get("/fapi/v1/klines", params, weight=kline_weight(limit))
 
     # ---- transport -------------------------------------------------------------------------
     async def get(self, path: str, params: dict | None = None, *, weight: int = 1) -> Any:
