@@ -175,7 +175,8 @@ def cmd_verify(args, cfg: Config) -> int:
                             f"(or set {sealing.SIGNING_KEY_ENV})")
         print(signing.public_key)
         return 0
-    if not Path(db).is_file():
+    from .database import sqlite_file
+    if sqlite_file(db) is not None and not Path(sqlite_file(db)).is_file():
         raise UserError(f"--db {db}: no database there")
     key, source = sealing.trusted_key(db, args.key)
     store = Store(db)

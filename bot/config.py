@@ -205,5 +205,6 @@ def load_config(path: Path | str | None = None) -> Config:
 
 
 def resolve_db_path(cli_value: str | None, cfg: Config) -> str:
-    """--db, else BOT_DB_PATH, else storage.db_path."""
-    return cli_value or os.environ.get("BOT_DB_PATH") or cfg.storage.db_path
+    """--db (a SQLite path or a database URL), else DATABASE_URL, else BOT_DB_PATH, else storage.db_path."""
+    return (cli_value or os.environ.get("DATABASE_URL", "").strip() or os.environ.get("BOT_DB_PATH")
+            or cfg.storage.db_path)
