@@ -368,12 +368,20 @@ def build_services(cfg: Config, db_path: str, watchlist_dir: str | Path, alert_l
     client = BinanceClient(cfg.exchange, base_url=exchange_url)
     market = MarketSnapshot()
     watchlists = WatchlistRegistry(watchlist_dir, universe=lambda: market.current().universe,
-                                   include_examples=include_examples)
+                                   include_examples=include_examples, documents=watchlist_documents(store))
     svc = Services(cfg=cfg, store=store, client=client, watchlists=watchlists, market=market,
                    console=ConsoleSender(alert_log=alert_log), signing=signing)
     for problem in svc.watchlists.load_all():
         log.warning("watchlist problem: %s", problem)
     return svc
+
+
+def watchlist_documents(store: Store):
+    """Where the watchlists live: in the database when it was given as a URL (DATABASE_URL: hosted, where the
+    disk does not last), else files in the watchlist folder (None: the registry's default)."""
+    from .database import is_url
+    from .watchlists import DatabaseDocuments, Limits
+    return DatabaseDocuments(store, Limits()) if is_url(store.path) else None
 
 
 def enable_chat_adapters(svc: Services) -> None:

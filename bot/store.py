@@ -569,9 +569,16 @@ class Store:
     @contextmanager
     def watchlist_lock(self, user_id: str) -> Iterator[None]:
         """Serialises edits of one user's watchlist across processes (PostgreSQL: an advisory lock held for the
-        block, on a connection of its own). SQLite has one process; the caller's own locks suffice there."""
+        block, on a connection of its own; SQLite: an flock on `<db>.watchlists.lock`, for a script editing beside
+        the bot). The OS or the server drops it when the holder dies."""
         if not self.shared:
-            yield
+            if self.file is None:
+                yield
+                return
+            import fcntl
+            with open(f"{self.file}.watchlists.lock", "a") as f:
+                fcntl.flock(f, fcntl.LOCK_EX)
+                yield             # closing the file drops the lock
             return
         with self.engine.connect() as conn:
             conn.execution_options(isolation_level="AUTOCOMMIT")
