@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import signal
+import socket
 import time
 from collections.abc import Awaitable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ from .exchange.binance import BinanceClient
 from .outbox import DeliveryWorker, Sender
 from .progress import progress_printer
 from .queries import MarketSnapshot, Snapshot, Stats
+from .database import Leadership
+from .roles import Gate, Role, follow_cycles, runs
 from .rules import FilterSubscriber
 from .sealing import Sealer, SigningKey, check_bundle, load_signing_key, signal_bundle
 from .store import Store, StoreUnavailable
@@ -251,6 +254,7 @@ class Services:
     supervisors: list[AdapterSupervisor] = field(default_factory=list)   # one per adapter, same order
     engine: Engine | None = None
     worker: DeliveryWorker | None = None
+    gates: dict = field(default_factory=dict)                  # bot.roles.Gate per "exactly one" part (run_bot)
     queries: BotQueries = field(init=False)
     senders: SenderTable = field(init=False)
 
@@ -447,17 +451,22 @@ def hourly_housekeeping(svc: Services) -> None:
 
 async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True,
                   on_ready: Callable[[], None] | None = None, adapter_retry: tuple[float, float] = ADAPTER_RETRY_S,
-                  clock: Clock = SYSTEM_CLOCK, source: MarketSource | None = None) -> None:
+                  clock: Clock = SYSTEM_CLOCK, source: MarketSource | None = None, role: Role = "all") -> None:
     """Run until `stop` is set; then finish or park work and return within ~10 s. `on_ready` is called once
     the cold start (backfill) is done, right before the first cycle. `adapter_retry` is the adapters' retry
     schedule (first delay, cap); `clock` is the delivery worker's and the adapter supervisors' clock; `source`
-    replaces the exchange as the engine's market source (tests)."""
+    replaces the exchange as the engine's market source (tests). `role` (bot.roles) says which parts this process
+    runs; on a shared database (PostgreSQL) the engine and Telegram polling run only while this process is the
+    one in charge of them (a `Gate`), and the others take over when it stops."""
     cfg = svc.cfg
+    with_engine, with_delivery, with_chat = (runs(role, p) for p in ("engine", "delivery", "chat"))
     engine = Engine(cfg, svc.store, svc.client, svc.recipients, progress=_backfill_progress(), source=source,
                     sealer=Sealer(svc.signing))
     svc.engine = engine
     worker = delivery_worker(svc, clock)
     svc.worker = worker
+    gates = role_gates(svc, engine, with_engine, with_chat)
+    svc.gates = gates
 
     printer = TablePrinter(svc, cfg.engine.table_every_cycles) if show_table else None
     publishing: set[asyncio.Task] = set()
@@ -474,6 +483,8 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True,
         """On the loop, right after the commit: deliver now; publish the new scores to the snapshot the chat
         commands read (the read runs in a thread, so the loop never waits on the store)."""
         worker.wake()
+        log.info("heartbeat role=%s cycle_ts=%d scored=%d events=%d", role, report.ts, report.scored,
+                 len(report.events))
         if engine.collector is not None and engine.collector.universe:
             svc.market.set_universe(engine.collector.universe)
         task = asyncio.get_running_loop().create_task(publish(report))
@@ -486,33 +497,61 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True,
     except Exception as e:
         log.warning("no stored scores to publish yet: %s", e)
 
-    for sup in svc.supervisors:       # each adapter starts (and retries) on its own: one down stops nothing else
+    launched = svc.supervisors if (with_chat or with_delivery) else []
+    for adapter in svc.adapters:              # only the process in charge of Telegram polls it; the rest send
+        if hasattr(adapter, "poll"):
+            adapter.poll = with_chat and gates["chat"].leadership is None
+    for sup in launched:              # each adapter starts (and retries) on its own: one down stops nothing else
         sup.clock = clock
         sup.launch(*adapter_retry)
-    if svc.supervisors:               # wait (bounded) for each first attempt, so a reachable platform is up at once
-        waits = [asyncio.create_task(s.first_attempt.wait()) for s in svc.supervisors]
+    if launched:                      # wait (bounded) for each first attempt, so a reachable platform is up at once
+        waits = [asyncio.create_task(s.first_attempt.wait()) for s in launched]
         await asyncio.wait(waits, timeout=ADAPTER_FIRST_START_S)
         for w in waits:
             w.cancel()
-    try:
-        await engine.warm_up()
-    except Exception as e:   # the exchange is down at start: the scheduled cycles keep trying
-        log.error("warm-up failed (the cycles will retry): %s", e)
+    gate_stop = asyncio.Event()
+    background = [asyncio.create_task(g.run(gate_stop), name=f"gate-{name}") for name, g in gates.items()]
+    if not with_engine:
+        background.append(asyncio.create_task(follow_cycles(
+            lambda: asyncio.to_thread(lambda: (svc.store.last_cycle() or {}).get("ts")), svc.refresh_market,
+            gate_stop), name="follow-cycles"))
+    warmed = False
+
+    async def warm_up() -> None:
+        nonlocal warmed
+        if warmed:
+            return
+        warmed = True
+        try:
+            await engine.warm_up()
+        except Exception as e:   # the exchange is down at start: the scheduled cycles keep trying
+            log.error("warm-up failed (the cycles will retry): %s", e)
+
+    async def scheduled_cycle() -> None:
+        if not with_engine or not gates["engine"].leading:
+            return                        # another process runs the engine (or none of this role's business)
+        await warm_up()
+        await engine.scheduled_cycle()
+
+    if with_engine and gates["engine"].leading:
+        await warm_up()
     if on_ready is not None:
         on_ready()
     interval_s = cfg.engine.interval_minutes * 60
     scheduler = AsyncIOScheduler(timezone=timezone.utc, job_defaults={
         "coalesce": True, "max_instances": 1, "misfire_grace_time": cfg.engine.misfire_grace_s})
-    scheduler.add_job(engine.scheduled_cycle, IntervalTrigger(seconds=interval_s, start_date=_next_boundary(interval_s)),
-                      id="cycle", next_run_time=datetime.now(timezone.utc))
+    if with_engine:
+        scheduler.add_job(scheduled_cycle, IntervalTrigger(seconds=interval_s, start_date=_next_boundary(interval_s)),
+                          id="cycle", next_run_time=datetime.now(timezone.utc))
+        gates["engine"].on_gain = lambda: _run_now(scheduler, "cycle")     # took over: a cycle at once
+        scheduler.add_job(_when_leading(gates["engine"], hourly_housekeeping), IntervalTrigger(hours=1), args=[svc],
+                          id="prune", next_run_time=datetime.now(timezone.utc) + timedelta(minutes=1))
     scheduler.add_job(housekeeping, IntervalTrigger(seconds=HOUSEKEEPING_S), args=[svc], id="watchlists")
-    scheduler.add_job(hourly_housekeeping, IntervalTrigger(hours=1), args=[svc], id="prune",
-                      next_run_time=datetime.now(timezone.utc) + timedelta(minutes=1))
     scheduler.start()
     worker_stop = asyncio.Event()
-    worker_task = asyncio.create_task(worker.run(worker_stop))
-    log.info("engine started interval=%.0fs adapters=%s receipts signed by public key %s", interval_s,
-             [type(a).__name__ for a in svc.adapters] or ["console"], svc.signing.public_key)
+    worker_task = asyncio.create_task(worker.run(worker_stop)) if with_delivery else None
+    log.info("engine started interval=%.0fs adapters=%s receipts signed by public key %s role=%s", interval_s,
+             [type(a).__name__ for a in svc.adapters] or ["console"], svc.signing.public_key, role)
     await stop.wait()
 
     deadline = time.monotonic() + SHUTDOWN_BUDGET_S
@@ -523,22 +562,66 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True,
     while engine.cycle_lock.locked() and time.monotonic() < deadline - 3:
         await asyncio.sleep(0.05)
     scheduler.shutdown(wait=False)        # cancels a cycle still running: it commits atomically, nothing half-done
+    gate_stop.set()
     if publishing:                        # a snapshot read in flight finishes before the store closes
         await asyncio.wait(publishing, timeout=max(0.1, deadline - 2 - time.monotonic()))
     worker_stop.set()
     worker.wake()
-    try:
-        await asyncio.wait_for(worker_task, timeout=max(0.1, deadline - 1.5 - time.monotonic()))
-    except asyncio.TimeoutError:
-        log.warning("delivery still running at shutdown: parked, it resumes on the next start")
+    if worker_task is not None:
+        try:
+            await asyncio.wait_for(worker_task, timeout=max(0.1, deadline - 1.5 - time.monotonic()))
+        except asyncio.TimeoutError:
+            log.warning("delivery still running at shutdown: parked, it resumes on the next start")
     for adapter in reversed(svc.adapters):
         try:
             await asyncio.wait_for(adapter.stop(), timeout=max(0.1, deadline - time.monotonic()))
         except Exception as e:
             log.warning("adapter %s stop: %s", type(adapter).__name__, e)
+    await asyncio.wait(background, timeout=max(0.1, deadline - time.monotonic()))
+    for g in gates.values():
+        g.release()
     await svc.client.aclose()
     svc.store.close()
     log.info("stopped")
+
+
+def role_gates(svc: Services, engine: Engine, with_engine: bool, with_chat: bool) -> dict[str, Gate]:
+    """The "exactly one process" parts: the engine and Telegram polling. On a shared database each is a Gate over
+    an advisory lock; on SQLite (one process) they always lead. Telegram polling follows its gate."""
+    shared = svc.store.shared
+
+    def leadership(name: str) -> Leadership | None:
+        return Leadership(svc.store.engine, name) if shared else None
+
+    telegram = [a for a in svc.adapters if hasattr(a, "start_polling")]
+
+    async def poll() -> None:
+        for a in telegram:
+            a.poll = True                 # (an adapter still starting polls once it is up)
+            await a.start_polling()
+
+    async def unpoll() -> None:
+        for a in telegram:
+            a.poll = False
+            await a.stop_polling()
+
+    gates = {"engine": Gate("engine", leadership("engine") if with_engine else None)}
+    gates["chat"] = Gate("telegram-poller", leadership("telegram-poller") if with_chat and telegram else None,
+                         on_gain=poll, on_loss=unpoll)
+    return gates
+
+
+async def _run_now(scheduler: AsyncIOScheduler, job_id: str) -> None:
+    job = scheduler.get_job(job_id)
+    if job is not None:
+        job.modify(next_run_time=datetime.now(timezone.utc))
+
+
+def _when_leading(gate: Gate, fn: Callable[[Services], None]) -> Callable[[Services], None]:
+    def run(svc: Services) -> None:
+        if gate.leading:
+            fn(svc)
+    return run
 
 
 def delivery_worker(svc: Services, clock: Clock = SYSTEM_CLOCK) -> DeliveryWorker:
@@ -546,7 +629,8 @@ def delivery_worker(svc: Services, clock: Clock = SYSTEM_CLOCK) -> DeliveryWorke
     adapter that is down are paused (their rows stay pending) and a retryable failure lets its supervisor check
     the platform. `clock` says when rows are due (tests pass a FakeClock)."""
     return DeliveryWorker(svc.store, svc.senders, on_permanent=lambda *a: _on_permanent(svc, *a), clock=clock,
-                          paused=svc.paused_channels, on_retry=svc.suspect)
+                          paused=svc.paused_channels, on_retry=svc.suspect,
+                          name=f"{socket.gethostname()}:{os.getpid()}")
 
 
 def _on_permanent(svc: Services, recipient: str, channel: str, address: str, error: str) -> None:

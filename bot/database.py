@@ -34,6 +34,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # idle + interval * count seconds, and its locks go then.
 KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
 KEEPALIVE_BOUND_S = 10 + 5 * 3
+SERVER_KEEPALIVES = {"tcp_keepalives_idle": 10, "tcp_keepalives_interval": 5, "tcp_keepalives_count": 3}
 
 
 def lock_key(name: str) -> int:
@@ -177,6 +178,8 @@ class Leadership:
             return True
         conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         try:
+            for setting, value in SERVER_KEEPALIVES.items():    # the server, too, notices a holder's host vanish
+                conn.execute(text(f"SET {setting} = {int(value)}"))
             got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": lock_key(self.name)}).scalar()
         except Exception:
             conn.close()
