@@ -318,7 +318,10 @@ class AlreadyRunning(Exception):
 
 
 def engine_lock_path(db_path: str) -> Path | None:
-    """`<db>.lock` beside the database (None for an in-memory database: there is nothing to share)."""
+    """`<db>.lock` beside a SQLite database (None in memory: there is nothing to share; None for a server database,
+    where the engine's lock is an advisory lock in the database itself: bot.roles)."""
+    from .database import sqlite_file
+    db_path = sqlite_file(db_path) or ""
     return None if db_path in ("", ":memory:") or db_path.startswith("file:") else Path(f"{db_path}.lock")
 
 
@@ -630,7 +633,7 @@ def delivery_worker(svc: Services, clock: Clock = SYSTEM_CLOCK) -> DeliveryWorke
     the platform. `clock` says when rows are due (tests pass a FakeClock)."""
     return DeliveryWorker(svc.store, svc.senders, on_permanent=lambda *a: _on_permanent(svc, *a), clock=clock,
                           paused=svc.paused_channels, on_retry=svc.suspect,
-                          name=f"{socket.gethostname()}:{os.getpid()}")
+                          name=f"{socket.gethostname()}:{os.getpid()}", lease_s=svc.cfg.storage.outbox_lease_s)
 
 
 def _on_permanent(svc: Services, recipient: str, channel: str, address: str, error: str) -> None:

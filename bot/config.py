@@ -122,6 +122,9 @@ class RulesConfig(_Strict):
 
 class StorageConfig(_Strict):
     db_path: str = "data/bot.db"
+    # how long a delivery worker's claim on outbox rows lasts: a worker that dies mid-send leaves its rows to the
+    # next worker after this (hosted roles; bot/outbox.py)
+    outbox_lease_s: float = Field(default=60.0, gt=0)
 
 
 class TelegramConfig(_Strict):

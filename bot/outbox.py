@@ -38,7 +38,7 @@ from typing import Any, Callable, Collection, Protocol, Sequence, TypeVar
 
 from .clock import SYSTEM_CLOCK, Clock
 from .records import OutboxRow, OutboxStatus, StoredSignal
-from .store import Store
+from .store import LEASE_MS, Store
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +99,10 @@ class DeliveryWorker:
     def __init__(self, store: Store, senders: dict[str, Sender[Any]], on_permanent: OnPermanent | None = None,
                  concurrency: int = 8, now_ms: Callable[[], int] | None = None, clock: Clock = SYSTEM_CLOCK,
                  paused: Callable[[], Collection[str]] | None = None, on_retry: OnRetry | None = None,
-                 name: str = "", batch: int = BATCH_ROUTES):
+                 name: str = "", batch: int = BATCH_ROUTES, lease_s: float = LEASE_MS / 1000):
         self.store, self.senders = store, senders
         self.name, self.batch = name, batch      # who claims (kept on the rows), routes per claim
+        self.lease_ms = int(lease_s * 1000)      # a claim's lease: after it, another worker may take the rows
         self.on_permanent = on_permanent
         self.paused = paused or (lambda: ())
         self.on_retry = on_retry
@@ -139,7 +140,7 @@ class DeliveryWorker:
         together). A route's digests go out one after the other, a begun one first; routes concurrently.
         Returns the number of digests attempted."""
         rows = await asyncio.to_thread(self.store.claim_due, self._now_ms(), self.paused(), worker=self.name,
-                                       max_routes=self.batch)
+                                       max_routes=self.batch, lease_ms=self.lease_ms)
         routes: dict[tuple[str, str, str], dict[str | None, list[OutboxRow]]] = {}
         for r in rows:
             route = routes.setdefault((r["recipient"], r["channel"], r["address"]), {})
