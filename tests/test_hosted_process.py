@@ -184,3 +184,47 @@ def test_engine_and_a_delivery_worker_killed_mid_run_every_alert_once_standby_ta
     assert len(h.sql("SELECT user_id FROM watchlists")) == len(CHATS)
     assert pending and all(h.sql(f"SELECT status FROM outbox WHERE key = '{k}'")[0][0] == "sent" for k in pending)
     exactly_once(h, telegram)
+
+
+def push(root: str, chat: int, text: str) -> None:
+    req = urllib.request.Request(f"{root}/sim/push_message", data=json.dumps({"chat_id": chat, "text": text}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(req, timeout=10).read()
+
+
+def test_exactly_one_chat_process_polls_telegram_and_another_takes_over(market, telegram, postgres_url, tmp_path):
+    """Two `--role chat` processes on one bot token: one polls (Telegram would answer the second getUpdates with
+    409 Conflict); SIGKILL it and the other polls within the bound and answers the next command."""
+    h = Hosted(tmp_path, postgres_url, market, telegram)
+    a = h.start("chat-a", "chat")
+    procs = [a]
+    try:
+        wait_for(lambda: "telegram: polling" in h.log("chat-a"), 60, "the first chat process polling")
+        b = h.start("chat-b", "chat")
+        procs.append(b)
+        wait_for(lambda: "another process is in charge" in h.log("chat-b"), 60, "the second standing by")
+        assert "telegram: sending only" in h.log("chat-b") and "telegram: polling" not in h.log("chat-b")
+        push(telegram, 1001, "/start")
+        wait_for(lambda: any("Welcome" in t for t in sent_to(telegram, 1001)), 30, "the answer to /start")
+        a.send_signal(signal.SIGKILL)
+        a.wait(10)
+        killed = time.monotonic()
+        wait_for(lambda: "telegram: polling" in h.log("chat-b"), TAKEOVER_BOUND_S + 5, "the second polling")
+        assert time.monotonic() - killed <= GATE_POLL_S + 3
+        push(telegram, 1002, "/start")
+        wait_for(lambda: any("Welcome" in t for t in sent_to(telegram, 1002)), 30, "the answer after the takeover")
+        assert h.sql("SELECT user_id FROM watchlists ORDER BY user_id") == [("tg-1001",), ("tg-1002",)]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                p.wait(20)
+    assert "Conflict" not in h.log("chat-a") + h.log("chat-b")
+
+
+def test_sqlite_refuses_roles_apart_with_a_clear_message(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BOT_DB_PATH")}
+    out = subprocess.run([PY, "-m", "bot", "run", "--role", "delivery", "--db", str(tmp_path / "bot.db")], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert "--role delivery: " in out.stderr and "is a SQLite database, which serves one process" in out.stderr
