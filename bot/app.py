@@ -500,7 +500,8 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True,
     except Exception as e:
         log.warning("no stored scores to publish yet: %s", e)
 
-    launched = svc.supervisors if (with_chat or with_delivery) else []
+    # chat adapters start where chat or delivery runs; the web page (no channel of its own: /healthz) wherever PORT
+    launched = [s for s in svc.supervisors if with_chat or with_delivery or not s.adapter.senders()]
     for adapter in svc.adapters:              # only the process in charge of Telegram polls it; the rest send
         if hasattr(adapter, "poll"):
             adapter.poll = with_chat and gates["chat"].leadership is None

@@ -115,9 +115,8 @@ def postgres_required() -> bool:
 @pytest.fixture(scope="session")
 def postgres_server(worker_id):
     """(admin URL, template database) of a PostgreSQL server, or pytest.skip with the reason."""
+    import pgcluster        # tests/pgcluster.py (this folder is on sys.path, as for `from conftest import`)
     import psycopg
-
-    from tests import pgcluster
     cluster = None
     url = os.environ.get("BOT_TEST_POSTGRES_URL")
     if not url:

@@ -5,7 +5,7 @@ in a temporary folder (initdb, trust on loopback only, fsync off: it is thrown a
 port and returns its URL; `stop()` stops it and removes the folder. PostgreSQL refuses to run as root: as root,
 the cluster is run by the `postgres` user the package creates (or `nobody`) through runuser.
 
-    python -m tests.pgcluster start DIR   # prints the URL (for .ci/run); stop with: python -m tests.pgcluster stop DIR
+    python tests/pgcluster.py start DIR   # prints the URL (for .ci/run); stop with: python tests/pgcluster.py stop DIR
 """
 from __future__ import annotations
 
