@@ -100,11 +100,14 @@ def start(folder: str | Path | None = None) -> Cluster:
 
 
 if __name__ == "__main__":
-    cmd, where = sys.argv[1], Path(sys.argv[2])
+    cmd, where = sys.argv[1], Path(sys.argv[2])       # `where` only notes the cluster (its own folder is private)
     if cmd == "start":
-        c = start(where / "cluster")
-        (where / "url").write_text(c.url)
+        try:
+            c = start()
+        except NoPostgres as e:
+            sys.exit(f"error: {e}")
+        (where / "folder").write_text(str(c.folder))
         (where / "port").write_text(str(c.port))
         print(c.url)
-    elif cmd == "stop":
-        Cluster(where / "cluster", int((where / "port").read_text())).stop()
+    elif cmd == "stop" and (where / "folder").exists():
+        Cluster(Path((where / "folder").read_text()), int((where / "port").read_text())).stop()
