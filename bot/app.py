@@ -37,7 +37,7 @@ from .outbox import DeliveryWorker, Sender
 from .progress import progress_printer
 from .queries import MarketSnapshot, Snapshot, Stats
 from .database import Leadership
-from .roles import Gate, Role, follow_cycles, runs
+from .roles import Gate, Role, follow_cycles, runs, shared_pacer
 from .rules import FilterSubscriber
 from .sealing import Sealer, SigningKey, check_bundle, load_signing_key, signal_bundle
 from .store import Store, StoreUnavailable
@@ -463,6 +463,12 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True,
     one in charge of them (a `Gate`), and the others take over when it stops."""
     cfg = svc.cfg
     with_engine, with_delivery, with_chat = (runs(role, p) for p in ("engine", "delivery", "chat"))
+    if svc.store.shared:              # several processes may send as the bot: one rate between them
+        for adapter in svc.adapters:
+            sender = getattr(adapter, "sender", None)
+            if hasattr(sender, "pace"):
+                sender.pace = shared_pacer(svc.store.reserve_send_slot, f"{adapter.channel}-bot",
+                                           cfg.telegram.bot_messages_per_s)
     engine = Engine(cfg, svc.store, svc.client, svc.recipients, progress=_backfill_progress(), source=source,
                     sealer=Sealer(svc.signing))
     svc.engine = engine

@@ -132,6 +132,8 @@ class TelegramConfig(_Strict):
     allowed_user_ids: list[int] = []                  # empty: anyone may use the bot
     admin_ids: list[int] = []                         # may run /stats and /reload
     poll_timeout_s: int = Field(20, ge=0, le=50)      # getUpdates long-poll timeout
+    # the bot's message rate across all hosted delivery workers together (one schedule in the database)
+    bot_messages_per_s: float = Field(30.0, gt=0)
 
 
 class AlertFilter(_Strict):

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.pool import StaticPool
 
 log = logging.getLogger(__name__)
+logging.getLogger("alembic").setLevel(logging.WARNING)     # its per-start INFO lines; ours says the revision
 
 DATABASE_URL_ENV = "DATABASE_URL"
 MIGRATIONS = Path(__file__).parent / "migrations"

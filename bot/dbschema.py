@@ -88,3 +88,9 @@ watchlists = Table(
     "watchlists", metadata,
     Column("user_id", Text, primary_key=True), Column("text", Text, nullable=False),
     Column("version", BigInteger, nullable=False), Column("updated", BigInteger, nullable=False))
+
+# The next free send slot of a rate shared by every process (microseconds): hosted delivery workers pace the bot's
+# messages through it (one Telegram bot: about 30 a second, whichever worker sends).
+send_pacing = Table(
+    "send_pacing", metadata,
+    Column("name", Text, primary_key=True), Column("next_us", BigInteger, nullable=False))

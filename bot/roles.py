@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Awaitable, Callable, Literal
 
 from .database import KEEPALIVE_BOUND_S, Leadership
@@ -112,3 +113,16 @@ async def follow_cycles(last_ts: Callable[[], Awaitable[int | None]], publish: C
             await asyncio.wait_for(stop.wait(), timeout=every_s)
         except asyncio.TimeoutError:
             pass
+
+
+def shared_pacer(reserve: Callable[[str, int, int], int], name: str, per_second: float) -> Callable[[], Awaitable[None]]:
+    """Wait for this process's turn in a rate shared by every process (`Store.reserve_send_slot`): N delivery
+    workers on one bot token send `per_second` messages a second between them, not N times that."""
+    interval_us = max(1, int(1_000_000 / per_second))
+
+    async def pace() -> None:
+        now_us = int(time.time() * 1_000_000)
+        slot = await asyncio.to_thread(reserve, name, interval_us, now_us)
+        if slot > now_us:
+            await asyncio.sleep((slot - now_us) / 1_000_000)
+    return pace

@@ -30,6 +30,7 @@ from .dbschema import meta as T_meta
 from .dbschema import oi_history as T_oi
 from .dbschema import outbox as T_outbox
 from .dbschema import scores as T_scores
+from .dbschema import send_pacing as T_pacing
 from .dbschema import signals as T_signals
 from .dbschema import symbol_state as T_state
 from .dbschema import watchlists as T_watchlists
@@ -538,6 +539,18 @@ class Store:
     def set_meta(self, key: str, value: object) -> None:
         with self._tx() as db:
             db.execute(database.upsert(db, T_meta), {"key": key, "value": json.dumps(value)})
+
+    # ---- a send rate shared by every process --------------------------------------------------
+    def reserve_send_slot(self, name: str, interval_us: int, now_us: int) -> int:
+        """The next free slot (µs) of the rate `name` (one send per `interval_us`), taken atomically: the caller
+        sends at the returned time. Every process using the database draws from the same schedule."""
+        with self._tx() as db:
+            stmt = database.insert(db, T_pacing).values(name=name, next_us=now_us + interval_us)
+            stmt = stmt.on_conflict_do_update(index_elements=["name"], set_={
+                "next_us": func.max(T_pacing.c.next_us, now_us) + interval_us if not self.shared
+                else func.greatest(T_pacing.c.next_us, now_us) + interval_us})
+            db.execute(stmt)
+            return db.execute(select(T_pacing.c.next_us).where(T_pacing.c.name == name)).scalar_one() - interval_us
 
     # ---- watchlists kept in the database (bot.watchlists.storage.DatabaseStorage) -------------------
     def watchlist_versions(self) -> dict[str, int]:

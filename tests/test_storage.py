@@ -142,3 +142,17 @@ def test_database_urls_and_paths():
     assert database.sqlite_file("sqlite:////tmp/x.db") == "/tmp/x.db"
     assert database.sqlite_file("postgres://h/db") is None
     assert database.describe("postgres://u:secret@h/db") == "postgres://u:***@h/db"
+
+
+def test_a_shared_send_rate_hands_out_one_slot_per_interval_across_stores(db_url):
+    """Two processes (stores) drawing from one schedule: slots never coincide and are one interval apart."""
+    a, b = Store(db_url), Store(db_url)
+    try:
+        slots = []
+        for i in range(6):
+            slots.append((a if i % 2 else b).reserve_send_slot("telegram-bot", 1000, 5_000))
+        assert slots == [5_000, 6_000, 7_000, 8_000, 9_000, 10_000]
+        assert a.reserve_send_slot("telegram-bot", 1000, 50_000) == 50_000      # idle: the next slot is now
+    finally:
+        a.close()
+        b.close()

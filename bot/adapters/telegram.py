@@ -677,6 +677,9 @@ class TelegramSender:
         self.clock = clock
         self._migrated: dict[int, int] = {}     # old chat id -> the supergroup it became
         self._flood_until = 0.0                 # on clock.monotonic()
+        # waits for this message's turn in the bot's rate shared with other processes (hosted delivery workers:
+        # bot.roles.shared_pacer); None in one process, where the rate limiter of this process is the bot's
+        self.pace: Callable[[], Awaitable[None]] | None = None
 
     async def was_delivered(self, key: str) -> bool | None:
         return None                             # Telegram has no idempotency key: cannot tell
@@ -698,6 +701,8 @@ class TelegramSender:
         wait = self._flood_until - self.clock.monotonic()
         if wait > 0:
             raise DeliveryError(f"Telegram flood control: waiting {wait:.1f}s more", retry_after=wait)
+        if self.pace is not None:
+            await self.pace()
         sent_to = await self._send_one(bot, chat_id, part, digest)
         if sent_to != chat_id:
             self._migrated[int(address)] = sent_to

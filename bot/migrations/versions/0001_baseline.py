@@ -58,6 +58,8 @@ sa.Table("manifests", m, sa.Column("seq", Auto, primary_key=True, autoincrement=
          sa.UniqueConstraint("cycle_ts", name="manifests_cycle_ts"))
 sa.Table("watchlists", m, sa.Column("user_id", sa.Text, primary_key=True), sa.Column("text", sa.Text, nullable=False),
          sa.Column("version", sa.BigInteger, nullable=False), sa.Column("updated", sa.BigInteger, nullable=False))
+sa.Table("send_pacing", m, sa.Column("name", sa.Text, primary_key=True),
+         sa.Column("next_us", sa.BigInteger, nullable=False))
 
 
 def ensure(metadata: sa.MetaData) -> None:
