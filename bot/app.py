@@ -352,6 +352,10 @@ def hold_engine_lock(db_path: str):
 def engine_holder(db_path: str) -> str | None:
     """The pid (as the holder wrote it) of the engine running on `db_path`, or None. A probe: holds nothing."""
     import fcntl
+    from .database import engine_lock_holder, sqlite_file
+    if sqlite_file(db_path) is None:          # a server database: who holds the engine's advisory lock
+        holder = engine_lock_holder(db_path, "engine")
+        return None if holder is None else f"server process {holder}"
     path = engine_lock_path(db_path)
     if path is None:
         return None

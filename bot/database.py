@@ -165,6 +165,21 @@ def migrate(engine: Engine) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ leadership
+def engine_lock_holder(url: str, name: str) -> int | None:
+    """The server process id (pg_backend_pid) of the connection holding `name`'s advisory lock, or None. A probe:
+    takes nothing, migrates nothing. None too when the database cannot be reached."""
+    key = lock_key(name)
+    engine = create_engine(normalize_url(url), poolclass=None, connect_args=dict(KEEPALIVES))
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND "
+                                     "classid = :hi AND objid = :lo AND objsubid = 1"),
+                                {"hi": key >> 32, "lo": key & 0xFFFFFFFF}).scalar()
+    except Exception:
+        return None
+    finally:
+        engine.dispose()
+
 @dataclass
 class Leadership:
     """Exactly one holder of `name` per database (PostgreSQL session advisory lock on a connection of its own).

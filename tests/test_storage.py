@@ -156,3 +156,21 @@ def test_a_shared_send_rate_hands_out_one_slot_per_interval_across_stores(db_url
     finally:
         a.close()
         b.close()
+
+
+def test_the_engine_lock_holder_is_visible_to_a_probe(postgres_url):
+    """`scan`/`score` ask who runs the engine before running a competing cycle: on PostgreSQL the advisory lock."""
+    from bot.app import engine_holder
+    store = Store(postgres_url)
+    lead = database.Leadership(store.engine, "engine")
+    try:
+        assert engine_holder(postgres_url) is None
+        assert lead.try_acquire()
+        assert (engine_holder(postgres_url) or "").startswith("server process ")
+        other = database.Leadership(store.engine, "engine")
+        assert not other.try_acquire()                     # exactly one holder
+        lead.release()
+        assert engine_holder(postgres_url) is None and other.try_acquire()
+        other.release()
+    finally:
+        store.close()
