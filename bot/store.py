@@ -123,18 +123,7 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            self.engine.dispose()
-            if not self.shared:
-                try:
-                    self._db_conn_close()
-                except Exception:
-                    pass
-
-    def _db_conn_close(self) -> None:
-        pool = self.engine.pool
-        conn = getattr(pool, "_conn", None)       # StaticPool's one connection
-        if conn is not None:
-            conn.dbapi_connection.close()
+            self.engine.dispose()          # closes the connections (SQLite's one included)
 
     # ---- transactions ---------------------------------------------------------------------
     @contextmanager
