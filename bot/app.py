@@ -33,6 +33,7 @@ from .cycle import MarketSource
 from .engine import CycleReport, Engine, Recipient, Route
 from .exchange.binance import BinanceClient
 from .outbox import DeliveryWorker, Sender
+from .outcomes import OutcomeTracker
 from .progress import progress_printer
 from .queries import MarketSnapshot, Snapshot, Stats
 from .rules import FilterSubscriber
@@ -433,8 +434,6 @@ def hourly_housekeeping(svc: Services) -> None:
     if last:
         pruned = svc.store.prune_history(last["ts"] - svc.cfg.history.retention_hours * 3_600_000)
         log.info("history pruned rows=%d", pruned)
-    from .outcomes import record_outcomes
-    record_outcomes(svc.store)
 
 
 async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True,
@@ -446,7 +445,9 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True,
     replaces the exchange as the engine's market source (tests)."""
     cfg = svc.cfg
     engine = Engine(cfg, svc.store, svc.client, svc.recipients, progress=_backfill_progress(), source=source,
-                    sealer=Sealer(svc.signing))
+                    sealer=Sealer(svc.signing),
+                    # signals close on the exchange's candles: only when the cycles come from the exchange
+                    tracker=OutcomeTracker(cfg.evaluation, svc.store, svc.client) if source is None else None)
     svc.engine = engine
     worker = delivery_worker(svc, clock)
     svc.worker = worker

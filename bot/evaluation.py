@@ -215,7 +215,7 @@ def evaluate(sig: SignalInput, plan: Plan, costs: Costs, atr_candles: Sequence[C
                         "funding_bps": round(paid, 3),
                         "net_bps": round(net_bps(d, sig.entry, ex.price, costs, paid), 3) if ex.price else None}
     close = follow_exit or timeout
-    if direction and a is None:
+    if direction and a is None and timeout.price is not None:
         close = Exit("TIMEOUT", timeout.ts, timeout.price, "no ATR: the exchange returned under two hourly candles "
                                                            "before the entry")
     lens = _move_lens(sig.entry, closed, close.ts, walk_step_ms, atr_candles, sig.ts)
