@@ -64,6 +64,7 @@ class Plan:
     tp_atr: float
     sl_atr: float
     timeout_ms: int
+    atr_candles: int = 14   # true ranges averaged (the hourly candles before the entry; one more gives the first)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +195,7 @@ def evaluate(sig: SignalInput, plan: Plan, costs: Costs, atr_candles: Sequence[C
     if sig.entry is None or sig.entry <= 0:
         return None if now < deadline else _closing(base, Exit("TIMEOUT", now, None, "no mark price stored with the "
                                                                                       "signal"), None, None, None)
-    a = atr([c for c in atr_candles if c.close_time <= sig.ts])
+    a = atr([c for c in atr_candles if c.close_time <= sig.ts][-(plan.atr_candles + 1):])
     if direction and a is None and now < deadline:
         return None                  # no ATR yet: levels unknown; wait (the timeout still closes it)
     trades = {}

@@ -30,7 +30,7 @@ def plan_for(cfg: EvaluationConfig, kind: str) -> Plan:
     """The levels and life of a signal of this rule kind: the kind's overrides, else the defaults."""
     o = cfg.per_kind.get(kind)
     pick = (lambda name: getattr(o, name) if o is not None and getattr(o, name) is not None else getattr(cfg, name))
-    return Plan(pick("tp_atr"), pick("sl_atr"), int(pick("timeout_hours") * HOUR_MS))
+    return Plan(pick("tp_atr"), pick("sl_atr"), int(pick("timeout_hours") * HOUR_MS), cfg.atr_candles)
 
 
 def costs_of(cfg: EvaluationConfig) -> Costs:

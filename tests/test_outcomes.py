@@ -107,7 +107,7 @@ async def test_closings_are_sealed_in_their_cycle_and_a_hand_edit_is_named(marke
 
 def test_per_kind_overrides():
     cfg = EvaluationConfig(tp_atr=2, per_kind={"regime": {"timeout_hours": 8, "sl_atr": 0.5}})
-    assert plan_for(cfg, "regime") == type(plan_for(cfg, "regime"))(2, 0.5, 8 * HOUR_MS)
+    assert plan_for(cfg, "regime") == type(plan_for(cfg, "regime"))(2, 0.5, 8 * HOUR_MS, 14)
     assert plan_for(cfg, "threshold").timeout_ms == 24 * HOUR_MS
     with pytest.raises(ValueError, match="unknown rule kind"):
         EvaluationConfig(per_kind={"cross": {}})
