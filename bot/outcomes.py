@@ -10,15 +10,19 @@ A failed request leaves the symbol's signals open for the next cycle; nothing he
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import dataclass
 from typing import Iterable
 
-from .config import KLINE_INTERVALS, EvaluationConfig
+from . import performance
+from .config import KLINE_INTERVALS, Config, EvaluationConfig
 from .evaluation import HOUR_MS, Candle, Costs, FundingSample, Plan, SignalInput, evaluate
 from .exchange.binance import BinanceClient, BinanceError, CycleStopped
 from .records import Closing, StoredSignal
+from .score import band_of
 from .store import Store
+from .vocabulary import SCORE_BANDS
 
 log = logging.getLogger(__name__)
 
@@ -103,3 +107,26 @@ class OutcomeTracker:
                 return [], []
             raise
         return ([Candle.from_binance(r, HOUR_MS) for r in hourly], [Candle.from_binance(r, step) for r in walk])
+
+
+# ------------------------------------------------------------------------------------------- the report
+DAY_MS = 24 * HOUR_MS
+
+
+def performance_report(store: Store, cfg: Config, window_days: float, symbol: str | None = None) -> dict:
+    """The performance report (bot.performance) of the signals closed in the last `window_days` (counted back from
+    the last cycle's exchange time), one symbol's or all; the score-vs-move lens is always market-wide."""
+    last = store.last_cycle()
+    until = last["ts"] if last else 0
+    since = until - int(window_days * DAY_MS)
+    closed = store.closed_signals(since, symbol)
+    _, latest = store.latest_scores()
+    period = int(cfg.evaluation.move_period_hours * HOUR_MS)
+    rows = [(ts, sym, score, ((json.loads(p).get("raw") or {}).get("mark_price")))
+            for ts, sym, score, p in store.score_rows_at_period_starts(since, period)]
+    rep = performance.report(closed, {r["symbol"]: r["score"] for r in latest})
+    rep["score_vs_move"] = performance.score_vs_move(rows, period, lambda s: band_of(s, cfg.score), SCORE_BANDS)
+    open_ = store.open_signals()
+    rep.update(window_days=window_days, since=since, until=until, symbol=symbol,
+               open=sum(1 for g in open_ if symbol is None or g["symbol"] == symbol))
+    return rep
