@@ -128,5 +128,5 @@ def performance_report(store: Store, cfg: Config, window_days: float, symbol: st
     rep["score_vs_move"] = performance.score_vs_move(rows, period, lambda s: band_of(s, cfg.score), SCORE_BANDS)
     open_ = store.open_signals()
     rep.update(window_days=window_days, since=since, until=until, symbol=symbol,
-               open=sum(1 for g in open_ if symbol is None or g["symbol"] == symbol))
+               open=sum(1 for g in open_ if g["ts"] >= since and (symbol is None or g["symbol"] == symbol)))
     return rep
