@@ -6,7 +6,8 @@ from pathlib import Path
 
 from . import report
 from .cli import dumps, open_store, positive_int
-from .config import Config, resolve_db_path
+from .cli_run import utc_ms
+from .config import Config, load_config, resolve_db_path
 from .errors import UserError
 from .outcomes import performance_report
 from .symbols import normalize
@@ -64,6 +65,24 @@ def cmd_perf(args, cfg: Config) -> int:
     return 0
 
 
+def cmd_backtest(args, cfg: Config) -> int:
+    from .backtest import replay
+    if args.config_file:
+        cfg = load_config(args.config_file)
+    store = _store(args, cfg)
+    try:
+        since = args.since if args.since is not None else (store.cycle_times() or [0])[0]
+        rep = replay(store, cfg, since)
+    finally:
+        store.close()
+    if args.json:
+        print(dumps(rep))
+    else:
+        print(rep["note"] + f" · {rep['cycles']} cycles · thresholds {', '.join(map(str, rep['thresholds']))}")
+        print(report.perf_text(rep, label="BACKTEST"))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     sig = sub.add_parser("signals", help="the signal feed: open and closed, with outcome, net bps and receipt hash")
     sig.add_argument("--db", default=None, help="SQLite path (also BOT_DB_PATH)")
@@ -78,3 +97,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     perf.add_argument("--window", type=positive_int, default=30, metavar="DAYS", help="days back from the last cycle")
     perf.add_argument("--json", action="store_true")
     perf.set_defaults(func=cmd_perf)
+
+    bt = sub.add_parser("backtest", help="replay stored cycles through the current score, rules and evaluation")
+    bt.add_argument("--db", default=None, help="SQLite path (also BOT_DB_PATH)")
+    bt.add_argument("--since", type=utc_ms, default=None, metavar="DATE", help="first cycle, e.g. 2026-03-29 "
+                                                                               "(default: the oldest stored)")
+    bt.add_argument("--config", dest="config_file", default=None, metavar="FILE",
+                    help="the settings to judge (default: the bot's --config)")
+    bt.add_argument("--json", action="store_true")
+    bt.set_defaults(func=cmd_backtest)

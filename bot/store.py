@@ -491,6 +491,12 @@ class Store:
             rows = self._db.execute(f"{_SIGNAL_SELECT} WHERE ts >= ? ORDER BY ts, id", (since_ms,)).fetchall()
         return [_stored_signal(r) for r in rows]
 
+    def score_rows_between(self, start_ms: int, end_ms: int) -> list[tuple[int, str, int, str]]:
+        """(ts, symbol, score, payload JSON) of every stored score row in [start_ms, end_ms], by time (backtest)."""
+        with self._lock:
+            return self._db.execute("SELECT ts, symbol, score, payload FROM scores WHERE ts BETWEEN ? AND ? "
+                                    "ORDER BY ts, symbol", (start_ms, end_ms)).fetchall()
+
     def score_rows_at_period_starts(self, since_ms: int, period_ms: int) -> list[tuple[int, str, int, str]]:
         """(ts, symbol, score, payload JSON) of the first stored cycle of each period of `period_ms` (counted from
         the epoch) since `since_ms`, by time: the samples of the score-vs-move lens (bot.performance)."""
