@@ -216,7 +216,8 @@ def verification_text(v: dict) -> str:
         lines.append(f"(checked before it: {v['cycles']} cycles, {v['records']} records)")
         return "\n".join(lines)
     lines.append(f"{v['cycles']} sealed cycles checked: {v['records']} records recomputed "
-                 f"({v['scores']} scores, {v['signals']} signals), every root, chain link and signature")
+                 f"({v['scores']} scores, {v['signals']} signals"
+                 + (f", {v['closings']} closings" if v.get("closings") else "") + "), every root, chain link and signature")
     if v["pruned_cycles"]:
         lines.append(f"{v['pruned_cycles']} of them had their scores pruned: manifest, chain and their signals' "
                      "proofs checked")
