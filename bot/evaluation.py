@@ -8,7 +8,8 @@ ATR (true range of the `atr_candles` 1h candles before the entry):
 - **fade**: against it, TP1 at entry − d·tp·ATR, SL at entry + d·sl·ATR.
 
 Each walks the candles that open at or after the entry (finer ones, e.g. 5m: `walk_interval`) and closes at the
-first candle that touches a level, else at TIMEOUT (the last close before entry + timeout).
+first candle that touches a level, else at TIMEOUT (the last close before entry + timeout). The signal closes when
+both trades have; its status is the follow trade's.
 
 Tie rule (conservative, one rule for both trades): a candle whose range touches both TP1 and SL closes at SL.
 A candle that opens beyond the SL (a gap) fills at its open, not at the level; one that opens beyond TP1 fills
@@ -204,8 +205,8 @@ def evaluate(sig: SignalInput, plan: Plan, costs: Costs, atr_candles: Sequence[C
             tp, sl = levels(sig.entry, d, a, plan)
             trades[name] = (d, tp, sl, walk(d, tp, sl, closed, deadline))
     follow_exit = trades["follow"][3] if trades else None
-    if follow_exit is None and now < deadline:
-        return None                  # the follow trade decides when the signal closes
+    if now < deadline and (not trades or any(t[3] is None for t in trades.values())):
+        return None                  # open until both trades have closed (or the timeout)
     timeout = _timeout_exit(closed, deadline, walk_step_ms, now, sig.symbol)
     result = {}
     for name, (d, tp, sl, ex) in trades.items():

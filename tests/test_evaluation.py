@@ -147,3 +147,16 @@ def test_funding_enters_net():
     # hourly settlements at T0+1h..T0+4h (exit at T0+4h): 4 × 2 bps paid by the long, received by the short
     assert out["follow"]["funding_bps"] == pytest.approx(8) and out["fade"]["funding_bps"] == pytest.approx(-8)
     assert out["follow"]["net_bps"] == pytest.approx(-14 - 8) and out["fade"]["net_bps"] == pytest.approx(-14 + 8)
+
+
+def test_the_signal_stays_open_until_the_fade_has_closed_too():
+    took_tp = path((100, 103.5, 99.9, 103))                     # follow TP1 (103); the fade's SL (102) too
+    assert run(walk_candles=took_tp, now=T0 + H)["status"] == "TP1"
+    # a move that takes the follow's TP1 (103) without reaching the fade's SL... impossible here (102 < 103), so
+    # widen the fade's stop by a plan with sl_atr 2: fade SL at 104
+    sig = SignalInput("SIG1", T0, "BTCUSDT", "LONG", 100.0)
+    wide = Plan(tp_atr=1.5, sl_atr=2.0, timeout_ms=4 * H)
+    assert evaluate(sig, wide, COSTS, hourly(), took_tp, M5, [], T0 + H) is None      # the fade is still open
+    out = evaluate(sig, wide, COSTS, hourly(), took_tp + flat(47, 103, start=T0 + M5), M5, [], T0 + 4 * H)
+    assert out["status"] == "TP1" and out["closed"] == T0 + M5                        # the follow's close
+    assert out["fade"]["status"] == "TIMEOUT" and out["fade"]["reason"] is None and out["fade"]["exit"] == 103
