@@ -66,16 +66,21 @@ class OutcomeTracker:
         by_symbol: dict[str, list[StoredSignal]] = {}
         for sig in open_:                             # oldest first: a symbol's place is its oldest signal's
             by_symbol.setdefault(sig["symbol"], []).append(sig)
+        symbols = list(by_symbol)[: self.cfg.max_symbols_per_cycle]
+        # concurrently, within the client's shared limits (its concurrency cap and weight budget)
+        fetched = await asyncio.gather(*(self._candles(sym, by_symbol[sym], now_ms) for sym in symbols),
+                                       return_exceptions=True)
         out: list[Closing] = []
-        for symbol in list(by_symbol)[: self.cfg.max_symbols_per_cycle]:
-            try:
-                candles = await self._candles(symbol, by_symbol[symbol], now_ms)
-            except CycleStopped as e:
-                log.warning("closing signals: the exchange stopped this cycle's requests (%s); the rest wait", e)
-                break
-            except BinanceError as e:
-                log.warning("closing signals: candles for %s failed (%s); its signals stay open", symbol, e)
+        for symbol, candles in zip(symbols, fetched):
+            if isinstance(candles, CycleStopped):
+                log.warning("closing signals: the exchange stopped this cycle's requests (%s); %s waits", candles,
+                            symbol)
                 continue
+            if isinstance(candles, BinanceError):
+                log.warning("closing signals: candles for %s failed (%s); its signals stay open", symbol, candles)
+                continue
+            if isinstance(candles, BaseException):
+                raise candles
             payloads = await asyncio.to_thread(self.store.score_payloads, symbol,
                                                by_symbol[symbol][0]["ts"] - 8 * HOUR_MS)
             out += self.evaluate(by_symbol[symbol], *candles, funding_samples(payloads), now_ms)

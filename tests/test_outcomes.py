@@ -130,3 +130,27 @@ def test_hourly_pruning_counts_back_from_the_exchange_time_not_the_local_clock(t
     kept = store.oi_series("XUSDT", 0)
     assert len(kept) == cfg.history.retention_hours + 1          # hours 0..retention kept, the rest pruned
     assert min(p.ts for p in kept) == old - cfg.history.retention_hours * HOUR_MS
+
+
+async def test_a_failing_symbol_stays_open_and_a_delisted_one_times_out(tmp_path):
+    """Candle requests that fail (502) leave that symbol's signals open for the next cycle, the others close; a
+    symbol the exchange stopped serving (-1121) closes as TIMEOUT with the reason."""
+    from bot.demo_market.binance_server import Faults
+    now = [1000.0]
+    sim = MarketSimulator(n_symbols=20, seed=7, start_ms=START, speed=1.0, clock=lambda: now[0])
+    server = BinanceSimServer(sim, Faults())
+    url = await server.start()
+    try:
+        async with BinanceClient(ExchangeConfig(timeout_s=2.0, max_retries=0), base_url=url) as client:
+            store = Store(tmp_path / "f.db")
+            cycle(store, START, [a_signal(sim, "SIGBTC01", "BTCUSDT", "LONG"),
+                                 a_signal(sim, "SIGETH01", "ETHUSDT", "LONG"),
+                                 a_signal(sim, "SIGSOL01", "SOLUSDT", "SHORT")])
+            server.faults.add("5xx", "/fapi/v1/klines", symbol="ETHUSDT", times=None)
+            server.faults.add("missing_symbol", "/fapi/v1/klines", symbol="SOLUSDT", times=None)
+            closed = {c["signal"]: c["outcome"] for c in
+                      await OutcomeTracker(EVAL, store, client).closings(advance(sim, now, 3))}
+            assert "SIGETH01" not in closed and "SIGBTC01" in closed
+            assert closed["SIGSOL01"]["status"] == "TIMEOUT" and "no candles for SOLUSDT" in closed["SIGSOL01"]["reason"]
+    finally:
+        await server.stop()
