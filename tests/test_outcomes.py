@@ -154,3 +154,45 @@ async def test_a_failing_symbol_stays_open_and_a_delisted_one_times_out(tmp_path
             assert closed["SIGSOL01"]["status"] == "TIMEOUT" and "no candles for SOLUSDT" in closed["SIGSOL01"]["reason"]
     finally:
         await server.stop()
+
+
+async def test_the_engine_closes_signals_in_its_cycle_and_seals_them(market, tmp_path):
+    """The real Engine with a tracker: signals fired in one cycle close in a later one, in the same commit and
+    seal; verify recomputes the closings."""
+    from bot.cycle import CycleOutcome
+    from bot.engine import Engine, Recipient, Route
+    from bot.market import CycleData
+    from bot.rules import FilterSubscriber
+    from bot.score import ScoreInputs, score_all
+
+    sim, now, client = market
+    calm = [ScoreInputs(s, 0.0001, 8, 0.001, 0.002, 0.005, 0.0001, 0.001, 0.002) for s in ("BTCUSDT", "ETHUSDT")]
+    hot = [ScoreInputs("BTCUSDT", 0.0012, 8, 0.03, -0.03375, 0.15, 0.004, 0.015, 0.05),          # LONG
+           ScoreInputs("ETHUSDT", -0.0015, 8, -0.04, -0.08, -0.075, -0.005, -0.02, -0.08)]     # SHORT
+    cfg = Config(evaluation=EVAL)
+
+    class Source:
+        queue: list = []
+
+        async def next_cycle(self) -> CycleOutcome:
+            inputs, ts = self.queue.pop(0), sim.now_ms()
+            raw = {i.symbol: {"time": ts, "mark_price": float(sim.premium_index(i.symbol)["markPrice"])} for i in inputs}
+            return CycleOutcome(ts, score_all(inputs, cfg.score), CycleData(ts, inputs, raw), 0.1, 0, 0, 0)
+
+    store = Store(tmp_path / "e.db")
+    sealer = Sealer(SigningKey(Ed25519PrivateKey.generate(), "test"))
+    console = Recipient("console", FilterSubscriber.from_filter(cfg.console), [Route("console", "console")])
+    src = Source()
+    engine = Engine(cfg, store, client, lambda: [console], source=src, sealer=sealer,
+                    tracker=OutcomeTracker(cfg.evaluation, store, client))
+    for inputs, hours in ((calm, 0), (hot, 0.1), (hot, 0.1), (hot, 3)):    # a regime confirms on its 2nd cycle
+        advance(sim, now, hours)
+        src.queue.append(inputs)
+        await engine.run_once()
+    last = store.last_cycle()["ts"]
+    fired = [g for g in store.signals_since(0) if g["ts"] < last]
+    assert {g["kind"] for g in fired} >= {"threshold", "regime"}
+    assert {g["id"] for g in store.cycle_closings(last)} == {g["id"] for g in fired}     # closed in the last cycle
+    assert all(g["outcome"]["status"] in ("TP1", "SL", "TIMEOUT") for g in fired)
+    v = verify_store(store, sealer.public_key, "test")
+    assert v.ok and v.closings == len(fired) and v.cycles == 4
