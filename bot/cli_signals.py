@@ -54,7 +54,7 @@ def cmd_perf(args, cfg: Config) -> int:
     try:
         symbol = None
         if args.symbol:
-            known = {g["symbol"] for g in store.closed_signals()} | {r["symbol"] for r in store.latest_scores()[1]}
+            known = {g["symbol"] for g in store.signals_since(0)} | {r["symbol"] for r in store.latest_scores()[1]}
             symbol = normalize(args.symbol, known, cfg.universe.quote_asset)
             if symbol is None:
                 raise UserError(f"unknown symbol {args.symbol!r} (no score and no signal for it in this database)")

@@ -93,3 +93,38 @@ def test_band_lift():
     assert out["bands"]["low"]["lift"] == pytest.approx((1 / 5) / (3 / 8))
     assert band_lift([], band, ["low"])["base_rate"] is None
     assert score_vs_move([], H, band, ["low"])["spearman"] is None
+
+
+def test_cli_signals_and_perf(tmp_path, capsys):
+    import json
+
+    from conftest import closing_of
+
+    from bot import cli
+    from bot.config import Config
+    from bot.store import Store
+
+    t = 1_790_000_000_000
+    store = Store(tmp_path / "p.db")
+    sigs = [dict(id=f"SIG{i:05d}", ts=t, symbol=sym, rule="cross:60", kind="threshold", score=61, bias="LONG",
+                 regime="x", receipt={"raw": {"mark_price": 100.0}}) for i, sym in enumerate(("BTCUSDT", "ETHUSDT"))]
+    cycle = dict(ts=t, duration_s=0, requests=0, weight=0, failed={})
+    store.commit_alert_cycle(cycle, [], {}, sigs, [], [])
+    store.commit_alert_cycle(dict(cycle, ts=t + H), [], {}, [], [], [],
+                             closings=[closing_of(Config(), sigs[0], 0.05, t + H)])
+    store.close()
+    db = str(tmp_path / "p.db")
+    assert cli.main(["signals", "--closed", "--db", db]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("1 closed signals") and "SIG00000" in out and "TP1" in out and "SIG00001" not in out
+    assert cli.main(["signals", "--db", db, "--json"]) == 0
+    feed = {g["id"]: g for g in json.loads(capsys.readouterr().out)}
+    assert feed["SIG00001"]["status"] == "OPEN" and feed["SIG00000"]["follow_net_bps"] > 0
+    assert cli.main(["perf", "--db", db]) == 0
+    out = capsys.readouterr().out
+    assert "1 closed, 1 open" in out and "Follow the bias: 1 trades · win rate 100%" in out
+    assert "profit factor — (no losing trade)" in out
+    assert cli.main(["perf", "eth", "--db", db, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["follow"]["overall"]["signals"] == 0
+    assert cli.main(["perf", "nope", "--db", db]) == 1
+    assert "unknown symbol 'nope'" in capsys.readouterr().err
