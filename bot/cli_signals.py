@@ -33,15 +33,15 @@ def feed_item(g: dict) -> dict:
 def cmd_signals(args, cfg: Config) -> int:
     store = _store(args, cfg)
     try:
-        sigs = store.closed_signals()[::-1] if args.closed else store.recent_signals(args.limit)
+        closed = store.closed_signals()[::-1] if args.closed else []
+        sigs = closed[: args.limit] if args.closed else store.recent_signals(args.limit)
         total_open = len(store.open_signals())
     finally:
         store.close()
-    sigs = sigs[: args.limit]
     if args.json:
         print(dumps([feed_item(g) for g in sigs]))
         return 0
-    what = "closed signals, latest opened first" if args.closed else "signals, newest first"
+    what = f"of {len(closed)} closed signals, latest opened first" if args.closed else "signals, newest first"
     print(f"{len(sigs)} {what} ({total_open} open in all); net bps after fees, slippage and funding; "
           "python -m bot signal ID for a receipt")
     if sigs:

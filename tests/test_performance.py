@@ -116,7 +116,7 @@ def test_cli_signals_and_perf(tmp_path, capsys):
     db = str(tmp_path / "p.db")
     assert cli.main(["signals", "--closed", "--db", db]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("1 closed signals") and "SIG00000" in out and "TP1" in out and "SIG00001" not in out
+    assert out.startswith("1 of 1 closed signals") and "SIG00000" in out and "TP1" in out and "SIG00001" not in out
     assert cli.main(["signals", "--db", db, "--json"]) == 0
     feed = {g["id"]: g for g in json.loads(capsys.readouterr().out)}
     assert feed["SIG00001"]["status"] == "OPEN" and feed["SIG00000"]["follow_net_bps"] > 0
