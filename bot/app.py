@@ -33,6 +33,7 @@ from .cycle import MarketSource
 from .engine import CycleReport, Engine, Recipient, Route
 from .exchange.binance import BinanceClient
 from .outbox import DeliveryWorker, Sender
+from .outcomes import OutcomeTracker, performance_report
 from .progress import progress_printer
 from .queries import MarketSnapshot, Snapshot, Stats
 from .rules import FilterSubscriber
@@ -53,8 +54,10 @@ class BotQueries:
     registry, and the database reads they need run in a worker thread (never on the event loop, where a
     commit holding the store's lock would stall every chat)."""
 
-    def __init__(self, store: Store, watchlists: WatchlistRegistry, market: MarketSnapshot, public_key: str):
+    def __init__(self, store: Store, watchlists: WatchlistRegistry, market: MarketSnapshot, public_key: str,
+                 cfg: Config | None = None):
         self._store, self._watchlists, self._market = store, watchlists, market
+        self.cfg = cfg or Config()          # evaluation and score settings of the performance report
         self.public_key = public_key        # the signing key's public half: what seals are checked against
 
     @property
@@ -91,6 +94,9 @@ class BotQueries:
     async def signal_proof(self, signal_id: str) -> tuple[dict, list] | None:
         bundle = await asyncio.to_thread(signal_bundle, self._store, signal_id)
         return None if bundle is None else (bundle, check_bundle(bundle, self.public_key))
+
+    async def performance(self, symbol: str | None, days: int) -> dict:
+        return await asyncio.to_thread(performance_report, self._store, self.cfg, days, symbol)
 
 
 class SenderTable(Mapping[str, Sender]):
@@ -255,7 +261,7 @@ class Services:
     senders: SenderTable = field(init=False)
 
     def __post_init__(self) -> None:
-        self.queries = BotQueries(self.store, self.watchlists, self.market, self.signing.public_key)
+        self.queries = BotQueries(self.store, self.watchlists, self.market, self.signing.public_key, self.cfg)
         self.senders = SenderTable(self.console, self.adapters)
 
     def register(self, adapter: ChatAdapter) -> ChatAdapter:
@@ -433,8 +439,6 @@ def hourly_housekeeping(svc: Services) -> None:
     if last:
         pruned = svc.store.prune_history(last["ts"] - svc.cfg.history.retention_hours * 3_600_000)
         log.info("history pruned rows=%d", pruned)
-    from .outcomes import record_outcomes
-    record_outcomes(svc.store)
 
 
 async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True,
@@ -446,7 +450,9 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True,
     replaces the exchange as the engine's market source (tests)."""
     cfg = svc.cfg
     engine = Engine(cfg, svc.store, svc.client, svc.recipients, progress=_backfill_progress(), source=source,
-                    sealer=Sealer(svc.signing))
+                    sealer=Sealer(svc.signing),
+                    # signals close on the exchange's candles: only when the cycles come from the exchange
+                    tracker=OutcomeTracker(cfg.evaluation, svc.store, svc.client) if source is None else None)
     svc.engine = engine
     worker = delivery_worker(svc, clock)
     svc.worker = worker

@@ -162,6 +162,45 @@ class DiscordConfig(_Strict):
     guild_id: int | None = None                          # sync slash commands to this guild (instant); None: global
 
 
+# ---- closed signals: evaluation and fee model (bot.evaluation; docs/methodology.md "Closed signals") ----------
+KLINE_INTERVALS = {"1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000, "1h": 3_600_000}
+
+
+class RulePlan(_Strict):
+    """Overrides for the signals of one rule kind (threshold, regime, bias_flip); unset: the defaults."""
+    tp_atr: float | None = Field(None, gt=0)
+    sl_atr: float | None = Field(None, gt=0)
+    timeout_hours: float | None = Field(None, gt=0)
+
+
+class EvaluationConfig(_Strict):
+    atr_candles: int = Field(14, ge=2, le=90)          # 1h candles before the entry the ATR is measured on
+    walk_interval: str = "5m"                          # the candles a signal's life is walked on
+    tp_atr: float = Field(1.5, gt=0)                   # TP1 at entry ± tp_atr × ATR
+    sl_atr: float = Field(1.0, gt=0)                   # SL at entry ∓ sl_atr × ATR
+    timeout_hours: float = Field(24, gt=0)             # TIMEOUT after this long
+    per_kind: dict[str, RulePlan] = {}                 # by rule kind: threshold | regime | bias_flip
+    taker_fee_bps: float = Field(5.0, ge=0)            # per side (Binance USDⓈ-M taker, VIP 0: 0.05 %)
+    slippage_bps: float = Field(2.0, ge=0)             # per side
+    max_symbols_per_cycle: int = Field(40, ge=1)       # symbols whose candles one cycle fetches (oldest first)
+    move_period_hours: float = Field(4, gt=0)          # score vs next period's |move| (rank correlation, lift)
+
+    @field_validator("walk_interval")
+    @classmethod
+    def _interval(cls, v: str) -> str:
+        if v not in KLINE_INTERVALS:
+            raise ValueError(f"must be one of {', '.join(KLINE_INTERVALS)}")
+        return v
+
+    @field_validator("per_kind")
+    @classmethod
+    def _kinds(cls, v: dict[str, RulePlan]) -> dict[str, RulePlan]:
+        bad = set(v) - {"threshold", "regime", "bias_flip"}
+        if bad:
+            raise ValueError(f"unknown rule kind(s) {', '.join(sorted(bad))}: use threshold, regime, bias_flip")
+        return v
+
+
 class Config(_Strict):
     exchange: ExchangeConfig = ExchangeConfig()
     universe: UniverseConfig = UniverseConfig()
@@ -173,6 +212,7 @@ class Config(_Strict):
     console: AlertFilter = AlertFilter()        # what the console shows when no watchlist exists yet
     telegram: TelegramConfig = TelegramConfig()
     discord: DiscordConfig = DiscordConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()   # closed signals (bot.evaluation)
 
 
 class ConfigError(Exception):
@@ -207,3 +247,4 @@ def load_config(path: Path | str | None = None) -> Config:
 def resolve_db_path(cli_value: str | None, cfg: Config) -> str:
     """--db, else BOT_DB_PATH, else storage.db_path."""
     return cli_value or os.environ.get("BOT_DB_PATH") or cfg.storage.db_path
+

@@ -111,3 +111,8 @@ class Queries(Protocol):
     async def last_seal(self) -> dict | None: ...             # the last sealed cycle's manifest row
 
     async def signal_proof(self, signal_id: str) -> tuple[dict, list] | None: ...   # (bundle, checks) or None
+
+    async def public_signals(self, limit: int = 50, symbol: str | None = None,
+                             since_ms: int | None = None) -> list[dict]: ...   # market-wide, newest first
+
+    async def performance(self, symbol: str | None, days: int) -> dict: ...   # bot.outcomes.performance_report

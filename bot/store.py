@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from .records import (CycleRecord, FiredRow, InclusionProof, ManifestRow, OIPoint, Outcome,  # noqa: F401
+from .records import (Closing, CycleRecord, FiredRow, InclusionProof, ManifestRow, OIPoint,  # noqa: F401
                       OutboxEntry, OutboxRow, OutboxStatus, ScoredRow, SealedCycle, SignalRecord, StoredCycle,
                       StoredManifest, StoredSignal, SymbolStateRow)
 from .score import rank_key
@@ -78,6 +78,8 @@ MIGRATIONS = (
     ("outbox", "digest_key", "TEXT"),                         # the digest those parts belong to
     ("signals", "record_hash", "TEXT"),                       # receipt hash, set when the cycle is sealed
     ("signals", "proof", "TEXT"),                             # its inclusion proof in the cycle's tree (JSON)
+    ("signals", "closed_ts", "INTEGER"),                      # the cycle whose seal holds its closing (outcome)
+    ("signals", "closing_proof", "TEXT"),                     # the closing's inclusion proof in that cycle (JSON)
 )
 SIGNAL_COLUMNS = ("id", "ts", "symbol", "rule", "kind", "score", "bias", "regime", "receipt", "outcome", "record_hash")
 MANIFEST_COLUMNS = ("seq", "cycle_ts", "manifest", "hash", "signature", "public_key", "leaves")
@@ -248,10 +250,12 @@ class Store:
 
     def commit_alert_cycle(self, cycle: CycleRecord, results: list[ScoredRow],
                            symbol_state: dict[str, SymbolStateRow], signals: list[SignalRecord],
-                           fired: list[FiredRow], outbox: list[OutboxEntry], seal: CycleSealer | None = None) -> None:
+                           fired: list[FiredRow], outbox: list[OutboxEntry], seal: CycleSealer | None = None,
+                           closings: list[Closing] = ()) -> None:
         """Scores, rule state, signals, cooldowns and outbox rows of one cycle, in ONE transaction:
         after a crash the cycle either happened entirely (alerts queued, state advanced) or not at all.
-        With `seal`, the cycle's seal is made and kept in the same transaction (see `_seal`)."""
+        With `seal`, the cycle's seal is made and kept in the same transaction (see `_seal`). `closings`: signals
+        that closed this cycle (their outcome, sealed in this cycle: bot.sealing)."""
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO cycles VALUES (?,?,?,?,?,?)",
                        (cycle["ts"], cycle["duration_s"], cycle["requests"], cycle["weight"], len(results),
@@ -269,6 +273,8 @@ class Store:
                            "VALUES (?,?,?,?,?,?,?,?,?)",
                            [(g["id"], g["ts"], g["symbol"], g["rule"], g["kind"], g["score"], g["bias"],
                              g["regime"], json.dumps(g["receipt"])) for g in signals])
+            db.executemany("UPDATE signals SET outcome=?, closed_ts=? WHERE id=? AND outcome IS NULL",
+                           [(json.dumps(c["outcome"]), cycle["ts"], c["signal"]) for c in closings])
             if seal is not None:
                 self._seal(db, cycle["ts"], seal)
             db.executemany("INSERT OR REPLACE INTO last_fired VALUES (?,?,?,?)", fired)
@@ -292,6 +298,8 @@ class Store:
                    (m["cycle_ts"], json.dumps(m["manifest"]), m["hash"], m["signature"], m["public_key"], m["leaves"]))
         db.executemany("UPDATE signals SET record_hash=?, proof=? WHERE id=?",
                        [(s.record_hash, json.dumps(s.proof), sid) for sid, s in sealed.signals.items()])
+        db.executemany("UPDATE signals SET closing_proof=? WHERE id=?",
+                       [(json.dumps(p), sid) for sid, p in sealed.closings.items()])
 
     # ---- seals (read by `verify`, /verify) -------------------------------------------------
     @contextmanager
@@ -380,15 +388,6 @@ class Store:
             rows = self._db.execute(q + " ORDER BY ts DESC, id LIMIT ?", (*args, limit)).fetchall()
         return [_stored_signal(r) for r in rows]
 
-    def signals_without_outcome(self, before_ms: int) -> list[StoredSignal]:
-        with self._lock:
-            rows = self._db.execute(f"{_SIGNAL_SELECT} WHERE outcome IS NULL AND ts <= ?", (before_ms,)).fetchall()
-        return [_stored_signal(r) for r in rows]
-
-    def set_outcome(self, signal_id: str, outcome: Outcome) -> None:
-        with self._tx() as db:
-            db.execute("UPDATE signals SET outcome=? WHERE id=?", (json.dumps(outcome), signal_id))
-
     def outbox_rows(self) -> list[OutboxRow]:
         """Every outbox row, oldest first."""
         return self._outbox_where("1=1", ())
@@ -451,6 +450,61 @@ class Store:
     def set_meta(self, key: str, value: object) -> None:
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO meta VALUES (?,?)", (key, json.dumps(value)))
+
+    # ---- closed signals (bot.outcomes, bot.evaluation): appended; portable SQL -------------------------------
+    def open_signals(self) -> list[StoredSignal]:
+        """Signals without an outcome yet, oldest first."""
+        with self._lock:
+            rows = self._db.execute(f"{_SIGNAL_SELECT} WHERE outcome IS NULL ORDER BY ts, id").fetchall()
+        return [_stored_signal(r) for r in rows]
+
+    def closed_signals(self, since_ms: int = 0, symbol: str | None = None) -> list[StoredSignal]:
+        """Signals closed by the evaluation (opened at or after `since_ms`), oldest first."""
+        q, args = f"{_SIGNAL_SELECT} WHERE closed_ts IS NOT NULL AND ts >= ?", [since_ms]
+        if symbol:
+            q, args = q + " AND symbol = ?", [*args, symbol]
+        with self._lock:
+            rows = self._db.execute(q + " ORDER BY ts, id", args).fetchall()
+        return [_stored_signal(r) for r in rows]
+
+    def cycle_closings(self, ts: int) -> list[StoredSignal]:
+        """The signals whose closing was sealed in cycle `ts`, by id."""
+        with self._lock:
+            rows = self._db.execute(f"{_SIGNAL_SELECT} WHERE closed_ts = ? ORDER BY id", (ts,)).fetchall()
+        return [_stored_signal(r) for r in rows]
+
+    def closing_proof(self, signal_id: str) -> InclusionProof | None:
+        """The inclusion proof of a signal's closing in the cycle that sealed it (None: open, or not sealed)."""
+        with self._lock:
+            row = self._db.execute("SELECT closing_proof FROM signals WHERE id=?", (signal_id.strip().upper(),)).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
+
+    def closed_in(self, signal_id: str) -> int | None:
+        """The cycle whose seal holds this signal's closing (None: open)."""
+        with self._lock:
+            row = self._db.execute("SELECT closed_ts FROM signals WHERE id=?", (signal_id.strip().upper(),)).fetchone()
+        return row[0] if row else None
+
+    def signals_since(self, since_ms: int) -> list[StoredSignal]:
+        """Every signal opened at or after `since_ms`, oldest first."""
+        with self._lock:
+            rows = self._db.execute(f"{_SIGNAL_SELECT} WHERE ts >= ? ORDER BY ts, id", (since_ms,)).fetchall()
+        return [_stored_signal(r) for r in rows]
+
+    def score_rows_between(self, start_ms: int, end_ms: int) -> list[tuple[int, str, int, str]]:
+        """(ts, symbol, score, payload JSON) of every stored score row in [start_ms, end_ms], by time (backtest)."""
+        with self._lock:
+            return self._db.execute("SELECT ts, symbol, score, payload FROM scores WHERE ts BETWEEN ? AND ? "
+                                    "ORDER BY ts, symbol", (start_ms, end_ms)).fetchall()
+
+    def score_rows_at_period_starts(self, since_ms: int, period_ms: int) -> list[tuple[int, str, int, str]]:
+        """(ts, symbol, score, payload JSON) of the first stored cycle of each period of `period_ms` (counted from
+        the epoch) since `since_ms`, by time: the samples of the score-vs-move lens (bot.performance)."""
+        with self._lock:
+            return self._db.execute(
+                "SELECT ts, symbol, score, payload FROM scores WHERE ts IN "
+                "(SELECT MIN(ts) FROM cycles WHERE ts >= ? GROUP BY ts / ?) ORDER BY ts, symbol",
+                (since_ms, int(period_ms))).fetchall()
 
 
 def _identity(path: str) -> tuple[int, int]:

@@ -14,6 +14,7 @@ import time
 from datetime import datetime, timezone
 
 import pytest
+from conftest import closing_of, commit_sealed
 
 import bot.adapters.discord.client as discord_client_mod
 import bot.commands as registry
@@ -641,3 +642,27 @@ def test_every_chat_adapter_implements_the_one_protocol_the_app_registers():
     for cls in (TelegramAdapter, DiscordAdapter):
         assert all(callable(getattr(cls, m, None)) for m in ("start", "stop", "senders", "recipients", "disable_route"))
     assert issubclass(DiscordAdapter, ChatAdapter) and issubclass(TelegramAdapter, ChatAdapter)
+
+
+# ------------------------------------------------------------------------------------------- closed signals
+async def test_bot_perf_and_signals_slash_commands(server, make_svc, monkeypatch):
+    """/perf and /signals as slash commands, over a signal the real Engine fired and a sealed closing."""
+    bot_env(monkeypatch, server)
+    svc = make_svc({"webhooks": []})
+    cycles = Cycles(svc)
+    await cycles.run(CALM)
+    await cycles.run(HOT)
+    [sig] = [g for g in svc.store.recent_signals(50) if g["symbol"] == "BTCUSDT" and g["kind"] == "threshold"][:1]
+    sig = dict(sig, receipt=dict(sig["receipt"], raw={"mark_price": 100.0}))   # Cycles stores no raw values
+    commit_sealed(svc, sig["ts"] + 3 * 3_600_000, closings=[closing_of(svc.cfg, sig, 0.05, sig["ts"] + 3 * 3_600_000)])
+    adapter = await start_bot(svc)
+    try:
+        assert "perf" in {c["name"] for c in server.synced_commands}
+        e = body_of(await answer(server, "perf", [{"name": "days", "value": "90"}]))["embeds"][0]
+        assert e["title"] == "Performance" and "last 90 days" in e["description"]
+        assert "Follow the bias: 1 trades" in e["description"]
+        e = body_of(await answer(server, "signals"))["embeds"][0]
+        assert sig["id"] in e["description"] and "TP1" in e["description"]
+    finally:
+        await adapter.stop()
+        svc.store.close()

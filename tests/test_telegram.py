@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import closing_of, commit_sealed
 from conftest import until as wait_until
 
 from bot import app as app_module
@@ -706,3 +707,40 @@ async def test_token_is_redacted_from_debug_logs(env):
     assert "Calling Bot API endpoint" in text                                 # PTB's DEBUG output too
     assert TOKEN not in text
     assert TOKEN not in repr(env.adapter) and TOKEN not in str(env.adapter)
+
+
+# ------------------------------------------------------------------------------------------- closed signals
+async def test_signals_signal_and_perf_show_outcomes_and_proofs(make_services, monkeypatch, logs):
+    """/signals lists open and closed signals market-wide (the user has none), /signal ID shows the outcome and
+    the proof, /perf the report; closings made by bot.evaluation and sealed as the engine does."""
+    H = 3_600_000
+    env = await make_env(make_services, monkeypatch, logs)
+    try:
+        assert (await say(env, "/signals")) == "No signals yet: they appear here once an alert rule fires."
+        a, b, c = [r["symbol"] for r in env.results if r["bias"] != "NEUTRAL"][:3]   # signals with a direction
+        won = make_signal(env, a, base=a, ts=env.ts - 3 * H)
+        lost = make_signal(env, b, base=b, ts=env.ts - 3 * H)
+        still_open = make_signal(env, c, base=c, ts=env.ts - H)
+        commit_sealed(env.svc, env.ts - 3 * H, [won, lost])
+        commit_sealed(env.svc, env.ts - H, [still_open])
+        d = {"LONG": 1, "SHORT": -1}
+        closings = [closing_of(env.svc.cfg, won, 0.05 * d[won["bias"]], env.ts),
+                    closing_of(env.svc.cfg, lost, -0.05 * d[lost["bias"]], env.ts)]
+        commit_sealed(env.svc, env.ts - 600_000, closings=closings)
+
+        feed = await say(env, "/signals")
+        assert feed.startswith("Recent market-wide signals")
+        assert still_open["id"] in feed and "OPEN" in feed and "TP1" in feed and "SL" in feed
+
+        text = await say(env, f"/signal {won['id']}")
+        assert "Outcome: " in text and "follow" in text and "fade" in text and "net " in text
+        assert "Proof:" in text and "Verifies: yes" in text
+
+        perf = await say(env, "/perf")
+        assert perf.startswith("Performance\n\nPerformance · last 30 days") and "2 closed, 1 open" in perf
+        assert "Follow the bias:" in perf and "Fade the bias" in perf and "Score vs next 4h |move|" in perf
+        one = await say(env, f"/perf {a.lower()} 90")
+        assert f"Performance of {a} · last 90 days" in one and "1 closed, 0 open" in one
+        assert (await say(env, "/perf 45")).startswith("Windows are 30, 90, 180 days")
+    finally:
+        await close_env(env)
