@@ -206,8 +206,8 @@ class LiqMapConfig(_Strict):
     @field_validator("interval")
     @classmethod
     def _known_interval(cls, v: str) -> str:
-        if v not in ("1m", "3m", "5m", "15m", "30m", "1h"):
-            raise ValueError("one of 1m, 3m, 5m, 15m, 30m, 1h")
+        if v not in ("5m", "15m", "30m", "1h"):     # periods both klines and openInterestHist serve
+            raise ValueError("one of 5m, 15m, 30m, 1h")
         return v
 
 

@@ -201,9 +201,10 @@ class LiqMap:
 
 
 def run(steps: Iterable[Step], params: Params, prints: Iterable[Print] = (), *, top_fraction: float = 0.25,
-        snapshot_every: int = 1) -> tuple[LiqMap, list[tuple[int, dict]]]:
+        snapshot_every: int = 1, frames_from_ms: int = 0) -> tuple[LiqMap, list[tuple[int, dict]]]:
     """Run the model over steps (ascending) with the realised prints (any order); returns the final map and its
-    levels after every `snapshot_every`-th step as (step time, {(side, bin): notional}) for the heatmap."""
+    levels after every `snapshot_every`-th step from `frames_from_ms` on, as (step time, {(side, bin): notional})
+    for the heatmap."""
     steps = list(steps)
     queue = sorted(prints, key=lambda p: p.ts)
     m = LiqMap(params, top_fraction)
@@ -216,6 +217,6 @@ def run(steps: Iterable[Step], params: Params, prints: Iterable[Print] = (), *, 
             j += 1
         m.step(s, [p for p in queue[i:j] if p.ts >= s.ts])
         i = j
-        if n % snapshot_every == 0 or n == len(steps) - 1:
+        if s.ts >= frames_from_ms and (n % snapshot_every == 0 or n == len(steps) - 1):
             frames.append((s.ts, dict(m.levels)))
     return m, frames
