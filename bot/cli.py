@@ -188,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from . import cli_run
     cli_run.register(sub)
+    from . import cli_liqmap
+    cli_liqmap.register(sub)
     return parser
 
 

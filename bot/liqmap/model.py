@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Literal
 
 Side = Literal["long", "short"]
+CHANCE_RANGE = 0.02           # the accuracy's chance baseline looks at prices within ±2 % of each print
 
 
 def liquidation_price(entry: float, leverage: float, mmr: float, side: Side) -> float:
@@ -111,11 +112,17 @@ class Accuracy:
     (the map as it stood when the print's step began, one bin of tolerance either way)."""
     realised: float = 0.0
     inside: float = 0.0
+    chance: float = 0.0       # notional-weighted share a print would hit at a random price within ±CHANCE_RANGE
     prints: int = 0
 
     @property
     def share(self) -> float | None:
         return self.inside / self.realised if self.realised > 0 else None
+
+    @property
+    def baseline(self) -> float | None:
+        """What the same bands would catch by chance: the share of prices near each print that they cover."""
+        return self.chance / self.realised if self.realised > 0 else None
 
 
 @dataclass
@@ -192,12 +199,16 @@ class LiqMap:
 
     def _score(self, prints: Iterable[Print]) -> None:
         tops = {side: self.top_bins(side) for side in ("long", "short")}
+        reach = max(1, round(CHANCE_RANGE / self.params.bin_fraction))
         for p in prints:
             b = self.bin_of(p.price)
+            top = tops[p.side]
             self.accuracy.realised += p.notional
             self.accuracy.prints += 1
-            if tops[p.side] & {b - 1, b, b + 1}:
+            if top & {b - 1, b, b + 1}:
                 self.accuracy.inside += p.notional
+            covered = sum(1 for c in range(b - reach, b + reach + 1) if top & {c - 1, c, c + 1})
+            self.accuracy.chance += p.notional * covered / (2 * reach + 1)
 
 
 def run(steps: Iterable[Step], params: Params, prints: Iterable[Print] = (), *, top_fraction: float = 0.25,

@@ -90,5 +90,5 @@ def footnote(m: LiqMap, window_label: str) -> str:
         hit = "no realised liquidations recorded in the window yet"
     else:
         hit = (f"{acc.share:.0%} of realised liquidation notional ({money(acc.realised)}, {acc.prints} prints) "
-               f"fell inside the top-{m.top_fraction:.0%} estimated bands")
+               f"fell inside the top-{m.top_fraction:.0%} estimated bands (by chance: {acc.baseline:.0%})")
     return f"Estimate, not an order book. {window_label}: {hit}. {FLOOR_NOTE}"
