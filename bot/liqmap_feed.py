@@ -14,8 +14,9 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-from .config import Config
+from .config import Config, LiqMapConfig
 from .exchange.binance import BinanceClient, kline_weight
 from .exchange.force_orders import ForceOrderRecorder
 from .liqmap import WARM_UP_MS, Params, Print, Step, View, build, window_ms
@@ -23,6 +24,7 @@ from .store import Store
 
 log = logging.getLogger(__name__)
 
+DEFAULT_STREAM_URL = LiqMapConfig.model_fields["stream_url"].default
 INTERVAL_MS = {"5m": 300_000, "15m": 900_000, "30m": 1_800_000, "1h": 3_600_000}
 KLINES_PAGE = 1500
 OI_PAGE = 500
@@ -74,6 +76,15 @@ async def fetch_steps(client: BinanceClient, symbol: str, interval: str, since_m
         if len(page) < min(OI_PAGE, need):
             break
     return join_steps(klines, oi, step)
+
+
+def stream_url_for(configured: str, exchange_url: str) -> str:
+    """The force-order stream root: as configured, except that with the default (Binance's) and an exchange root
+    that is not Binance's — the simulator on loopback — the stream is that server's own `/ws`."""
+    if configured != DEFAULT_STREAM_URL or urlsplit(exchange_url).hostname == "fapi.binance.com":
+        return configured
+    parts = urlsplit(exchange_url)
+    return f"{'wss' if parts.scheme == 'https' else 'ws'}://{parts.netloc}/ws"
 
 
 @dataclass

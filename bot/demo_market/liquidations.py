@@ -86,24 +86,33 @@ class ForceOrderStream:
                                                             if not sim.unknown(s)]
         self.tick_s = tick_s
         self.sent = 0
+        self.served: list[list[int]] = []      # per connection: [from, to) simulated ms it has sent the prints of
         self._sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+        self._dropping: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=30)
         await ws.prepare(request)
         self._sockets.add(ws)
         last = self.sim.now_ms()
+        span = [last, last]
+        self.served.append(span)
         try:
-            while not ws.closed:
+            while not (ws.closed or ws in self._dropping):
                 await asyncio.sleep(self.tick_s)
                 now = self.sim.now_ms()
-                if now <= last:
+                if now <= last or ws.closed or ws in self._dropping:
                     continue
                 events = [e for s in self.symbols for e in force_orders(self.sim, s, last, now)]
                 last = now
                 for e in sorted(events, key=lambda e: e["o"]["T"]):
+                    if ws.closed or ws in self._dropping:
+                        break
                     await ws.send_json(e)
                     self.sent += 1
+                    span[1] = e["o"]["T"] + 1
+                else:
+                    span[1] = now
         except ConnectionResetError:
             pass
         finally:
@@ -113,6 +122,7 @@ class ForceOrderStream:
     async def drop(self) -> int:
         """Close every open stream (as Binance does at its 24-hour limit or on maintenance)."""
         socks = list(self._sockets)
+        self._dropping.update(socks)          # nothing more is sent on them, even while the close handshake runs
         for ws in socks:
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"dropped")
         return len(socks)

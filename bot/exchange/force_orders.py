@@ -64,8 +64,18 @@ class ForceOrderRecorder:
         self.connections = 0
         self.received = 0
         self.connected = asyncio.Event()
+        self._batch: list[Print] = []             # received, not yet handed to the sink (every flush_s)
 
     async def run(self) -> None:
+        flusher = asyncio.create_task(self._flush_every())
+        try:
+            await self._run()
+        finally:
+            flusher.cancel()
+            await asyncio.gather(flusher, return_exceptions=True)
+            await self._flush()
+
+    async def _run(self) -> None:
         delay = self.backoff_s[0]
         lost_at: int | None = None
         async with aiohttp.ClientSession() as session:
@@ -92,32 +102,29 @@ class ForceOrderRecorder:
                 self.connected.clear()
                 if up:
                     lost_at = self.now_ms()
-                log.warning("force-order stream lost (%s); reconnecting in %.0f s", why, delay)
+                log.warning("force-order stream lost (%s); reconnecting in %.1f s", why, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.backoff_s[1])
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        batch: list[Print] = []
-        flushed = time.monotonic()
-        try:
-            while True:
-                try:
-                    msg = await ws.receive(timeout=self.flush_s)
-                except asyncio.TimeoutError:
-                    msg = None
-                if msg is not None and msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
-                                                    aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.ERROR):
-                    return
-                if msg is not None and msg.type == aiohttp.WSMsgType.TEXT:
-                    self._take(msg.data, batch)
-                if batch and (msg is None or time.monotonic() - flushed >= self.flush_s or len(batch) >= 500):
-                    await self.sink(batch)
-                    batch, flushed = [], time.monotonic()
-        finally:
-            if batch:
-                await self.sink(batch)
+        """Until the connection ends. (No receive timeout: aiohttp marks a socket closed when one expires.)"""
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                self._take(msg.data)
+            elif msg.type == aiohttp.WSMsgType.ERROR:
+                return
 
-    def _take(self, text: str, batch: list[Print]) -> None:
+    async def _flush_every(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_s)
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if self._batch:
+            batch, self._batch = self._batch, []
+            await self.sink(batch)
+
+    def _take(self, text: str) -> None:
         try:
             p = parse_force_order(json.loads(text))
         except (BadForceOrder, json.JSONDecodeError) as e:
@@ -125,4 +132,4 @@ class ForceOrderRecorder:
             return
         self.received += 1
         if p.symbol in self.symbols:
-            batch.append(p)
+            self._batch.append(p)
