@@ -14,7 +14,7 @@ from bot.exchange.force_orders import BadForceOrder, ForceOrderRecorder, parse_f
 from bot.liqmap import text
 from bot.liqmap_feed import refresh, stored_view, stream_url_for
 from bot.store import Store
-from tests.conftest import until
+from conftest import until
 
 BINANCE_DOC_EVENT = {"e": "forceOrder", "E": 1568014460893, "o": {
     "s": "BTCUSDT", "S": "SELL", "o": "LIMIT", "f": "IOC", "q": "0.014", "p": "9910", "ap": "9910", "X": "FILLED",
