@@ -17,7 +17,8 @@ from .config import Config, resolve_db_path
 from .errors import UserError
 from .exchange.binance import BinanceClient
 from .exchange.force_orders import parse_force_order
-from .liqmap import WARM_UP_MS, WINDOWS_MS, Params, Print, build, text, window_ms
+from .liqmap import Params, Print, text
+from .liqmap.view import WARM_UP_MS, WINDOWS_MS, build, window_ms
 from .liqmap_chart import render
 from .liqmap_feed import fetch_steps
 from .store import Store

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import LinearSegmentedColormap  # noqa: E402
 
-from .liqmap import View  # noqa: E402
+from .liqmap.view import View  # noqa: E402
 from .liqmap.read import money, price_text  # noqa: E402
 
 LONG_RGB, SHORT_RGB = (1.0, 0.45, 0.1), (0.2, 0.75, 1.0)      # long liquidations orange, short cyan
@@ -28,16 +28,6 @@ def _ramp(rgb: tuple[float, float, float], name: str) -> LinearSegmentedColormap
 
 def _dt(ms: int) -> float:
     return mdates.date2num(datetime.fromtimestamp(ms / 1000, timezone.utc))
-
-
-def _grids(v: View, b_lo: int, b_hi: int) -> tuple[np.ndarray, np.ndarray]:
-    longs = np.zeros((b_hi - b_lo + 1, len(v.frames)))
-    shorts = np.zeros_like(longs)
-    for j, (_, levels) in enumerate(v.frames):
-        for (side, b), notional in levels.items():
-            if b_lo <= b <= b_hi:
-                (longs if side == "long" else shorts)[b - b_lo, j] = notional
-    return longs, shorts
 
 
 def _prints(ax, v: View, bucket_ms: int) -> None:
@@ -66,16 +56,13 @@ def render(v: View) -> bytes:
 
 
 def _render(v: View) -> bytes:
-    m, steps, r = v.map, v.steps, v.reading
-    lo, hi = min(s.low for s in steps), max(s.high for s in steps)
-    pad = max((hi - lo) * 0.35, r.price * 0.02)
-    b_lo, b_hi = m.bin_of(lo - pad), m.bin_of(hi + pad)
-    longs, shorts = _grids(v, b_lo, b_hi)
+    m, steps, r, h = v.map, v.steps, v.reading, v.heatmap
+    longs, shorts = h.longs, h.shorts
     both = np.concatenate([longs[longs > 0], shorts[shorts > 0]])
     top = float(np.percentile(both, 99)) if both.size else 1.0      # a few huge bins do not wash out the rest
     step_ms = steps[1].ts - steps[0].ts if len(steps) > 1 else 300_000
-    x_edges = [_dt(t) for t, _ in v.frames] + [_dt(v.frames[-1][0] + step_ms)]
-    y_edges = [(1 + m.params.bin_fraction) ** b for b in range(b_lo, b_hi + 2)]
+    x_edges = [_dt(t) for t in h.times] + [_dt(steps[-1].ts + step_ms)]
+    y_edges = [(1 + m.params.bin_fraction) ** b for b in range(h.b_lo, h.b_hi + 2)]
 
     fig, ax = plt.subplots(figsize=(9, 6), dpi=100)
     fig.patch.set_facecolor("white")

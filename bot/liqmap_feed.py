@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from .config import Config, LiqMapConfig
 from .exchange.binance import BinanceClient, kline_weight
 from .exchange.force_orders import ForceOrderRecorder
-from .liqmap import WARM_UP_MS, Params, Print, Step, View, build, window_ms
+from .liqmap import Params, Print, Step
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -111,8 +111,10 @@ async def refresh(cfg: Config, client: BinanceClient, store: Store, now_ms: int 
     return RefreshReport(len(lc.symbols), total, cost.weight, cost.requests)
 
 
-def stored_view(cfg: Config, store: Store, symbol: str, window: str) -> View:
-    """The map of `window` from what the store holds (steps with warm-up, recorded prints)."""
+def stored_view(cfg: Config, store: Store, symbol: str, window: str):
+    """The map of `window` (a `bot.liqmap.view.View`) from what the store holds (steps with warm-up, recorded
+    prints). numpy (the heatmap grid) is imported on the first map, as matplotlib is on the first /chart."""
+    from .liqmap.view import WARM_UP_MS, build, window_ms
     since = _latest(store, symbol) - window_ms(window) - WARM_UP_MS
     return build(symbol, window, store.liq_steps(symbol, since), store.liq_prints(symbol, since),
                  Params.from_config(cfg.liqmap), cfg.liqmap.top_fraction)

@@ -122,10 +122,11 @@ def test_accuracy_counts_prints_inside_the_top_bands_of_their_side():
     prints = [Print(650_000, "X", "long", lev10, 100.0),              # inside: the biggest long band
               Print(660_000, "X", "long", 80.0, 100.0),               # far from any band
               Print(670_000, "X", "short", lev10, 100.0)]             # no short estimate at all
-    m, frames = run(steps, PARAMS, prints)
+    seen = []
+    m = run(steps, PARAMS, prints, on_step=lambda s, _m: seen.append(s.ts))
     assert m.accuracy.prints == 3
     assert m.accuracy.inside == pytest.approx(lev10 * 100)
-    assert len(frames) == 3
+    assert seen == [0, 300_000, 600_000]
 
 
 def test_read_names_the_nearest_large_cluster_each_side_and_the_bias():

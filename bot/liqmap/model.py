@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Iterable, Literal
+from typing import Callable, Iterable, Literal
 
 Side = Literal["long", "short"]
 CHANCE_RANGE = 0.02           # the accuracy's chance baseline looks at prices within ±2 % of each print
@@ -212,14 +212,12 @@ class LiqMap:
 
 
 def run(steps: Iterable[Step], params: Params, prints: Iterable[Print] = (), *, top_fraction: float = 0.25,
-        snapshot_every: int = 1, frames_from_ms: int = 0) -> tuple[LiqMap, list[tuple[int, dict]]]:
-    """Run the model over steps (ascending) with the realised prints (any order); returns the final map and its
-    levels after every `snapshot_every`-th step from `frames_from_ms` on, as (step time, {(side, bin): notional})
-    for the heatmap."""
+        on_step: Callable[[Step, LiqMap], None] | None = None) -> LiqMap:
+    """Run the model over steps (ascending) with the realised prints (any order); `on_step` sees the map after
+    each step (the heatmap takes its columns from it)."""
     steps = list(steps)
     queue = sorted(prints, key=lambda p: p.ts)
     m = LiqMap(params, top_fraction)
-    frames: list[tuple[int, dict]] = []
     i = 0
     for n, s in enumerate(steps):
         end = steps[n + 1].ts if n + 1 < len(steps) else math.inf
@@ -228,6 +226,6 @@ def run(steps: Iterable[Step], params: Params, prints: Iterable[Print] = (), *, 
             j += 1
         m.step(s, [p for p in queue[i:j] if p.ts >= s.ts])
         i = j
-        if s.ts >= frames_from_ms and (n % snapshot_every == 0 or n == len(steps) - 1):
-            frames.append((s.ts, dict(m.levels)))
-    return m, frames
+        if on_step is not None:
+            on_step(s, m)
+    return m
