@@ -68,6 +68,7 @@ async def test_a_dropped_stream_reconnects_and_loses_only_the_gap(caplog):
 
     async with BinanceSimServer(sim) as server:
         server.force_orders.tick_s = 0.05
+        server.force_orders.symbols = ["BTCUSDT", "ETHUSDT"]
         url = stream_url_for(Config().liqmap.stream_url, server.base_url)
         rec = ForceOrderRecorder(url, ["BTCUSDT", "ETHUSDT"], sink, backoff_s=(0.2, 1), flush_s=0.1,
                                  now_ms=sim.now_ms)
