@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.config import LiqMapConfig
-from bot.liqmap import LiqMap, Params, Print, Step, liquidation_price, read, run, text
+from bot.liqmap import LiqMap, Params, Print, Step, clusters_within, liquidation_price, read, run, text
 
 PARAMS = Params.from_config(LiqMapConfig())
 leverages = st.floats(min_value=1.5, max_value=125)
@@ -139,3 +139,17 @@ def test_read_names_the_nearest_large_cluster_each_side_and_the_bias():
     t = text(r)
     assert "With ETH at $100.00, the nearest large liquidation cluster below price sits at $" in t
     assert math.isclose(r.below.distance, (100 - r.below.price) / 100)
+
+
+def test_clusters_within_x_percent_of_price_are_the_top_quartile_ones_only():
+    m = LiqMap(PARAMS)
+    m.step(step(0, 100, 100, 100, 100, 1000.0))
+    m.step(step(300_000, 100, 100, 100, 100, 3000.0, buy=0.8))
+    # per side, 5 levels: the top quarter is the two largest slices, 10x (30 %) and 25x (25 %), not 100x (0.6 %)
+    assert clusters_within(m, 100.0, 0.01) == []
+    near = clusters_within(m, 100.0, 0.05)                      # the 25x levels, about 3.5 % either side
+    assert [c.side for c in near] == ["short", "long"] and all(0.034 < c.distance < 0.037 for c in near)
+    far = clusters_within(m, 100.0, 0.10)                       # and the 10x ones: 8.9 % above, 9.0 % below
+    assert [c.side for c in far] == ["short", "long", "short", "long"] and far[-1].distance < 0.091
+    tops = m.top_bins("long") | m.top_bins("short")
+    assert all(m.bin_of(c.price) in tops for c in clusters_within(m, 100.0, 0.5))

@@ -52,6 +52,19 @@ def read(m: LiqMap, symbol: str, price: float) -> Reading:
     return Reading(symbol, price, cluster("long"), cluster("short"), bias, long_near, short_near)
 
 
+def clusters_within(m: LiqMap, price: float, within: float) -> list[Cluster]:
+    """The top-quartile (`top_fraction`) bins of either side within `within` (a fraction) of price, nearest first:
+    what the opt-in watchlist rule "price within X % of a large cluster" fires on."""
+    found = []
+    for side in ("long", "short"):
+        for b in m.top_bins(side):
+            p = m.bin_price(b)
+            d = abs(p - price) / price
+            if d <= within and (p < price if side == "long" else p > price):
+                found.append(Cluster(p, m.levels[(side, b)], d, side))
+    return sorted(found, key=lambda c: (c.distance, c.side))
+
+
 def money(x: float) -> str:
     """$1,788.03 / $0.1234 / $12.3M: prices keep their digits, notionals are rounded to a unit."""
     if x >= 1e9:
