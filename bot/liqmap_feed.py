@@ -115,17 +115,13 @@ def stored_view(cfg: Config, store: Store, symbol: str, window: str):
     """The map of `window` (a `bot.liqmap.view.View`) from what the store holds (steps with warm-up, recorded
     prints). numpy (the heatmap grid) is imported on the first map, as matplotlib is on the first /chart."""
     from .liqmap.view import WARM_UP_MS, build, window_ms
-    since = _latest(store, symbol) - window_ms(window) - WARM_UP_MS
-    return build(symbol, window, store.liq_steps(symbol, since), store.liq_prints(symbol, since),
-                 Params.from_config(cfg.liqmap), cfg.liqmap.top_fraction)
-
-
-def _latest(store: Store, symbol: str) -> int:
-    steps = store.liq_steps(symbol, 0)[-1:]        # small: bounded by history_days
-    if not steps:
+    last = store.last_liq_step(symbol)
+    if last is None:
         raise LookupError(f"no LiqMap data for {symbol} yet: it is refreshed every few minutes for "
                           "the symbols in liqmap.symbols")
-    return steps[-1].ts
+    since = last - window_ms(window) - WARM_UP_MS
+    return build(symbol, window, store.liq_steps(symbol, since), store.liq_prints(symbol, since),
+                 Params.from_config(cfg.liqmap), cfg.liqmap.top_fraction)
 
 
 class LiqMapFeed:
