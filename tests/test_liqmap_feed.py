@@ -113,3 +113,22 @@ async def test_refresh_weight_and_the_stored_view():
     with pytest.raises(LookupError, match="no LiqMap data for BTCUSDT"):
         stored_view(cfg, store, "BTCUSDT", "24h")
     store.close()
+
+
+def test_the_cli_writes_the_png_and_prints_the_read(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "btc.png"
+    run = subprocess.run([sys.executable, "-m", "bot", "liqmap", "BTCUSDT", "--simulate", "--out", str(out)], cwd=root,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("With BTC at $") and "nearest large liquidation cluster below price sits at $" in lines[0]
+    assert "above price" in lines[1] and lines[2].startswith("Bias: ")
+    assert "fell inside the top-25% estimated bands (by chance:" in lines[3] and "a floor" in lines[3]
+    assert lines[4] == f"wrote {out}" and out.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and out.stat().st_size > 50_000
+    bad = subprocess.run([sys.executable, "-m", "bot", "liqmap", "FOO", "--simulate", "--out", str(out)], cwd=root,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "FOOUSDT): Binance error -1121: Invalid symbol." in bad.stderr
