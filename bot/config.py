@@ -203,6 +203,15 @@ class LiqMapConfig(_Strict):
             raise ValueError(f"the shares must add up to 1 (they add up to {sum(b.share for b in v):g})")
         return v
 
+    @field_validator("symbols")
+    @classmethod
+    def _exchange_symbols(cls, v: list[str]) -> list[str]:
+        out = [s.strip().upper() for s in v]
+        bad = [s for s in out if not s.isalnum() or not s.endswith("USDT") or s == "USDT"]
+        if bad:
+            raise ValueError(f"write exchange symbols such as BTCUSDT, not {', '.join(bad)}")
+        return list(dict.fromkeys(out))
+
     @field_validator("interval")
     @classmethod
     def _known_interval(cls, v: str) -> str:

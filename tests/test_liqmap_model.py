@@ -36,6 +36,9 @@ def test_config_shares_must_add_up_to_one_and_mmr_stay_below_one_over_leverage()
         LiqMapConfig(leverage_mix=[{"leverage": 10, "share": 0.5, "mmr": 0.01}])
     with pytest.raises(ValueError, match="below 1/leverage"):
         LiqMapConfig(leverage_mix=[{"leverage": 100, "share": 1, "mmr": 0.01}])
+    with pytest.raises(ValueError, match="exchange symbols such as BTCUSDT, not BTC"):
+        LiqMapConfig(symbols=["btc"])
+    assert LiqMapConfig(symbols=[" ethusdt", "ETHUSDT"]).symbols == ["ETHUSDT"]
 
 
 @given(st.floats(min_value=1, max_value=1e5), st.floats(min_value=0, max_value=1))
