@@ -31,6 +31,7 @@ from .clock import SYSTEM_CLOCK, Clock
 from .config import Config
 from .cycle import MarketSource
 from .engine import CycleReport, Engine, Recipient, Route
+from .errors import UserError
 from .exchange.binance import BinanceClient
 from .outbox import DeliveryWorker, Sender
 from .outcomes import OutcomeTracker, performance_report
@@ -57,7 +58,7 @@ class BotQueries:
     def __init__(self, store: Store, watchlists: WatchlistRegistry, market: MarketSnapshot, public_key: str,
                  cfg: Config | None = None):
         self._store, self._watchlists, self._market = store, watchlists, market
-        self.cfg = cfg or Config()          # evaluation and score settings of the performance report
+        self.cfg = cfg or Config()          # evaluation, score and LiqMap settings the reports use
         self.public_key = public_key        # the signing key's public half: what seals are checked against
 
     @property
@@ -81,6 +82,22 @@ class BotQueries:
     async def chart(self, symbol: str) -> bytes:
         from .chart import render_chart
         return await asyncio.to_thread(render_chart, self._store, symbol)
+
+    async def liqmap(self, symbol: str, window: str) -> tuple[bytes, str]:
+        from .liqmap import text
+        from .liqmap_chart import render
+        from .liqmap_feed import stored_view
+        covered = self.cfg.liqmap.symbols
+        if symbol not in covered:
+            raise UserError(f"The LiqMap covers {', '.join(covered)} (liqmap.symbols); not {symbol}.")
+
+        def build() -> tuple[bytes, str]:
+            try:
+                v = stored_view(self.cfg, self._store, symbol, window)
+            except LookupError as e:
+                raise UserError(f"{e}. Try again in a few minutes.") from None
+            return render(v), f"{text(v.reading)}\n{v.footnote}"
+        return await asyncio.to_thread(build)
 
     async def public_signals(self, limit: int = 50, symbol: str | None = None,
                              since_ms: int | None = None) -> list[dict]:
@@ -506,6 +523,11 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True,
     scheduler.add_job(housekeeping, IntervalTrigger(seconds=HOUSEKEEPING_S), args=[svc], id="watchlists")
     scheduler.add_job(hourly_housekeeping, IntervalTrigger(hours=1), args=[svc], id="prune",
                       next_run_time=datetime.now(timezone.utc) + timedelta(minutes=1))
+    feed = liqmap_feed(svc) if source is None else None     # a replaced market source (tests): no LiqMap
+    if feed is not None:
+        scheduler.add_job(feed.scheduled_refresh, IntervalTrigger(seconds=cfg.liqmap.refresh_minutes * 60),
+                          id="liqmap", next_run_time=datetime.now(timezone.utc))
+        feed.start_recording()
     scheduler.start()
     worker_stop = asyncio.Event()
     worker_task = asyncio.create_task(worker.run(worker_stop))
@@ -534,9 +556,19 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True,
             await asyncio.wait_for(adapter.stop(), timeout=max(0.1, deadline - time.monotonic()))
         except Exception as e:
             log.warning("adapter %s stop: %s", type(adapter).__name__, e)
+    if feed is not None:
+        await feed.stop()
     await svc.client.aclose()
     svc.store.close()
     log.info("stopped")
+
+
+def liqmap_feed(svc: Services):
+    """The LiqMap's refresh job and force-order recorder (none when liqmap.symbols is empty)."""
+    from .liqmap_feed import LiqMapFeed, stream_url_for
+    if not svc.cfg.liqmap.symbols:
+        return None
+    return LiqMapFeed(svc.cfg, svc.client, svc.store, stream_url_for(svc.cfg.liqmap.stream_url, svc.client.base_url))
 
 
 def delivery_worker(svc: Services, clock: Clock = SYSTEM_CLOCK) -> DeliveryWorker:

@@ -190,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli_run.register(sub)
     from . import cli_signals
     cli_signals.register(sub)
+    from . import cli_liqmap
+    cli_liqmap.register(sub)
     return parser
 
 

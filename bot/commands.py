@@ -493,3 +493,18 @@ async def cmd_reload(ctx: Context) -> Reply:
     errors = await asyncio.to_thread(ctx.queries.watchlists.load_all)
     return Reply(text=f"Reloaded {len(ctx.queries.watchlists.items())} watchlists."
                  + ("\nProblems (last good versions stay active):\n" + "\n".join(errors) if errors else ""))
+
+
+LIQMAP_WINDOWS = ("1h", "4h", "12h", "24h", "1w")
+
+
+@command("liqmap", "estimated liquidation heatmap, nearest clusters above/below", Param("symbol", "BTC or ETH", True,
+         kind="symbol"), Param("window", "1h, 4h, 12h, 24h (default) or 1w", choices=LIQMAP_WINDOWS), slow=True)
+async def cmd_liqmap(ctx: Context) -> Reply:
+    _need_args(ctx, 1, "/liqmap SYMBOL [1h|4h|12h|24h|1w]")
+    sym = resolve_symbol(ctx, ctx.args[0])
+    window = ctx.args[1].lower() if len(ctx.args) > 1 else "24h"
+    if window not in LIQMAP_WINDOWS:
+        raise UserError(f"Unknown window {ctx.args[1]!r}: one of {', '.join(LIQMAP_WINDOWS)}.")
+    png, text = await ctx.queries.liqmap(sym, window)
+    return Reply(title=f"{sym} LiqMap (estimated) · last {window}", text=text, image=png)

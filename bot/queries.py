@@ -105,6 +105,8 @@ class Queries(Protocol):
 
     async def chart(self, symbol: str) -> bytes: ...
 
+    async def liqmap(self, symbol: str, window: str) -> tuple[bytes, str]: ...   # PNG, text read + footnote (UserError)
+
     @property
     def public_key(self) -> str: ...                          # the key receipts are signed with (hex)
 

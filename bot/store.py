@@ -20,6 +20,7 @@ from typing import Callable, Iterable, Iterator
 from .records import (Closing, CycleRecord, FiredRow, InclusionProof, ManifestRow, OIPoint,  # noqa: F401
                       OutboxEntry, OutboxRow, OutboxStatus, ScoredRow, SealedCycle, SignalRecord, StoredCycle,
                       StoredManifest, StoredSignal, SymbolStateRow)
+from .liqmap import Print, Step
 from .score import rank_key
 
 # Seals the cycle being committed, inside its transaction: given the cycle's signals as stored (by id) and the
@@ -69,6 +70,18 @@ CREATE TABLE IF NOT EXISTS manifests (
 );
 """
 
+
+# LiqMap (bot/liqmap): model steps (candle with taker-buy volume + OI at its close) and realised liquidation prints.
+LIQMAP_SCHEMA = """
+CREATE TABLE IF NOT EXISTS liq_steps (
+    symbol TEXT NOT NULL, ts INTEGER NOT NULL, open REAL NOT NULL, high REAL NOT NULL, low REAL NOT NULL,
+    close REAL NOT NULL, base_volume REAL NOT NULL, quote_volume REAL NOT NULL, taker_buy_quote REAL NOT NULL,
+    oi REAL, PRIMARY KEY (symbol, ts));
+CREATE TABLE IF NOT EXISTS liq_prints (
+    symbol TEXT NOT NULL, ts INTEGER NOT NULL, side TEXT NOT NULL, price REAL NOT NULL, qty REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS liq_prints_by_symbol ON liq_prints (symbol, ts);
+"""
+
 OUTBOX_COLUMNS = ("id", "key", "recipient", "channel", "address", "created", "due", "signal_ids",
                   "status", "attempts", "last_error", "sent", "parts_sent", "digest_key")
 # Columns added after the first release: (table, column, definition). A database file made before them gets
@@ -105,6 +118,7 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(SCHEMA)
+        self._db.executescript(LIQMAP_SCHEMA)
         self._migrate()
         self.file = self._main_file()           # the file SQLite opened (absolute), None in memory
         self._identity = _identity(self.file) if self.file else None
@@ -505,6 +519,45 @@ class Store:
                 "SELECT ts, symbol, score, payload FROM scores WHERE ts IN "
                 "(SELECT MIN(ts) FROM cycles WHERE ts >= ? GROUP BY ts / ?) ORDER BY ts, symbol",
                 (since_ms, int(period_ms))).fetchall()
+    # ---- LiqMap: model steps and realised liquidation prints (portable SQL; bot/liqmap_feed.py writes them) ----
+    def add_liq_steps(self, symbol: str, steps: Iterable[Step]) -> int:
+        """Upsert: the still-open candle is rewritten by the next refresh."""
+        rows = [(symbol, s.ts, s.open, s.high, s.low, s.close, s.base_volume, s.quote_volume, s.taker_buy_quote, s.oi)
+                for s in steps]
+        with self._tx() as db:
+            db.executemany("INSERT OR REPLACE INTO liq_steps VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+        return len(rows)
+
+    def liq_steps(self, symbol: str, since_ms: int) -> list[Step]:
+        with self._lock:
+            rows = self._db.execute("SELECT ts, open, high, low, close, base_volume, quote_volume, taker_buy_quote, oi "
+                                    "FROM liq_steps WHERE symbol=? AND ts>=? ORDER BY ts", (symbol, since_ms)).fetchall()
+        return [Step(*r) for r in rows]
+
+    def last_liq_step(self, symbol: str) -> int | None:
+        """The open time of the newest step stored with its open interest (None: none yet)."""
+        with self._lock:
+            row = self._db.execute("SELECT MAX(ts) FROM liq_steps WHERE symbol=? AND oi IS NOT NULL",
+                                   (symbol,)).fetchone()
+        return row[0]
+
+    def add_liq_prints(self, prints: Iterable[Print]) -> int:
+        rows = [(p.symbol, p.ts, p.side, p.price, p.qty) for p in prints]
+        with self._tx() as db:
+            db.executemany("INSERT INTO liq_prints VALUES (?,?,?,?,?)", rows)
+        return len(rows)
+
+    def liq_prints(self, symbol: str, since_ms: int) -> list[Print]:
+        with self._lock:
+            rows = self._db.execute("SELECT ts, symbol, side, price, qty FROM liq_prints WHERE symbol=? AND ts>=? "
+                                    "ORDER BY ts", (symbol, since_ms)).fetchall()
+        return [Print(*r) for r in rows]
+
+    def prune_liq(self, before_ms: int) -> int:
+        """Bounded retention: steps and prints before `before_ms` go."""
+        with self._tx() as db:
+            n = db.execute("DELETE FROM liq_steps WHERE ts < ?", (before_ms,)).rowcount
+            return n + db.execute("DELETE FROM liq_prints WHERE ts < ?", (before_ms,)).rowcount
 
 
 def _identity(path: str) -> tuple[int, int]:

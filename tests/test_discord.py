@@ -666,3 +666,27 @@ async def test_bot_perf_and_signals_slash_commands(server, make_svc, monkeypatch
     finally:
         await adapter.stop()
         svc.store.close()
+async def test_liqmap_slash_command_answers_with_the_heatmap_attached(server, make_svc, monkeypatch):
+    from bot.demo_market.binance_server import BinanceSimServer
+    from bot.demo_market.market import MarketSimulator
+    from bot.exchange.binance import BinanceClient
+    from bot.liqmap_feed import refresh
+    bot_env(monkeypatch, server)
+    svc = make_svc({"webhooks": []})
+    sim = MarketSimulator(n_symbols=30, seed=7)
+    async with BinanceSimServer(sim) as binance, BinanceClient(svc.cfg.exchange, base_url=binance.base_url) as client:
+        await refresh(svc.cfg, client, svc.store, sim.now_ms())             # what the 2-minute job stores
+    adapter = await start_bot(svc)
+    try:
+        assert [o["name"] for o in {c["name"]: c for c in server.synced_commands}["liqmap"]["options"]] == \
+            ["symbol", "window"]
+        res = await answer(server, "liqmap", [{"name": "symbol", "value": "eth"}, {"name": "window", "value": "4h"}])
+        assert res[0]["type"] == 5                                             # slow: deferred first
+        body = body_of(res)
+        assert body["attachments"][0]["filename"] == "chart.png"
+        e = body["embeds"][0]
+        assert e["title"] == "ETHUSDT LiqMap (estimated) · last 4h" and e["image"]["url"] == "attachment://chart.png"
+        assert "With ETH at $" in e["description"] and "no realised liquidations recorded" in e["description"]
+        assert "a floor" in e["description"]
+    finally:
+        await adapter.stop()

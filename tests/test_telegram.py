@@ -744,3 +744,23 @@ async def test_signals_signal_and_perf_show_outcomes_and_proofs(make_services, m
         assert (await say(env, "/perf 45")).startswith("Windows are 30, 90, 180 days")
     finally:
         await close_env(env)
+async def test_liqmap_answers_with_the_heatmap_and_the_text_read(env):
+    from bot.demo_market.liquidations import force_orders
+    from bot.exchange.force_orders import parse_force_order
+    from bot.liqmap_feed import refresh
+    sim = env.binance.sim
+    await refresh(env.svc.cfg, env.svc.client, env.svc.store, sim.now_ms())      # what the 2-minute job stores
+    env.svc.store.add_liq_prints(parse_force_order(e) for e in force_orders(sim, "ETHUSDT", sim.now_ms() - 86_400_000,
+                                                                             sim.now_ms()))
+    before = len(env.tg.sent(CHAT))
+    env.tg.push_message(CHAT, "/liqmap eth")
+    await until(lambda: any("a floor" in m.get("plain", m.get("caption", "")) for m in env.tg.sent(CHAT)[before:]),
+                timeout=20, what="liqmap", tg=env.tg)
+    photo, *rest = env.tg.sent(CHAT)[before:]
+    assert photo["method"] == "sendPhoto" and photo["photo"].startswith(PNG) and len(photo["photo"]) > 20_000
+    assert photo["caption"].startswith("<b>ETHUSDT LiqMap (estimated) · last 24h</b>")
+    read = " ".join(m.get("plain", m.get("caption", "")) for m in [photo, *rest])
+    assert "With ETH at $" in read and "nearest large liquidation cluster below price sits at $" in read
+    assert "fell inside the top-25% estimated bands" in read and "Bias:" in read
+    assert "The LiqMap covers BTCUSDT, ETHUSDT" in await say(env, "/liqmap sol")
+    assert "Unknown window '2d'" in await say(env, "/liqmap btc 2d")
