@@ -10,6 +10,11 @@ and a directory of 20 watchlists (so alerts are routed and printed). The bot's V
 cross-checked with getrusage(RUSAGE_CHILDREN).ru_maxrss once it has exited.
 
 Run: python bench/memory.py [--cycles 15] [--symbols 600] [--timeout 110]
+
+LiqMap (appended): `python bench/memory.py --liqmap` measures, in a child process, what two LiqMap symbols over 7
+days of history add to the bot's memory (target <= 20 MB): the refresh's 7-day backfill into the store, 7 days of
+recorded force orders, then the 1w map built and rendered for each symbol (three times); VmRSS after it against
+VmRSS before it, and the peak (VmHWM). The simulator runs in its own process.
 """
 from __future__ import annotations
 
@@ -167,5 +172,87 @@ def main() -> None:
     result("memory", f"peak RSS @{a.symbols} symbols, 48h", peak_mb, TARGET_MB, "MB")
 
 
+# ---- LiqMap: two symbols over 7 days of history (target <= 20 MB) -------------------------------------------
+LIQMAP_TARGET_MB = 20.0
+
+
+def liqmap_child(url: str, db: str) -> None:
+    """In the child: RSS before and after the LiqMap's 7 days (the bot's modules, matplotlib included, imported
+    first: /chart imports it in any running bot). Prints one JSON line."""
+    import asyncio
+    import gc
+    import json
+
+    import bot.app  # noqa: F401   the running bot's modules
+    import bot.chart  # noqa: F401  matplotlib, as /chart has it
+    from bot.config import Config
+    from bot.demo_market.liquidations import force_orders
+    from bot.demo_market.market import MarketSimulator
+    from bot.exchange.binance import BinanceClient
+    from bot.exchange.force_orders import parse_force_order
+    from bot.liqmap_chart import render
+    from bot.liqmap_feed import refresh, stored_view
+    from bot.store import Store
+
+    cfg = Config.model_validate({"exchange": {"weight_limit": 10**6, "data_limit_per_5m": 10**6}})
+    store = Store(db)
+    sim = MarketSimulator(n_symbols=30, seed=7)      # the server's market: its 7 days of prints, as if recorded
+    prints = 0
+    for sym in cfg.liqmap.symbols:                    # (the simulator is the bench's, not the bot's: stored first)
+        prints += store.add_liq_prints([parse_force_order(e) for e in
+                                        force_orders(sim, sym, sim.now_ms() - 7 * 86_400_000, sim.now_ms())])
+    del sim
+    bot.chart.render_chart(store, "BTCUSDT")          # a running bot that has drawn one /chart: matplotlib warm
+    gc.collect()
+    before = proc_status_self()
+
+    async def fill() -> None:
+        async with BinanceClient(cfg.exchange, base_url=url) as client:
+            await refresh(cfg, client, store)
+
+    asyncio.run(fill())
+    pngs = 0
+    for _ in range(3):
+        for sym in cfg.liqmap.symbols:
+            pngs += len(render(stored_view(cfg, store, sym, "1w")))
+    gc.collect()
+    after = proc_status_self()
+    steps = sum(len(store.liq_steps(s, 0)) for s in cfg.liqmap.symbols)
+    print(json.dumps({"before_kb": before["VmRSS"], "after_kb": after["VmRSS"], "peak_kb": after["VmHWM"],
+                      "steps": steps, "prints": prints, "png_bytes": pngs}), flush=True)
+
+
+def proc_status_self() -> dict[str, int]:
+    import os
+    return proc_status(os.getpid())
+
+
+def liqmap_main() -> None:
+    import json
+    banner("memory: what two LiqMap symbols over 7 days add to the bot (target <= 20 MB)")
+    with tempfile.TemporaryDirectory(prefix="bench-liqmem-") as tmpdir, \
+            SimServerProcess(30, weight_limit=10**9, futures_data_limit=10**9) as srv:
+        out = subprocess.run([sys.executable, __file__, "--liqmap-child", srv.url, str(Path(tmpdir) / "bot.db")],
+                             cwd=ROOT, capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        print(f"child failed ({out.returncode}):\n{out.stderr[-2000:]}")
+        return
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    grew = (r["after_kb"] - r["before_kb"]) / 1024
+    peak = (r["peak_kb"] - r["before_kb"]) / 1024
+    print(f"stored: {r['steps']} steps (7 days of 5-minute candles + OI, 2 symbols), {r['prints']} force orders; "
+          f"rendered 6 maps of 1w ({r['png_bytes'] // 6 // 1024} kB each)")
+    print(f"VmRSS {r['before_kb'] / 1024:.1f} MB before -> {r['after_kb'] / 1024:.1f} MB after: {grew:+.1f} MB; "
+          f"peak (VmHWM) {peak:+.1f} MB above the start")
+    print(f"LiqMap growth {grew:.1f} MB vs {LIQMAP_TARGET_MB:g} MB: {ratio(grew, LIQMAP_TARGET_MB)}")
+    print("reproduce: python bench/memory.py --liqmap")
+    result("memory", "LiqMap growth, 2 symbols x 7 days", grew, LIQMAP_TARGET_MB, "MB")
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--liqmap-child"]:
+        liqmap_child(sys.argv[2], sys.argv[3])
+    elif sys.argv[1:2] == ["--liqmap"]:
+        liqmap_main()
+    else:
+        main()

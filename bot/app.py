@@ -31,12 +31,14 @@ from .adapters.console import ConsoleSender
 from .clock import SYSTEM_CLOCK, Clock
 from .config import Config
 from .cycle import MarketSource
+from .database import Leadership
 from .engine import CycleReport, Engine, Recipient, Route
+from .errors import UserError
 from .exchange.binance import BinanceClient
 from .outbox import DeliveryWorker, Sender
+from .outcomes import OutcomeTracker, performance_report
 from .progress import progress_printer
 from .queries import MarketSnapshot, Snapshot, Stats
-from .database import Leadership
 from .roles import Gate, Role, follow_cycles, runs, shared_pacer
 from .rules import FilterSubscriber
 from .sealing import Sealer, SigningKey, check_bundle, load_signing_key, signal_bundle
@@ -56,8 +58,10 @@ class BotQueries:
     registry, and the database reads they need run in a worker thread (never on the event loop, where a
     commit holding the store's lock would stall every chat)."""
 
-    def __init__(self, store: Store, watchlists: WatchlistRegistry, market: MarketSnapshot, public_key: str):
+    def __init__(self, store: Store, watchlists: WatchlistRegistry, market: MarketSnapshot, public_key: str,
+                 cfg: Config | None = None):
         self._store, self._watchlists, self._market = store, watchlists, market
+        self.cfg = cfg or Config()          # evaluation, score and LiqMap settings the reports use
         self.public_key = public_key        # the signing key's public half: what seals are checked against
 
     @property
@@ -82,6 +86,22 @@ class BotQueries:
         from .chart import render_chart
         return await asyncio.to_thread(render_chart, self._store, symbol)
 
+    async def liqmap(self, symbol: str, window: str) -> tuple[bytes, str]:
+        from .liqmap import text
+        from .liqmap_chart import render
+        from .liqmap_feed import stored_view
+        covered = self.cfg.liqmap.symbols
+        if symbol not in covered:
+            raise UserError(f"The LiqMap covers {', '.join(covered)} (liqmap.symbols); not {symbol}.")
+
+        def build() -> tuple[bytes, str]:
+            try:
+                v = stored_view(self.cfg, self._store, symbol, window)
+            except LookupError as e:
+                raise UserError(f"{e}. Try again in a few minutes.") from None
+            return render(v), f"{text(v.reading)}\n{v.footnote}"
+        return await asyncio.to_thread(build)
+
     async def public_signals(self, limit: int = 50, symbol: str | None = None,
                              since_ms: int | None = None) -> list[dict]:
         """Market-wide signals, newest first (one symbol's, since a time): the web page's read, no recipient."""
@@ -94,6 +114,9 @@ class BotQueries:
     async def signal_proof(self, signal_id: str) -> tuple[dict, list] | None:
         bundle = await asyncio.to_thread(signal_bundle, self._store, signal_id)
         return None if bundle is None else (bundle, check_bundle(bundle, self.public_key))
+
+    async def performance(self, symbol: str | None, days: int) -> dict:
+        return await asyncio.to_thread(performance_report, self._store, self.cfg, days, symbol)
 
 
 class SenderTable(Mapping[str, Sender]):
@@ -259,7 +282,7 @@ class Services:
     senders: SenderTable = field(init=False)
 
     def __post_init__(self) -> None:
-        self.queries = BotQueries(self.store, self.watchlists, self.market, self.signing.public_key)
+        self.queries = BotQueries(self.store, self.watchlists, self.market, self.signing.public_key, self.cfg)
         self.senders = SenderTable(self.console, self.adapters)
 
     def register(self, adapter: ChatAdapter) -> ChatAdapter:
@@ -452,8 +475,6 @@ def hourly_housekeeping(svc: Services) -> None:
     if last:
         pruned = svc.store.prune_history(last["ts"] - svc.cfg.history.retention_hours * 3_600_000)
         log.info("history pruned rows=%d", pruned)
-    from .outcomes import record_outcomes
-    record_outcomes(svc.store)
 
 
 async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True,
@@ -474,7 +495,9 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True,
                 sender.pace = shared_pacer(svc.store.reserve_send_slot, f"{adapter.channel}-bot",
                                            cfg.telegram.bot_messages_per_s)
     engine = Engine(cfg, svc.store, svc.client, svc.recipients, progress=_backfill_progress(), source=source,
-                    sealer=Sealer(svc.signing))
+                    sealer=Sealer(svc.signing),
+                    # signals close on the exchange's candles: only when the cycles come from the exchange
+                    tracker=OutcomeTracker(cfg.evaluation, svc.store, svc.client) if source is None else None)
     svc.engine = engine
     worker = delivery_worker(svc, clock)
     svc.worker = worker
@@ -557,10 +580,28 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True,
     if with_engine:
         scheduler.add_job(scheduled_cycle, IntervalTrigger(seconds=interval_s, start_date=_next_boundary(interval_s)),
                           id="cycle", next_run_time=datetime.now(timezone.utc))
-        gates["engine"].on_gain = lambda: _run_now(scheduler, "cycle")     # took over: a cycle at once
         scheduler.add_job(_when_leading(gates["engine"], hourly_housekeeping), IntervalTrigger(hours=1), args=[svc],
                           id="prune", next_run_time=datetime.now(timezone.utc) + timedelta(minutes=1))
     scheduler.add_job(housekeeping, IntervalTrigger(seconds=HOUSEKEEPING_S), args=[svc], id="watchlists")
+    # the LiqMap's refresh and force-order recorder go with the engine (one process records); a replaced market
+    # source (tests): no LiqMap
+    feed = liqmap_feed(svc) if source is None and with_engine else None
+    if feed is not None:
+        scheduler.add_job(_when_leading_async(gates["engine"], feed.scheduled_refresh),
+                          IntervalTrigger(seconds=cfg.liqmap.refresh_minutes * 60), id="liqmap",
+                          next_run_time=datetime.now(timezone.utc))
+        if gates["engine"].leading:
+            feed.start_recording()
+
+    async def engine_gained() -> None:        # took over: a cycle at once, and the recorder
+        await _run_now(scheduler, "cycle")
+        if feed is not None:
+            feed.start_recording()
+
+    async def engine_lost() -> None:
+        if feed is not None:
+            await feed.stop()
+    gates["engine"].on_gain, gates["engine"].on_loss = engine_gained, engine_lost
     scheduler.start()
     worker_stop = asyncio.Event()
     worker_task = asyncio.create_task(worker.run(worker_stop)) if with_delivery else None
@@ -591,12 +632,22 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True,
             await asyncio.wait_for(adapter.stop(), timeout=max(0.1, deadline - time.monotonic()))
         except Exception as e:
             log.warning("adapter %s stop: %s", type(adapter).__name__, e)
+    if feed is not None:
+        await feed.stop()
     await asyncio.wait(background, timeout=max(0.1, deadline - time.monotonic()))
     for g in gates.values():
         g.release()
     await svc.client.aclose()
     svc.store.close()
     log.info("stopped")
+
+
+def liqmap_feed(svc: Services):
+    """The LiqMap's refresh job and force-order recorder (none when liqmap.symbols is empty)."""
+    from .liqmap_feed import LiqMapFeed, stream_url_for
+    if not svc.cfg.liqmap.symbols:
+        return None
+    return LiqMapFeed(svc.cfg, svc.client, svc.store, stream_url_for(svc.cfg.liqmap.stream_url, svc.client.base_url))
 
 
 def role_gates(svc: Services, engine: Engine, with_engine: bool, with_chat: bool) -> dict[str, Gate]:
@@ -635,6 +686,13 @@ def _when_leading(gate: Gate, fn: Callable[[Services], None]) -> Callable[[Servi
     def run(svc: Services) -> None:
         if gate.leading:
             fn(svc)
+    return run
+
+
+def _when_leading_async(gate: Gate, fn: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        if gate.leading:
+            await fn()
     return run
 
 

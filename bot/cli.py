@@ -189,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from . import cli_run
     cli_run.register(sub)
+    from . import cli_signals
+    cli_signals.register(sub)
+    from . import cli_liqmap
+    cli_liqmap.register(sub)
     from . import cli_watchlists
     cli_watchlists.register(sub)
     return parser

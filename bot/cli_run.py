@@ -14,6 +14,7 @@ from .config import Config, ConfigError, load_config, resolve_db_path
 from .store import Store
 
 DEFAULT_WATCHLISTS = "config/watchlists"
+DEMO_TIMEOUT_HOURS = 2.0          # a demo signal's life (simulated hours)
 
 
 def utc_ms(text: str) -> int:
@@ -119,6 +120,8 @@ def demo_config(cfg: Config, interval_s: float) -> Config:
         "engine": cfg.engine.model_copy(update={"interval_minutes": interval_s / 60, "table_every_cycles": 10,
                                                 "clock_skew_warn_s": None}),
         "exchange": cfg.exchange.model_copy(update={"weight_limit": 1_000_000, "data_limit_per_5m": 100_000}),
+        # signals close within a short demo: its market runs ~200x real time, a 2 h life passes in ~36 s
+        "evaluation": cfg.evaluation.model_copy(update={"timeout_hours": DEMO_TIMEOUT_HOURS, "per_kind": {}}),
     })
 
 

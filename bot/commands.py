@@ -371,23 +371,49 @@ async def cmd_mute(ctx: Context) -> Reply:
     return Reply(text=f"{sym} muted until {until.strftime('%Y-%m-%d %H:%M UTC')}.")
 
 
-@command("signals", "your recent alerts with their ids", slow=True, personal=True)
+@command("signals", "recent signals, open and closed: outcome, net bps, receipt hash", slow=True, personal=True)
 async def cmd_signals(ctx: Context) -> Reply:
     sigs = await ctx.queries.recent_signals(ctx.user_id, 15)
+    title = "Your recent signals"
     if not sigs:
-        return Reply(text="No alerts for you yet. Recent market-wide signals: /signal ID shows any receipt.")
-    rows = [(g["id"], report.utc(g["ts"])[5:16], g["symbol"], str(g["score"]), g["rule"]) for g in sigs]
-    return Reply(title="Your recent signals", table=Table(("Id", "Time", "Symbol", "Score", "Rule"), rows,
-                                                          "Use /signal ID for a receipt."))
+        sigs, title = await ctx.queries.public_signals(15), "Recent market-wide signals"
+    if not sigs:
+        return Reply(text="No signals yet: they appear here once an alert rule fires.")
+    rows = [(g["id"], g["symbol"], g["rule"], o, f, h[:8]) for g, (_, _, _, _, _, o, f, _, h)
+            in zip(sigs, report.feed_rows(sigs))]
+    return Reply(title=title, table=Table(("Id", "Symbol", "Rule", "Outcome", "Follow bps", "Receipt"), rows,
+                                          "Outcome: OPEN, TP1, SL or TIMEOUT; follow = trading the bias, after fees "
+                                          "and funding. /signal ID: receipt, outcome and proof · /perf"))
 
 
-@command("signal", "a signal's receipt: the exact inputs that fired it", Param("id", "signal id", True), slow=True)
+@command("signal", "a signal's receipt, outcome and proof", Param("id", "signal id", True), slow=True)
 async def cmd_signal(ctx: Context) -> Reply:
     _need_args(ctx, 1, "/signal ID")
     sig = await ctx.queries.signal(ctx.args[0])
     if sig is None:
         raise UserError(f"No signal {ctx.args[0]!r}. /signals lists yours.")
-    return Reply(title=f"Signal {sig['id']}", text=report.receipt_text(sig), bias=sig["bias"])
+    text = report.receipt_text(sig)
+    got = await ctx.queries.signal_proof(sig["id"])
+    if got is not None and got[0]["manifest"] is not None:
+        text += "\n\nProof:\n" + report.proof_text(*got)
+    return Reply(title=f"Signal {sig['id']}", text=text, bias=sig["bias"])
+
+
+PERF_WINDOWS = ("30", "90", "180")
+
+
+@command("perf", "how closed signals did: per symbol and rule, follow and fade",
+         Param("symbol", "one symbol (default: all)", kind="symbol"),
+         Param("days", "window in days", choices=PERF_WINDOWS), slow=True)
+async def cmd_perf(ctx: Context) -> Reply:
+    args = list(ctx.args)
+    days = next((a for a in args if a in PERF_WINDOWS), None) or "30"
+    rest = [a for a in args if a != days]
+    if any(a.isdigit() for a in rest):
+        raise UserError(f"Windows are {', '.join(PERF_WINDOWS)} days: /perf [SYMBOL] [30|90|180]")
+    symbol = resolve_symbol(ctx, rest[0]) if rest else None
+    rep = await ctx.queries.performance(symbol, int(days))
+    return Reply(title="Performance", text=report.perf_text(rep, top=10))
 
 
 @command("verify", "check a signal's receipt: its hash, proof and signed seal",
@@ -467,3 +493,18 @@ async def cmd_reload(ctx: Context) -> Reply:
     errors = await asyncio.to_thread(ctx.queries.watchlists.load_all)
     return Reply(text=f"Reloaded {len(ctx.queries.watchlists.items())} watchlists."
                  + ("\nProblems (last good versions stay active):\n" + "\n".join(errors) if errors else ""))
+
+
+LIQMAP_WINDOWS = ("1h", "4h", "12h", "24h", "1w")
+
+
+@command("liqmap", "estimated liquidation heatmap, nearest clusters above/below", Param("symbol", "BTC or ETH", True,
+         kind="symbol"), Param("window", "1h, 4h, 12h, 24h (default) or 1w", choices=LIQMAP_WINDOWS), slow=True)
+async def cmd_liqmap(ctx: Context) -> Reply:
+    _need_args(ctx, 1, "/liqmap SYMBOL [1h|4h|12h|24h|1w]")
+    sym = resolve_symbol(ctx, ctx.args[0])
+    window = ctx.args[1].lower() if len(ctx.args) > 1 else "24h"
+    if window not in LIQMAP_WINDOWS:
+        raise UserError(f"Unknown window {ctx.args[1]!r}: one of {', '.join(LIQMAP_WINDOWS)}.")
+    png, text = await ctx.queries.liqmap(sym, window)
+    return Reply(title=f"{sym} LiqMap (estimated) · last {window}", text=text, image=png)

@@ -167,6 +167,103 @@ class DiscordConfig(_Strict):
     guild_id: int | None = None                          # sync slash commands to this guild (instant); None: global
 
 
+# ---- closed signals: evaluation and fee model (bot.evaluation; docs/methodology.md "Closed signals") ----------
+KLINE_INTERVALS = {"1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000, "1h": 3_600_000}
+
+
+class RulePlan(_Strict):
+    """Overrides for the signals of one rule kind (threshold, regime, bias_flip); unset: the defaults."""
+    tp_atr: float | None = Field(None, gt=0)
+    sl_atr: float | None = Field(None, gt=0)
+    timeout_hours: float | None = Field(None, gt=0)
+
+
+class EvaluationConfig(_Strict):
+    atr_candles: int = Field(14, ge=2, le=90)          # 1h candles before the entry the ATR is measured on
+    walk_interval: str = "5m"                          # the candles a signal's life is walked on
+    tp_atr: float = Field(1.5, gt=0)                   # TP1 at entry ± tp_atr × ATR
+    sl_atr: float = Field(1.0, gt=0)                   # SL at entry ∓ sl_atr × ATR
+    timeout_hours: float = Field(24, gt=0)             # TIMEOUT after this long
+    per_kind: dict[str, RulePlan] = {}                 # by rule kind: threshold | regime | bias_flip
+    taker_fee_bps: float = Field(5.0, ge=0)            # per side (Binance USDⓈ-M taker, VIP 0: 0.05 %)
+    slippage_bps: float = Field(2.0, ge=0)             # per side
+    max_symbols_per_cycle: int = Field(40, ge=1)       # symbols whose candles one cycle fetches (oldest first)
+    move_period_hours: float = Field(4, gt=0)          # score vs next period's |move| (rank correlation, lift)
+
+    @field_validator("walk_interval")
+    @classmethod
+    def _interval(cls, v: str) -> str:
+        if v not in KLINE_INTERVALS:
+            raise ValueError(f"must be one of {', '.join(KLINE_INTERVALS)}")
+        return v
+
+    @field_validator("per_kind")
+    @classmethod
+    def _kinds(cls, v: dict[str, RulePlan]) -> dict[str, RulePlan]:
+        bad = set(v) - {"threshold", "regime", "bias_flip"}
+        if bad:
+            raise ValueError(f"unknown rule kind(s) {', '.join(sorted(bad))}: use threshold, regime, bias_flip")
+        return v
+
+
+class LeverageBand(_Strict):
+    """One slice of the assumed leverage mix: its share of new positions and its maintenance-margin rate."""
+    leverage: float = Field(gt=1, le=125)
+    share: float = Field(gt=0, le=1)
+    mmr: float = Field(ge=0, lt=0.5)     # maintenance margin rate (isolated); Binance's smallest bracket is 0.4 %
+
+    @model_validator(mode="after")
+    def _opens_at_all(self) -> "LeverageBand":
+        if self.mmr >= 1 / self.leverage:
+            raise ValueError(f"mmr {self.mmr:g} must be below 1/leverage ({1 / self.leverage:g}): "
+                             "such a position would be liquidated at entry")
+        return self
+
+
+class LiqMapConfig(_Strict):
+    """LiqMap: the estimated liquidation map (bot/liqmap; docs/methodology.md "LiqMap" states every assumption)."""
+    symbols: list[str] = Field(["BTCUSDT", "ETHUSDT"], max_length=20)   # up to the 20 largest by open interest
+    refresh_minutes: float = Field(2, gt=0)
+    interval: str = "5m"                 # candle and open-interest step of the model
+    history_days: float = Field(7, gt=0, le=30)     # candles, OI steps and realised prints kept this long
+    stream_url: str = "wss://fstream.binance.com/ws"   # force-order stream root; the bot appends /!forceOrder@arr
+    leverage_mix: list[LeverageBand] = [
+        LeverageBand(leverage=5, share=0.15, mmr=0.02),
+        LeverageBand(leverage=10, share=0.30, mmr=0.01),
+        LeverageBand(leverage=25, share=0.25, mmr=0.005),
+        LeverageBand(leverage=50, share=0.20, mmr=0.004),
+        LeverageBand(leverage=100, share=0.10, mmr=0.004),
+    ]
+    half_life_hours: float = Field(24, gt=0)        # older estimates fade: half the notional left after this
+    bin_fraction: float = Field(0.002, gt=0, le=0.05)   # price bins: this fraction of price wide (log-spaced)
+    top_fraction: float = Field(0.25, gt=0, le=1)   # "large" cluster / top bands: the top quarter of bins by notional
+
+    @field_validator("leverage_mix")
+    @classmethod
+    def _shares_add_up(cls, v: list[LeverageBand]) -> list[LeverageBand]:
+        if not v:
+            raise ValueError("name at least one leverage band")
+        if abs(sum(b.share for b in v) - 1) > 1e-6:
+            raise ValueError(f"the shares must add up to 1 (they add up to {sum(b.share for b in v):g})")
+        return v
+
+    @field_validator("symbols")
+    @classmethod
+    def _exchange_symbols(cls, v: list[str]) -> list[str]:
+        out = [s.strip().upper() for s in v]
+        bad = [s for s in out if not s.isalnum() or not s.endswith("USDT") or s == "USDT"]
+        if bad:
+            raise ValueError(f"write exchange symbols such as BTCUSDT, not {', '.join(bad)}")
+        return list(dict.fromkeys(out))
+
+    @field_validator("interval")
+    @classmethod
+    def _known_interval(cls, v: str) -> str:
+        if v not in ("5m", "15m", "30m", "1h"):     # periods both klines and openInterestHist serve
+            raise ValueError("one of 5m, 15m, 30m, 1h")
+        return v
+
+
 class Config(_Strict):
     exchange: ExchangeConfig = ExchangeConfig()
     universe: UniverseConfig = UniverseConfig()
@@ -178,6 +275,8 @@ class Config(_Strict):
     console: AlertFilter = AlertFilter()        # what the console shows when no watchlist exists yet
     telegram: TelegramConfig = TelegramConfig()
     discord: DiscordConfig = DiscordConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()   # closed signals (bot.evaluation)
+    liqmap: LiqMapConfig = LiqMapConfig()
 
 
 class ConfigError(Exception):

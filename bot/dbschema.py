@@ -57,6 +57,8 @@ signals = Table(
     Column("score", Integer, nullable=False), Column("bias", Text, nullable=False),
     Column("regime", Text, nullable=False), Column("receipt", Text, nullable=False), Column("outcome", Text),
     Column("record_hash", Text), Column("proof", Text),
+    Column("closed_ts", BigInteger),            # the cycle whose seal holds its closing (outcome)
+    Column("closing_proof", Text),              # the closing's inclusion proof in that cycle (JSON)
     Index("signals_ts", "ts"))
 
 outbox = Table(
@@ -94,3 +96,18 @@ watchlists = Table(
 send_pacing = Table(
     "send_pacing", metadata,
     Column("name", Text, primary_key=True), Column("next_us", BigInteger, nullable=False))
+
+# LiqMap (bot/liqmap): model steps (candle with taker-buy volume + OI at its close) and realised liquidation prints.
+liq_steps = Table(
+    "liq_steps", metadata,
+    Column("symbol", Text, primary_key=True), Column("ts", BigInteger, primary_key=True, autoincrement=False),
+    Column("open", Float, nullable=False), Column("high", Float, nullable=False), Column("low", Float, nullable=False),
+    Column("close", Float, nullable=False), Column("base_volume", Float, nullable=False),
+    Column("quote_volume", Float, nullable=False), Column("taker_buy_quote", Float, nullable=False),
+    Column("oi", Float))
+
+liq_prints = Table(
+    "liq_prints", metadata,
+    Column("symbol", Text, nullable=False), Column("ts", BigInteger, nullable=False), Column("side", Text, nullable=False),
+    Column("price", Float, nullable=False), Column("qty", Float, nullable=False),
+    Index("liq_prints_by_symbol", "symbol", "ts"))

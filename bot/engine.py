@@ -30,7 +30,8 @@ from .config import Config
 from .cycle import CollectorSource, CycleOutcome, MarketSource
 from .exchange.binance import BinanceClient, BinanceError
 from .market import MarketCollector, Progress
-from .records import CycleRecord, FiredRow, OutboxEntry, SignalReceipt, SignalRecord, SymbolStateRow
+from .outcomes import OutcomeTracker
+from .records import Closing, CycleRecord, FiredRow, OutboxEntry, SignalReceipt, SignalRecord, SymbolStateRow
 from .rules import Delivery, Event, SymbolState, Subscriber, detect, route, thresholds_in_use
 from .sealing import Sealer
 from .store import DatabaseError, Store, StoreUnavailable
@@ -89,6 +90,7 @@ class Engine:
     on_cycle: list[Callable[[CycleReport], None]] = field(default_factory=list)
     source: MarketSource | None = None      # where cycles come from; None: the exchange via the collector
     sealer: Sealer | None = None            # signs each cycle's seal; None: the database's key (bot.sealing)
+    tracker: OutcomeTracker | None = None   # closes open signals each cycle (bot.outcomes); None: none closed
 
     def __post_init__(self) -> None:
         self.market: MarketSource = self.source or CollectorSource(self.cfg, self.client, self.store,
@@ -114,7 +116,8 @@ class Engine:
             if self._state is None:
                 self._state = await asyncio.to_thread(self._load_state)
             out = await self.market.next_cycle()
-            report = await asyncio.to_thread(self._evaluate_and_commit, out)
+            closings = await self._closings(out.ts)
+            report = await asyncio.to_thread(self._evaluate_and_commit, out, closings)
             self.cycles_run += 1
         for cb in self.on_cycle:
             try:
@@ -122,6 +125,16 @@ class Engine:
             except Exception:   # a listener must never break the engine
                 log.exception("cycle listener failed")
         return report
+
+    async def _closings(self, ts: int) -> list[Closing]:
+        """The signals that closed by this cycle's time, to commit and seal with it; a failure closes none."""
+        if self.tracker is None:
+            return []
+        try:
+            return await self.tracker.closings(ts)
+        except Exception:
+            log.exception("closing signals failed this cycle; they stay open")
+            return []
 
     def _check_store(self) -> None:
         """Raise StoreUnavailable when the database file is gone or replaced; log a writability problem."""
@@ -146,7 +159,7 @@ class Engine:
         self.clock_offset_ms = offset
         return offset
 
-    def _evaluate_and_commit(self, out: CycleOutcome) -> CycleReport:
+    def _evaluate_and_commit(self, out: CycleOutcome, closings: list[Closing] = ()) -> CycleReport:
         now = self.clock()                  # the local clock: mutes, quiet hours, outbox times
         now_ms = int(now.timestamp() * 1000)
         offset = self._note_clock(out, now_ms)
@@ -179,9 +192,10 @@ class Engine:
         self.store.check_file()             # raises if deleted while the cycle ran: commit nothing
         self.store.commit_alert_cycle(cycle, results, state_rows, signals,
                                       [FiredRow(r, s, rule, out.ts) for r, s, rule in fired], outbox,
-                                      seal=self.sealer.prepare(out.ts, results))
+                                      seal=self.sealer.prepare(out.ts, results, closings), closings=closings)
         self._state = new_state
-        log.info("alerts ts=%d events=%d deliveries=%d queued=%d", out.ts, len(events), len(deliveries), len(outbox))
+        log.info("alerts ts=%d events=%d deliveries=%d queued=%d closed=%d", out.ts, len(events), len(deliveries),
+                 len(outbox), len(closings))
         return CycleReport(out.ts, len(results), out.data.failed, events, deliveries, out.duration_s,
                            out.requests, out.weight)
 

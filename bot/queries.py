@@ -105,9 +105,16 @@ class Queries(Protocol):
 
     async def chart(self, symbol: str) -> bytes: ...
 
+    async def liqmap(self, symbol: str, window: str) -> tuple[bytes, str]: ...   # PNG, text read + footnote (UserError)
+
     @property
     def public_key(self) -> str: ...                          # the key receipts are signed with (hex)
 
     async def last_seal(self) -> dict | None: ...             # the last sealed cycle's manifest row
 
     async def signal_proof(self, signal_id: str) -> tuple[dict, list] | None: ...   # (bundle, checks) or None
+
+    async def public_signals(self, limit: int = 50, symbol: str | None = None,
+                             since_ms: int | None = None) -> list[dict]: ...   # market-wide, newest first
+
+    async def performance(self, symbol: str | None, days: int) -> dict: ...   # bot.outcomes.performance_report

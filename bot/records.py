@@ -71,14 +71,10 @@ class SignalReceipt(TypedDict):
     missing: NotRequired[list[str]]
 
 
-class HorizonOutcome(TypedDict):
-    price_change: float | None
-    oi_change: float | None
-
-
-# What price and open interest did 1h/4h/24h after a signal (None: no history within tolerance).
-Outcome = TypedDict("Outcome", {"1h": HorizonOutcome | None, "4h": HorizonOutcome | None,
-                                "24h": HorizonOutcome | None})
+class Closing(TypedDict):
+    """A signal closed this cycle: its outcome (bot.evaluation's closing record), committed and sealed with the cycle."""
+    signal: str
+    outcome: dict
 
 
 class SignalRecord(TypedDict):
@@ -96,7 +92,7 @@ class SignalRecord(TypedDict):
 
 class StoredSignal(SignalRecord):
     """A signal as the store returns it."""
-    outcome: Outcome | None
+    outcome: dict | None                     # its closing record (bot.evaluation); None while open
     record_hash: NotRequired[str | None]     # its receipt hash, set when its cycle was sealed (None: unsealed)
 
 
@@ -174,6 +170,7 @@ class SealedCycle(NamedTuple):
     """What sealing a cycle produces for the store to keep in the cycle's transaction."""
     manifest: ManifestRow
     signals: dict[str, SignalSeal]           # signal id -> its seal
+    closings: dict[str, InclusionProof] = {}  # signal id -> the inclusion proof of its closing sealed this cycle
 
 
 class SymbolStateRow(NamedTuple):

@@ -44,12 +44,14 @@ def table_rows(results: list[dict], limit: int | None = None) -> list[tuple[str,
     return rows
 
 
-def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]], max_width: dict[int, int] | None = None) -> str:
+def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]], max_width: dict[int, int] | None = None,
+                 numeric: set[int] | None = None) -> str:
+    """`numeric`: the columns aligned right (default: the ranked table's)."""
     max_width = max_width or {}
     cut = [tuple(c if len(c) <= max_width.get(i, 999) else c[:max_width[i] - 1] + "…" for i, c in enumerate(row))
            for row in rows]
     widths = [max(len(header[i]), *(len(r[i]) for r in cut)) if cut else len(header[i]) for i in range(len(header))]
-    numeric = {0, 2, 5, 6, 7, 8, 9}
+    numeric = {0, 2, 5, 6, 7, 8, 9} if numeric is None else numeric
 
     def line(cells):
         return "  ".join(c.rjust(widths[i]) if i in numeric else c.ljust(widths[i]) for i, c in enumerate(cells)).rstrip()
@@ -163,8 +165,7 @@ def receipt_text(sig: dict) -> str:
                                                for k, v in rec["inputs"].items()),
               "Contributions (points): " + ", ".join(
                   f"{k} {v:+.2f}" for k, v in (rec.get("contributions") or rec.get("components") or {}).items())]
-    if sig.get("outcome"):
-        lines.append("Outcome: " + ", ".join(f"{k} {v}" for k, v in sig["outcome"].items()))
+    lines += ["", *outcome_text(sig.get("outcome"))]
     lines += ["", f"Receipt hash: {sig['record_hash']}" if sig.get("record_hash") else
               "Receipt hash: none — not sealed (its cycle was committed before sealing began)"]
     if sig.get("record_hash"):
@@ -215,7 +216,8 @@ def verification_text(v: dict) -> str:
         lines.append(f"(checked before it: {v['cycles']} cycles, {v['records']} records)")
         return "\n".join(lines)
     lines.append(f"{v['cycles']} sealed cycles checked: {v['records']} records recomputed "
-                 f"({v['scores']} scores, {v['signals']} signals), every root, chain link and signature")
+                 f"({v['scores']} scores, {v['signals']} signals"
+                 + (f", {v['closings']} closings" if v.get("closings") else "") + "), every root, chain link and signature")
     if v["pruned_cycles"]:
         lines.append(f"{v['pruned_cycles']} of them had their scores pruned: manifest, chain and their signals' "
                      "proofs checked")
@@ -223,3 +225,120 @@ def verification_text(v: dict) -> str:
         lines.append(f"{v['unsealed_cycles']} cycles stored without a seal (from `scan`, or before sealing began)")
     lines.append("OK")
     return "\n".join(lines)
+
+
+# ---- closed signals and performance (bot.outcomes, bot.performance) -----------------------------------------
+FEED_COLUMNS = ("Id", "Opened", "Symbol", "Rule", "Bias", "Outcome", "Follow", "Fade", "Receipt")
+
+
+def bps(x: float | None, digits: int = 0) -> str:
+    return "—" if x is None else f"{x:+.{digits}f}"
+
+
+def feed_rows(signals: list[dict]) -> list[tuple[str, ...]]:
+    """/signals and `python -m bot signals`: one row per signal, open or closed, with its net bps and receipt."""
+    rows = []
+    for g in signals:
+        o = g.get("outcome") or {}
+        rows.append((g["id"], utc(g["ts"])[5:16], g["symbol"], g["rule"], g["bias"], o.get("status", "OPEN"),
+                     bps((o.get("follow") or {}).get("net_bps")), bps((o.get("fade") or {}).get("net_bps")),
+                     (g.get("record_hash") or "—")[:12]))
+    return rows
+
+
+def outcome_text(o: dict | None) -> list[str]:
+    """A signal's closing record as lines (the receipt's "Outcome" part)."""
+    if not o:
+        return ["Outcome: open (closes at TP1, SL or TIMEOUT)"]
+    if "status" not in o:             # a coarse 1h/4h/24h outcome of an older version
+        return ["Outcome (older format): " + ", ".join(f"{k} {v}" for k, v in o.items())]
+    lines = [f"Outcome: {o['status']} at {utc(o.get('closed'))} · entry {o.get('entry')} · exit {o.get('exit')}"
+             + (f" · ATR(1h) {o['atr_1h']}" if o.get("atr_1h") else "")]
+    if o.get("reason"):
+        lines.append(f"  why: {o['reason']}")
+    for lens in ("follow", "fade"):
+        t = o.get(lens)
+        if t:
+            lines.append(f"  {lens:<6} {t['direction']:<5} TP1 {t['tp1']} · SL {t['sl']} → {t['status']} at {t['exit']}"
+                         f" · net {bps(t['net_bps'], 1)} bps (funding {bps(t['funding_bps'], 2)} bps)"
+                         + (f" · {t['reason']}" if t.get("reason") else ""))
+    m = o.get("move") or {}
+    if m:
+        vols = " · ".join(f"{k} {v['ratio']:.2f}×" for k, v in (m.get("realised_vol") or {}).items()
+                          if v.get("ratio") is not None)
+        lines.append(f"  move: max up {bps(m.get('max_up_bps'))} bps, max down {bps(m.get('max_down_bps'))} bps"
+                     + (f" · realised vol vs trailing 24h: {vols}" if vols else ""))
+    if o.get("missing_candles"):
+        lines.append(f"  {o['missing_candles']} candle(s) missing from the exchange's series")
+    return lines
+
+
+def _stat_cells(s: dict) -> tuple[str, ...]:
+    return (str(s["signals"]), "—" if s["win_rate"] is None else f"{s['win_rate'] * 100:.0f}%",
+            "—" if s["profit_factor"] is None else f"{s['profit_factor']:.2f}", bps(s["avg_bps"], 1),
+            bps(s["total_bps"]), bps(s["best_bps"]), bps(s["worst_bps"]),
+            "—" if s["max_drawdown_bps"] is None else f"{s['max_drawdown_bps']:.0f}")
+
+
+STAT_COLUMNS = ("N", "Win", "PF", "Avg", "Total", "Best", "Worst", "MaxDD")
+
+
+def overall_line(name: str, s: dict) -> str:
+    if not s["signals"]:
+        return f"{name}: no closed trade in the window"
+    pf = "— (no losing trade)" if s["profit_factor"] is None else f"{s['profit_factor']:.2f}"
+    win = "— (no TP1 or SL yet)" if s["win_rate"] is None else f"{s['win_rate'] * 100:.0f}%"
+    dd = "—" if s["max_drawdown_bps"] is None else f"{s['max_drawdown_bps']:.0f}"
+    return (f"{name}: {s['signals']} trades · win rate {win} ({s['wins']} TP1 / {s['losses']} SL, "
+            f"{s['timeouts']} timeouts) · profit factor {pf} · avg {bps(s['avg_bps'], 1)} bps · total "
+            f"{bps(s['total_bps'])} bps · best {bps(s['best_bps'])} · worst {bps(s['worst_bps'])} · max drawdown "
+            f"{dd} bps")
+
+
+def score_move_line(sm: dict) -> str:
+    if sm["spearman"] is None:
+        return (f"Score vs next {sm['period_hours']:g}h |move|: not enough non-overlapping periods yet "
+                f"({sm['pairs']} pairs)")
+    t = "unbounded" if sm["t_stat"] is None else f"{sm['t_stat']:.2f}"
+    lifts = " · ".join(f"{b} {v['lift']:.2f}× (n {v['pairs']})" for b, v in sm["bands"].items() if v["lift"] is not None)
+    return (f"Score vs next {sm['period_hours']:g}h |move|: Spearman ρ {sm['spearman']:+.3f}, t {t}, "
+            f"{sm['pairs']} non-overlapping pairs · large move ≥ {sm['large_move'] * 100:.2f}% "
+            f"(base rate {sm['base_rate'] * 100:.0f}%) · lift {lifts}")
+
+
+def perf_text(rep: dict, label: str = "", top: int = 20) -> str:
+    """`python -m bot perf`, /perf and the backtest: overall (follow and fade), per symbol ranked by the current
+    score, per rule, recent closed signals, the score-vs-move lens."""
+    head = (f"{label + ' · ' if label else ''}Performance{' of ' + rep['symbol'] if rep.get('symbol') else ''} · "
+            f"last {rep['window_days']:g} days (to {utc(rep['until'])}) · {rep['closed']} closed, {rep['open']} open "
+            "signals · net of fees, slippage and funding")
+    lines = [head, overall_line("Follow the bias", rep["follow"]["overall"]),
+             overall_line("Fade the bias  ", rep["fade"]["overall"])]
+    if rep["follow"]["per_symbol"]:
+        rows = [(p["symbol"], "—" if p["score"] is None else str(p["score"]), *_stat_cells(p), *_stat_cells(f)[1:4])
+                for p, f in zip(rep["follow"]["per_symbol"], _align(rep["fade"]["per_symbol"], rep["follow"]["per_symbol"],
+                                                                     "symbol"))][:top]
+        lines += ["", "Per symbol (ranked by composite score now; follow, then fade win/PF/avg):",
+                  format_table(("Symbol", "Score", *STAT_COLUMNS, "FadeWin", "FadePF", "FadeAvg"), rows,
+                               numeric=set(range(1, 13)))]
+        shown = len(rep["follow"]["per_symbol"])
+        if shown > top:
+            lines.append(f"… and {shown - top} more symbols (--json for all)")
+        rows = [(p["rule"], *_stat_cells(p), *_stat_cells(f)[1:4])
+                for p, f in zip(rep["follow"]["per_rule"], _align(rep["fade"]["per_rule"], rep["follow"]["per_rule"], "rule"))]
+        lines += ["", "Per rule (follow, then fade win/PF/avg):",
+                  format_table(("Rule", *STAT_COLUMNS, "FadeWin", "FadePF", "FadeAvg"), rows, numeric=set(range(1, 12)))]
+    if rep["recent"]:
+        lines += ["", "Recent closed:", format_table(("Id", "Closed", "Symbol", "Rule", "Outcome", "Follow", "Fade",
+                                                      "Receipt"),
+                                                     [(r["id"], utc(r["closed"])[5:16], r["symbol"], r["rule"], r["status"],
+                                                       bps(r["follow_bps"]), bps(r["fade_bps"]),
+                                                       (r["record_hash"] or "—")[:12]) for r in rep["recent"]],
+                                                     numeric={5, 6})]
+    lines += ["", score_move_line(rep["score_vs_move"])]
+    return "\n".join(lines)
+
+
+def _align(rows: list[dict], like: list[dict], key: str) -> list[dict]:
+    by = {r[key]: r for r in rows}
+    return [by[r[key]] for r in like]

@@ -5,9 +5,11 @@ the stored rows.
 Records — what is hashed, exactly as stored:
 - a score row: ``{"type": "score", "cycle_ts": T, **the stored payload}`` (the JSON in ``scores.payload``);
 - a signal: ``{"type": "signal", "id", "cycle_ts", "symbol", "rule", "kind", "score", "bias", "regime",
-  "receipt"}`` — every stored column but ``outcome``, which is written hours later.
+  "receipt"}`` — every stored column but ``outcome``, which is written when the signal closes;
+- a closing: ``{"type": "closing", "cycle_ts", "signal", "outcome"}`` — a signal's outcome (bot.evaluation),
+  sealed in the cycle in which it closed (its `closed_ts`), not in the signal's own cycle.
 
-A cycle's leaves are its scores by symbol, then its signals by id, each SHA-256(0x00 || canonical JSON); the
+A cycle's leaves are its scores by symbol, then its signals by id, then its closings by signal id, each SHA-256(0x00 || canonical JSON); the
 manifest {cycle_ts, root, count, prev} is signed with Ed25519 and names the previous manifest's hash. A
 signal's receipt hash is SHA-256 of its record's canonical JSON: its alert carries the first 12 hex digits.
 
@@ -34,7 +36,7 @@ from .database import sqlite_file
 from .errors import UserError
 from .receipts import (canonical, inclusion_proof, leaf_hash, manifest, merkle_root, public_key_hex, record_hash, sign,
                        verify_inclusion, verify_signature)
-from .records import ManifestRow, ScoredRow, SealedCycle, SignalSeal, StoredManifest, StoredSignal
+from .records import Closing, ManifestRow, ScoredRow, SealedCycle, SignalSeal, StoredManifest, StoredSignal
 from .store import SCORES_PRUNED_BEFORE, Store
 
 log = logging.getLogger(__name__)
@@ -131,6 +133,11 @@ def signal_record(sig: Mapping[str, Any]) -> dict:
             "receipt": sig["receipt"]}
 
 
+def closing_record(cycle_ts: int, signal_id: str, outcome: Mapping[str, Any]) -> dict:
+    """A closing's sealed record: the outcome of a signal, in the cycle that closed it."""
+    return {"type": "closing", "cycle_ts": cycle_ts, "signal": signal_id, "outcome": outcome}
+
+
 def short(digest: str | None) -> str | None:
     return digest[:SHORT] if digest else None
 
@@ -143,12 +150,14 @@ class CycleSeal:
     cycle_ts: int
     score_leaves: list[bytes]
     signing: SigningKey
+    closing_leaves: list[bytes] = field(default_factory=list)     # after the signals, by signal id
+    closing_ids: list[str] = field(default_factory=list)          # their signals' ids, in that order
 
     def __call__(self, signals: list[StoredSignal], prev: str | None) -> SealedCycle:
         n = len(self.score_leaves)
         signals = sorted(signals, key=lambda g: g["id"])
         hashed = [canonical(signal_record(g)) for g in signals]
-        leaves = self.score_leaves + [leaf_hash(c) for c in hashed]
+        leaves = self.score_leaves + [leaf_hash(c) for c in hashed] + self.closing_leaves
         root = merkle_root(leaves)
         m = manifest(self.cycle_ts, root, len(leaves), prev)
         row = ManifestRow(cycle_ts=self.cycle_ts, manifest=m, hash=record_hash(m),  # type: ignore[typeddict-item]
@@ -159,7 +168,11 @@ class CycleSeal:
             path = inclusion_proof(n + i, leaves)
             seals[g["id"]] = SignalSeal(hashlib.sha256(c).hexdigest(),       # = record_hash(record)
                                         {"index": n + i, "size": len(leaves), "path": [p.hex() for p in path]})
-        return SealedCycle(row, seals)
+        first = n + len(signals)
+        closings = {sid: {"index": first + j, "size": len(leaves),
+                          "path": [p.hex() for p in inclusion_proof(first + j, leaves)]}
+                    for j, sid in enumerate(self.closing_ids)}
+        return SealedCycle(row, seals, closings)
 
 
 @dataclass(frozen=True)
@@ -175,7 +188,7 @@ class Sealer:
     def public_key(self) -> str:
         return self.signing.public_key
 
-    def prepare(self, cycle_ts: int, results: list[ScoredRow]) -> CycleSeal:
+    def prepare(self, cycle_ts: int, results: list[ScoredRow], closings: list[Closing] = ()) -> CycleSeal:
         """Hash the cycle's score rows, by symbol. The store keeps each as json.dumps(row); its canonical form is
         the row's own (str keys, lists or tuples, finite floats: JSON's round trip changes none of what RFC 8785
         writes, and anything else raises here), so the rows are not serialised and parsed once more for it —
@@ -186,7 +199,9 @@ class Sealer:
                 leaves.append(leaf_hash(canonical(score_record(cycle_ts, r))))
             except Exception as e:      # a non-finite number: a bug upstream, and nothing may go unsealed
                 raise ValueError(f"cannot seal {r['symbol']}'s score row: {e}") from e
-        return CycleSeal(cycle_ts, leaves, self.signing)
+        ordered = sorted(closings, key=lambda c: c["signal"])
+        closed = [leaf_hash(canonical(closing_record(cycle_ts, c["signal"], c["outcome"]))) for c in ordered]
+        return CycleSeal(cycle_ts, leaves, self.signing, closed, [c["signal"] for c in ordered])
 
 
 # ------------------------------------------------------------------------------------------- verifying
@@ -211,6 +226,7 @@ class Verification:
     cycles: int = 0                         # sealed cycles checked (manifest, chain link, signature)
     scores: int = 0                         # score records recomputed
     signals: int = 0                        # signal records recomputed
+    closings: int = 0                       # closing records (outcomes) recomputed
     pruned: int = 0                         # sealed cycles whose scores were pruned (their signals checked by proof)
     unsealed: list[int] = field(default_factory=list)   # cycles stored without a seal (`scan`, or before sealing)
     problem: Problem | None = None
@@ -221,11 +237,12 @@ class Verification:
 
     @property
     def records(self) -> int:
-        return self.scores + self.signals
+        return self.scores + self.signals + self.closings
 
     def as_dict(self) -> dict:
         return {"ok": self.ok, "public_key": self.public_key, "key_source": self.key_source, "cycles": self.cycles,
-                "records": self.records, "scores": self.scores, "signals": self.signals, "pruned_cycles": self.pruned,
+                "records": self.records, "scores": self.scores, "signals": self.signals, "closings": self.closings,
+                "pruned_cycles": self.pruned,
                 "unsealed_cycles": len(self.unsealed),
                 "problem": self.problem.as_dict() if self.problem else None}
 
@@ -245,7 +262,7 @@ def trusted_key(db_path: str | Path, given: str | None = None) -> tuple[str | No
     return signing.public_key, signing.source
 
 
-def _stored_records(ts: int, rows: list[tuple], signals: list[StoredSignal]
+def _stored_records(ts: int, rows: list[tuple], signals: list[StoredSignal], closings: list[StoredSignal] = ()
                     ) -> tuple[list[tuple[str, dict]], Problem | None]:
     """(label, record) of a cycle in tree order, or the first row that cannot be a record."""
     out = []
@@ -262,6 +279,7 @@ def _stored_records(ts: int, rows: list[tuple], signals: list[StoredSignal]
             return out, Problem(ts, label, "leaf", "the row's column differs from its sealed payload: " + ", ".join(differs))
         out.append((label, score_record(ts, p)))
     out += [(f"signal {g['id']}", signal_record(g)) for g in signals]
+    out += [(f"closing {g['id']}", closing_record(ts, g["id"], g["outcome"])) for g in closings]
     return out, None
 
 
@@ -301,16 +319,17 @@ def _check_manifest(m: StoredManifest, prev: tuple[int, str] | None, key: str, k
 def _check_cycle(store: Store, m: StoredManifest, pruned_before: int, v: Verification) -> Problem | None:
     mf = m["manifest"]
     ts, root = mf["cycle_ts"], bytes.fromhex(mf["root"])
-    rows, signals = store.cycle_score_rows(ts), store.cycle_signals(ts)
-    records, problem = _stored_records(ts, rows, signals)
+    rows, signals, closings = store.cycle_score_rows(ts), store.cycle_signals(ts), store.cycle_closings(ts)
+    records, problem = _stored_records(ts, rows, signals, closings)
     if problem:
         return problem
     leaves, problem = _leaves(ts, records)
     if problem:
         return problem
-    if not rows and len(signals) < mf["count"]:           # the scores are gone: pruned, or removed?
+    if not rows and len(signals) + len(closings) < mf["count"]:   # the scores are gone: pruned, or removed?
         if ts >= pruned_before:
-            return Problem(ts, None, "missing", f"the seal covers {mf['count']} records, {len(signals)} are stored, "
+            return Problem(ts, None, "missing", f"the seal covers {mf['count']} records, "
+                                                f"{len(signals) + len(closings)} are stored, "
                                                 "and this cycle's scores were never pruned")
         v.pruned += 1
     else:
@@ -343,6 +362,14 @@ def _check_cycle(store: Store, m: StoredManifest, pruned_before: int, v: Verific
         if problem:
             return problem
     v.signals += len(signals)
+    for label, rec in records[len(rows) + len(signals):]:
+        proof = store.closing_proof(rec["signal"])
+        if proof is None or proof["size"] != mf["count"] or not verify_inclusion(
+                proof["index"], proof["size"], leaf_hash(canonical(rec)), [bytes.fromhex(p) for p in proof["path"]],
+                root):
+            return Problem(ts, label, "proof", "its stored inclusion proof does not lead to the signed root (its "
+                                               "outcome was changed after sealing?)")
+    v.closings += len(closings)
     return None
 
 

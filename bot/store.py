@@ -25,6 +25,8 @@ from sqlalchemy.exc import DBAPIError as DatabaseError  # noqa: F401  (what a fa
 from . import database
 from .dbschema import cycles as T_cycles
 from .dbschema import last_fired as T_last_fired
+from .dbschema import liq_prints as T_liq_prints
+from .dbschema import liq_steps as T_liq_steps
 from .dbschema import manifests as T_manifests
 from .dbschema import meta as T_meta
 from .dbschema import oi_history as T_oi
@@ -34,7 +36,8 @@ from .dbschema import send_pacing as T_pacing
 from .dbschema import signals as T_signals
 from .dbschema import symbol_state as T_state
 from .dbschema import watchlists as T_watchlists
-from .records import (CycleRecord, FiredRow, InclusionProof, ManifestRow, OIPoint, Outcome,  # noqa: F401
+from .liqmap import Print, Step
+from .records import (Closing, CycleRecord, FiredRow, InclusionProof, ManifestRow, OIPoint,  # noqa: F401
                       OutboxEntry, OutboxRow, OutboxStatus, ScoredRow, SealedCycle, SignalRecord, StoredCycle,
                       StoredManifest, StoredSignal, SymbolStateRow)
 from .score import rank_key
@@ -260,10 +263,12 @@ class Store:
 
     def commit_alert_cycle(self, cycle: CycleRecord, results: list[ScoredRow],
                            symbol_state: dict[str, SymbolStateRow], signals: list[SignalRecord],
-                           fired: list[FiredRow], outbox: list[OutboxEntry], seal: CycleSealer | None = None) -> None:
+                           fired: list[FiredRow], outbox: list[OutboxEntry], seal: CycleSealer | None = None,
+                           closings: list[Closing] = ()) -> None:
         """Scores, rule state, signals, cooldowns and outbox rows of one cycle, in ONE transaction:
         after a crash the cycle either happened entirely (alerts queued, state advanced) or not at all.
-        With `seal`, the cycle's seal is made and kept in the same transaction (see `_seal`)."""
+        With `seal`, the cycle's seal is made and kept in the same transaction (see `_seal`). `closings`: signals
+        that closed this cycle (their outcome, sealed in this cycle: bot.sealing)."""
         ts = cycle["ts"]
         with self._tx() as db:
             db.execute(database.upsert(db, T_cycles), self._cycle_row(
@@ -282,6 +287,9 @@ class Store:
                     {"id": g["id"], "ts": g["ts"], "symbol": g["symbol"], "rule": g["rule"], "kind": g["kind"],
                      "score": g["score"], "bias": g["bias"], "regime": g["regime"],
                      "receipt": json.dumps(g["receipt"])} for g in signals])
+            for c in closings:
+                db.execute(update(T_signals).where(T_signals.c.id == c["signal"], T_signals.c.outcome.is_(None))
+                           .values(outcome=json.dumps(c["outcome"]), closed_ts=ts))
             if seal is not None:
                 self._seal(db, ts, seal)
             if fired:
@@ -311,6 +319,8 @@ class Store:
         for sid, s in sealed.signals.items():
             db.execute(update(T_signals).where(T_signals.c.id == sid)
                        .values(record_hash=s.record_hash, proof=json.dumps(s.proof)))
+        for sid, p in sealed.closings.items():
+            db.execute(update(T_signals).where(T_signals.c.id == sid).values(closing_proof=json.dumps(p)))
 
     # ---- seals (read by `verify`, /verify) -------------------------------------------------
     @contextmanager
@@ -401,15 +411,6 @@ class Store:
         with self._read() as c:
             rows = c.execute(q.order_by(T_signals.c.ts.desc(), T_signals.c.id).limit(limit)).all()
         return [_stored_signal(r) for r in rows]
-
-    def signals_without_outcome(self, before_ms: int) -> list[StoredSignal]:
-        with self._read() as c:
-            rows = c.execute(_SIGNAL_SELECT.where(T_signals.c.outcome.is_(None), T_signals.c.ts <= before_ms)).all()
-        return [_stored_signal(r) for r in rows]
-
-    def set_outcome(self, signal_id: str, outcome: Outcome) -> None:
-        with self._tx() as db:
-            db.execute(update(T_signals).where(T_signals.c.id == signal_id).values(outcome=json.dumps(outcome)))
 
     def outbox_rows(self) -> list[OutboxRow]:
         """Every outbox row, oldest first."""
@@ -528,6 +529,111 @@ class Store:
     def set_meta(self, key: str, value: object) -> None:
         with self._tx() as db:
             db.execute(database.upsert(db, T_meta), {"key": key, "value": json.dumps(value)})
+
+    # ---- closed signals (bot.outcomes, bot.evaluation) ---------------------------------------------------------
+    def open_signals(self) -> list[StoredSignal]:
+        """Signals without an outcome yet, oldest first."""
+        with self._read() as c:
+            rows = c.execute(_SIGNAL_SELECT.where(T_signals.c.outcome.is_(None))
+                             .order_by(T_signals.c.ts, T_signals.c.id)).all()
+        return [_stored_signal(r) for r in rows]
+
+    def closed_signals(self, since_ms: int = 0, symbol: str | None = None) -> list[StoredSignal]:
+        """Signals closed by the evaluation (opened at or after `since_ms`), oldest first."""
+        q = _SIGNAL_SELECT.where(T_signals.c.closed_ts.is_not(None), T_signals.c.ts >= since_ms)
+        if symbol:
+            q = q.where(T_signals.c.symbol == symbol)
+        with self._read() as c:
+            rows = c.execute(q.order_by(T_signals.c.ts, T_signals.c.id)).all()
+        return [_stored_signal(r) for r in rows]
+
+    def cycle_closings(self, ts: int) -> list[StoredSignal]:
+        """The signals whose closing was sealed in cycle `ts`, by id."""
+        with self._read() as c:
+            rows = c.execute(_SIGNAL_SELECT.where(T_signals.c.closed_ts == ts).order_by(T_signals.c.id)).all()
+        return [_stored_signal(r) for r in rows]
+
+    def closing_proof(self, signal_id: str) -> InclusionProof | None:
+        """The inclusion proof of a signal's closing in the cycle that sealed it (None: open, or not sealed)."""
+        with self._read() as c:
+            row = c.execute(select(T_signals.c.closing_proof)
+                            .where(T_signals.c.id == signal_id.strip().upper())).first()
+        return json.loads(row[0]) if row and row[0] else None
+
+    def closed_in(self, signal_id: str) -> int | None:
+        """The cycle whose seal holds this signal's closing (None: open)."""
+        with self._read() as c:
+            row = c.execute(select(T_signals.c.closed_ts).where(T_signals.c.id == signal_id.strip().upper())).first()
+        return row[0] if row else None
+
+    def signals_since(self, since_ms: int) -> list[StoredSignal]:
+        """Every signal opened at or after `since_ms`, oldest first."""
+        with self._read() as c:
+            rows = c.execute(_SIGNAL_SELECT.where(T_signals.c.ts >= since_ms)
+                             .order_by(T_signals.c.ts, T_signals.c.id)).all()
+        return [_stored_signal(r) for r in rows]
+
+    def score_rows_between(self, start_ms: int, end_ms: int) -> list[tuple[int, str, int, str]]:
+        """(ts, symbol, score, payload JSON) of every stored score row in [start_ms, end_ms], by time (backtest)."""
+        with self._read() as c:
+            return [tuple(r) for r in c.execute(
+                select(T_scores.c.ts, T_scores.c.symbol, T_scores.c.score, T_scores.c.payload)
+                .where(T_scores.c.ts.between(start_ms, end_ms)).order_by(T_scores.c.ts, T_scores.c.symbol)).all()]
+
+    def score_rows_at_period_starts(self, since_ms: int, period_ms: int) -> list[tuple[int, str, int, str]]:
+        """(ts, symbol, score, payload JSON) of the first stored cycle of each period of `period_ms` (counted from
+        the epoch) since `since_ms`, by time: the samples of the score-vs-move lens (bot.performance)."""
+        firsts = (select(func.min(T_cycles.c.ts)).where(T_cycles.c.ts >= since_ms)
+                  .group_by(T_cycles.c.ts / int(period_ms)))      # integer division on both engines (BIGINT)
+        with self._read() as c:
+            return [tuple(r) for r in c.execute(
+                select(T_scores.c.ts, T_scores.c.symbol, T_scores.c.score, T_scores.c.payload)
+                .where(T_scores.c.ts.in_(firsts)).order_by(T_scores.c.ts, T_scores.c.symbol)).all()]
+
+    # ---- LiqMap: model steps and realised liquidation prints (bot/liqmap_feed.py writes them) -------------------
+    def add_liq_steps(self, symbol: str, steps: Iterable[Step]) -> int:
+        """Upsert: the still-open candle is rewritten by the next refresh."""
+        rows = [{"symbol": symbol, "ts": s.ts, "open": s.open, "high": s.high, "low": s.low, "close": s.close,
+                 "base_volume": s.base_volume, "quote_volume": s.quote_volume, "taker_buy_quote": s.taker_buy_quote,
+                 "oi": s.oi} for s in steps]
+        if rows:
+            with self._tx() as db:
+                db.execute(database.upsert(db, T_liq_steps), rows)
+        return len(rows)
+
+    def liq_steps(self, symbol: str, since_ms: int) -> list[Step]:
+        t = T_liq_steps.c
+        with self._read() as c:
+            rows = c.execute(select(t.ts, t.open, t.high, t.low, t.close, t.base_volume, t.quote_volume,
+                                    t.taker_buy_quote, t.oi).where(t.symbol == symbol, t.ts >= since_ms)
+                             .order_by(t.ts)).all()
+        return [Step(*r) for r in rows]
+
+    def last_liq_step(self, symbol: str) -> int | None:
+        """The open time of the newest step stored with its open interest (None: none yet)."""
+        t = T_liq_steps.c
+        with self._read() as c:
+            return c.execute(select(func.max(t.ts)).where(t.symbol == symbol, t.oi.is_not(None))).scalar()
+
+    def add_liq_prints(self, prints: Iterable[Print]) -> int:
+        rows = [{"symbol": p.symbol, "ts": p.ts, "side": p.side, "price": p.price, "qty": p.qty} for p in prints]
+        if rows:
+            with self._tx() as db:
+                db.execute(T_liq_prints.insert(), rows)
+        return len(rows)
+
+    def liq_prints(self, symbol: str, since_ms: int) -> list[Print]:
+        t = T_liq_prints.c
+        with self._read() as c:
+            rows = c.execute(select(t.ts, t.symbol, t.side, t.price, t.qty)
+                             .where(t.symbol == symbol, t.ts >= since_ms).order_by(t.ts)).all()
+        return [Print(*r) for r in rows]
+
+    def prune_liq(self, before_ms: int) -> int:
+        """Bounded retention: steps and prints before `before_ms` go."""
+        with self._tx() as db:
+            n = db.execute(delete(T_liq_steps).where(T_liq_steps.c.ts < before_ms)).rowcount
+            return n + db.execute(delete(T_liq_prints).where(T_liq_prints.c.ts < before_ms)).rowcount
 
     # ---- a send rate shared by every process --------------------------------------------------
     def reserve_send_slot(self, name: str, interval_us: int, now_us: int) -> int:

@@ -100,6 +100,32 @@ async def make_services(tmp_path):
         svc.store.close()
 
 
+# ---------------------------------------------------------------------------------------------- closed signals
+def closing_of(cfg, sig: dict, move: float, now: int) -> dict:
+    """A closing of `sig` as the tracker makes it (bot.evaluation on constructed candles): ATR 2 % of the entry
+    from 14 hourly ranges, then one 5m candle moving the price by `move`."""
+    from bot.evaluation import HOUR_MS, Candle, evaluate
+    from bot.outcomes import costs_of, plan_for, signal_input
+    m5 = 300_000
+    entry, t = sig["receipt"]["raw"]["mark_price"], sig["ts"]
+    hourly = [Candle(t - (15 - i) * HOUR_MS, entry, entry * 1.01, entry * 0.99, entry, t - (14 - i) * HOUR_MS)
+              for i in range(15)]
+    end = entry * (1 + move)
+    walk = [Candle(t, entry, max(entry, end), min(entry, end), end, t + m5)]
+    out = evaluate(signal_input(sig), plan_for(cfg.evaluation, sig["kind"]), costs_of(cfg.evaluation), hourly, walk,
+                   m5, [], now)
+    assert out is not None, "the constructed candle touches no level"
+    return {"signal": sig["id"], "outcome": out}
+
+
+def commit_sealed(svc, ts: int, signals=(), closings=()) -> None:
+    """One cycle committed and sealed as the engine does: these signals, these closings (no scores)."""
+    from bot.sealing import Sealer
+    svc.store.commit_alert_cycle(dict(ts=ts, duration_s=0.0, requests=0, weight=0, failed={}), [], {}, list(signals),
+                                 [], [], seal=Sealer(svc.signing).prepare(ts, [], list(closings)),
+                                 closings=list(closings))
+
+
 # ---------------------------------------------------------------------------------------------- the two engines
 # The storage, outbox, sealing and watchlist tests run on SQLite and on PostgreSQL: `db_url` is a fresh database
 # of each. PostgreSQL is a throwaway cluster started once per test session (per xdist worker) on loopback

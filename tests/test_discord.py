@@ -14,6 +14,7 @@ import time
 from datetime import datetime, timezone
 
 import pytest
+from conftest import closing_of, commit_sealed
 
 import bot.adapters.discord.client as discord_client_mod
 import bot.commands as registry
@@ -641,3 +642,51 @@ def test_every_chat_adapter_implements_the_one_protocol_the_app_registers():
     for cls in (TelegramAdapter, DiscordAdapter):
         assert all(callable(getattr(cls, m, None)) for m in ("start", "stop", "senders", "recipients", "disable_route"))
     assert issubclass(DiscordAdapter, ChatAdapter) and issubclass(TelegramAdapter, ChatAdapter)
+
+
+# ------------------------------------------------------------------------------------------- closed signals
+async def test_bot_perf_and_signals_slash_commands(server, make_svc, monkeypatch):
+    """/perf and /signals as slash commands, over a signal the real Engine fired and a sealed closing."""
+    bot_env(monkeypatch, server)
+    svc = make_svc({"webhooks": []})
+    cycles = Cycles(svc)
+    await cycles.run(CALM)
+    await cycles.run(HOT)
+    [sig] = [g for g in svc.store.recent_signals(50) if g["symbol"] == "BTCUSDT" and g["kind"] == "threshold"][:1]
+    sig = dict(sig, receipt=dict(sig["receipt"], raw={"mark_price": 100.0}))   # Cycles stores no raw values
+    commit_sealed(svc, sig["ts"] + 3 * 3_600_000, closings=[closing_of(svc.cfg, sig, 0.05, sig["ts"] + 3 * 3_600_000)])
+    adapter = await start_bot(svc)
+    try:
+        assert "perf" in {c["name"] for c in server.synced_commands}
+        e = body_of(await answer(server, "perf", [{"name": "days", "value": "90"}]))["embeds"][0]
+        assert e["title"] == "Performance" and "last 90 days" in e["description"]
+        assert "Follow the bias: 1 trades" in e["description"]
+        e = body_of(await answer(server, "signals"))["embeds"][0]
+        assert sig["id"] in e["description"] and "TP1" in e["description"]
+    finally:
+        await adapter.stop()
+        svc.store.close()
+async def test_liqmap_slash_command_answers_with_the_heatmap_attached(server, make_svc, monkeypatch):
+    from bot.demo_market.binance_server import BinanceSimServer
+    from bot.demo_market.market import MarketSimulator
+    from bot.exchange.binance import BinanceClient
+    from bot.liqmap_feed import refresh
+    bot_env(monkeypatch, server)
+    svc = make_svc({"webhooks": []})
+    sim = MarketSimulator(n_symbols=30, seed=7)
+    async with BinanceSimServer(sim) as binance, BinanceClient(svc.cfg.exchange, base_url=binance.base_url) as client:
+        await refresh(svc.cfg, client, svc.store, sim.now_ms())             # what the 2-minute job stores
+    adapter = await start_bot(svc)
+    try:
+        assert [o["name"] for o in {c["name"]: c for c in server.synced_commands}["liqmap"]["options"]] == \
+            ["symbol", "window"]
+        res = await answer(server, "liqmap", [{"name": "symbol", "value": "eth"}, {"name": "window", "value": "4h"}])
+        assert res[0]["type"] == 5                                             # slow: deferred first
+        body = body_of(res)
+        assert body["attachments"][0]["filename"] == "chart.png"
+        e = body["embeds"][0]
+        assert e["title"] == "ETHUSDT LiqMap (estimated) · last 4h" and e["image"]["url"] == "attachment://chart.png"
+        assert "With ETH at $" in e["description"] and "no realised liquidations recorded" in e["description"]
+        assert "a floor" in e["description"]
+    finally:
+        await adapter.stop()

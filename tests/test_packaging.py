@@ -73,7 +73,7 @@ def test_the_package_never_imports_the_fakes_and_they_take_only_the_runner_from_
         assert {m for m in _imports(path) if m.split(".")[0] == "bot"} <= {"bot.demo_market.serve"}, path
     for path in _files("bot/demo_market"):
         assert {m for m in _imports(path) if m.split(".")[0] == "bot"} <= {
-            "bot.demo_market.market", "bot.demo_market.serve"}, path
+            "bot.demo_market.market", "bot.demo_market.serve", "bot.demo_market.liquidations"}, path
 
 
 @pytest.mark.slow

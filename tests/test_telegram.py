@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import closing_of, commit_sealed
 from conftest import until as wait_until
 
 from bot import app as app_module
@@ -706,3 +707,60 @@ async def test_token_is_redacted_from_debug_logs(env):
     assert "Calling Bot API endpoint" in text                                 # PTB's DEBUG output too
     assert TOKEN not in text
     assert TOKEN not in repr(env.adapter) and TOKEN not in str(env.adapter)
+
+
+# ------------------------------------------------------------------------------------------- closed signals
+async def test_signals_signal_and_perf_show_outcomes_and_proofs(make_services, monkeypatch, logs):
+    """/signals lists open and closed signals market-wide (the user has none), /signal ID shows the outcome and
+    the proof, /perf the report; closings made by bot.evaluation and sealed as the engine does."""
+    H = 3_600_000
+    env = await make_env(make_services, monkeypatch, logs)
+    try:
+        assert (await say(env, "/signals")) == "No signals yet: they appear here once an alert rule fires."
+        a, b, c = [r["symbol"] for r in env.results if r["bias"] != "NEUTRAL"][:3]   # signals with a direction
+        won = make_signal(env, a, base=a, ts=env.ts - 3 * H)
+        lost = make_signal(env, b, base=b, ts=env.ts - 3 * H)
+        still_open = make_signal(env, c, base=c, ts=env.ts - H)
+        commit_sealed(env.svc, env.ts - 3 * H, [won, lost])
+        commit_sealed(env.svc, env.ts - H, [still_open])
+        d = {"LONG": 1, "SHORT": -1}
+        closings = [closing_of(env.svc.cfg, won, 0.05 * d[won["bias"]], env.ts),
+                    closing_of(env.svc.cfg, lost, -0.05 * d[lost["bias"]], env.ts)]
+        commit_sealed(env.svc, env.ts - 600_000, closings=closings)
+
+        feed = await say(env, "/signals")
+        assert feed.startswith("Recent market-wide signals")
+        assert still_open["id"] in feed and "OPEN" in feed and "TP1" in feed and "SL" in feed
+
+        text = await say(env, f"/signal {won['id']}")
+        assert "Outcome: " in text and "follow" in text and "fade" in text and "net " in text
+        assert "Proof:" in text and "Verifies: yes" in text
+
+        perf = await say(env, "/perf")
+        assert perf.startswith("Performance\n\nPerformance · last 30 days") and "2 closed, 1 open" in perf
+        assert "Follow the bias:" in perf and "Fade the bias" in perf and "Score vs next 4h |move|" in perf
+        one = await say(env, f"/perf {a.lower()} 90")
+        assert f"Performance of {a} · last 90 days" in one and "1 closed, 0 open" in one
+        assert (await say(env, "/perf 45")).startswith("Windows are 30, 90, 180 days")
+    finally:
+        await close_env(env)
+async def test_liqmap_answers_with_the_heatmap_and_the_text_read(env):
+    from bot.demo_market.liquidations import force_orders
+    from bot.exchange.force_orders import parse_force_order
+    from bot.liqmap_feed import refresh
+    sim = env.binance.sim
+    await refresh(env.svc.cfg, env.svc.client, env.svc.store, sim.now_ms())      # what the 2-minute job stores
+    env.svc.store.add_liq_prints(parse_force_order(e) for e in force_orders(sim, "ETHUSDT", sim.now_ms() - 86_400_000,
+                                                                             sim.now_ms()))
+    before = len(env.tg.sent(CHAT))
+    env.tg.push_message(CHAT, "/liqmap eth")
+    await until(lambda: any("a floor" in m.get("plain", m.get("caption", "")) for m in env.tg.sent(CHAT)[before:]),
+                timeout=20, what="liqmap", tg=env.tg)
+    photo, *rest = env.tg.sent(CHAT)[before:]
+    assert photo["method"] == "sendPhoto" and photo["photo"].startswith(PNG) and len(photo["photo"]) > 20_000
+    assert photo["caption"].startswith("<b>ETHUSDT LiqMap (estimated) · last 24h</b>")
+    read = " ".join(m.get("plain", m.get("caption", "")) for m in [photo, *rest])
+    assert "With ETH at $" in read and "nearest large liquidation cluster below price sits at $" in read
+    assert "fell inside the top-25% estimated bands" in read and "Bias:" in read
+    assert "The LiqMap covers BTCUSDT, ETHUSDT" in await say(env, "/liqmap sol")
+    assert "Unknown window '2d'" in await say(env, "/liqmap btc 2d")

@@ -253,7 +253,7 @@ async def test_signals_page_lists_the_stored_signals_newest_first(env):
     assert 'href="/symbol/ETHUSDT"' in html and "crossed 60 (from 50)" in html
 
 
-@pytest.mark.parametrize("path,words", [("/performance", "Not available yet"), ("/verify", "Public key (Ed25519, hex)"),
+@pytest.mark.parametrize("path,words", [("/performance", "Win rate = TP1 / (TP1 + SL)"), ("/verify", "Public key (Ed25519, hex)"),
                                         ("/liqmap/btc", "LiqMap BTC"), ("/liqmap/ETH", "LiqMap ETH"),
                                         ("/methodology", "weight x clip(input / full scale, -1, +1)")])
 async def test_future_features_say_so_plainly_and_methodology_explains(env, path, words):
@@ -323,7 +323,9 @@ async def test_api_symbol_lists_its_signals_in_the_window(env, window, ids):
     data = await r.json()
     assert r.status == 200 and data["symbol"] == "BTCUSDT" and data["windowDays"] == int(window or 30)
     assert [s["id"] for s in data["signals"]] == ids and data["count"] == len(ids)
-    assert data["pressure"]["symbol"] == "BTCUSDT" and data["performance"] is None
+    assert data["pressure"]["symbol"] == "BTCUSDT"
+    perf = data["performance"]          # none of these signals has closed: no figure that would mislead
+    assert perf["closed"] == 0 and perf["follow"]["signals"] == 0 and perf["follow"]["win_rate"] is None
 
 
 async def test_api_symbol_rejects_bad_windows_and_unknown_symbols(env):
@@ -648,3 +650,30 @@ def test_the_page_in_a_real_browser(demo_page, tmp_path):
 def urllib_get(url: str):
     import urllib.request
     return urllib.request.urlopen(url, timeout=10)
+
+
+async def test_closed_signals_fill_the_performance_page_and_the_recent_api(env):
+    """A signal closed (and sealed) as the engine does: /performance shows the figures, /api/public/recent its
+    closing record, /signals its outcome."""
+    closing = {"signal": "ETHNOW01", "outcome": {
+        "signal": "ETHNOW01", "symbol": "ETHUSDT", "bias": "SHORT", "opened": TS, "entry": 100.0, "status": "TP1",
+        "closed": TS + 3_600_000, "exit": 97.0, "reason": None, "atr_1h": 2.0, "missing_candles": 0, "move": None,
+        "follow": {"direction": "SHORT", "tp1": 97.0, "sl": 102.0, "status": "TP1", "exit": 97.0,
+                   "exit_ts": TS + 3_600_000, "reason": None, "funding_bps": 0.0, "net_bps": 286.0},
+        "fade": {"direction": "LONG", "tp1": 103.0, "sl": 98.0, "status": "SL", "exit": 98.0,
+                 "exit_ts": TS + 1_800_000, "reason": None, "funding_bps": 0.0, "net_bps": -214.0}}}
+    ts = TS + 3_600_000
+    env.svc.store.commit_alert_cycle(dict(ts=ts, duration_s=1.0, requests=0, weight=0, failed={}), env.results, {},
+                                     [], [], [], seal=Sealer(env.svc.signing).prepare(ts, env.results, [closing]),
+                                     closings=[closing])
+    await env.svc.refresh_market({r["symbol"] for r in env.results})
+    html = await (await env.client.get("/performance")).text()
+    assert "1 closed, 1 open signals" in html                   # opened in the window: ETHNOW01, BTC10DAY
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+    assert "Follow the bias 1 100% — +286.0 +286 +286 +286 0" in text          # no loss: no profit factor
+    assert "Fade the bias 1 0% 0.00 -214.0" in text
+    data = await (await env.client.get("/api/public/recent")).json()
+    eth = next(s for s in data["items"] if s["id"] == "ETHNOW01")
+    assert eth["outcome"]["status"] == "TP1" and eth["status"] == "TP1" and eth["followBps"] == 286.0
+    assert "TP1" in await (await env.client.get("/signals")).text()
+    assert (await env.client.get("/performance", params={"window": "7"})).status == 400

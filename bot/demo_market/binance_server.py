@@ -2,7 +2,8 @@
 
 Serves (GET) ``/fapi/v1/ping``, ``/fapi/v1/time``, ``/fapi/v1/exchangeInfo``, ``/fapi/v1/premiumIndex``,
 ``/fapi/v1/ticker/24hr``, ``/fapi/v1/openInterest``, ``/fapi/v1/fundingInfo`` and
-``/futures/data/openInterestHist`` with Binance's shapes, errors, weights and limits:
+``/futures/data/openInterestHist`` (and the force-order websocket ``/ws/!forceOrder@arr``,
+:mod:`bot.demo_market.liquidations`) with Binance's shapes, errors, weights and limits:
 
 * every response carries ``X-MBX-USED-WEIGHT-1M`` (weight used in the current wall-clock minute,
   including the request itself); above 2400 → HTTP 429 ``-1003`` with ``Retry-After``;
@@ -31,6 +32,7 @@ from typing import Callable
 
 from aiohttp import web
 
+from bot.demo_market.liquidations import STREAM_PATH, ForceOrderStream
 from bot.demo_market.market import MarketSimulator
 from bot.demo_market.serve import run_until_signalled
 
@@ -234,6 +236,7 @@ class BinanceSimServer:
             "/futures/data/openInterestHist": self._oi_hist,
             "/fapi/v1/klines": self._klines,
         }
+        self.force_orders = ForceOrderStream(sim)      # the websocket ws://host:port/ws/!forceOrder@arr
 
     # ------------------------------------------------------------------------------------------
     # lifecycle
@@ -243,6 +246,7 @@ class BinanceSimServer:
             raise RuntimeError("server already started")
         self._stopping = asyncio.Event()
         app = web.Application()
+        app.router.add_get(STREAM_PATH, self.force_orders.handle)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()

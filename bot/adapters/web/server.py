@@ -50,6 +50,8 @@ class WebQueries(Queries, Protocol):
     async def public_signals(self, limit: int = 50, symbol: str | None = None,
                              since_ms: int | None = None) -> list[dict]: ...
 
+    async def performance(self, symbol: str | None, days: int) -> dict: ...
+
 
 class Problem(Exception):
     """A request the server answers with an error status and a plain message (never a traceback)."""
@@ -428,7 +430,16 @@ class WebServer:
         return self._send(request, await self._cached(self._cache, (template, variant, self._seen_ts), build))
 
     async def page_performance(self, request: web.Request) -> web.Response:
-        return await self._static_page(request, "performance.html", "Performance")
+        window = request.query.get("window", "30")
+        if window not in {str(w) for w in views.WINDOWS_DAYS}:
+            raise Problem(400, "window must be 30, 90 or 180 (days)")
+        snap = self._observe()
+
+        async def build() -> Cached:
+            rep = await self.queries.performance(None, int(window))
+            return self._page("performance.html", "Performance", rep=rep, window=int(window),
+                              windows=views.WINDOWS_DAYS, updated=utc(snap.ts))
+        return self._send(request, await self._cached(self._cache, ("performance", snap.ts, window), build))
 
     async def page_verify(self, request: web.Request) -> web.Response:
         last = await self.queries.last_seal()
@@ -483,7 +494,8 @@ class WebServer:
             rows = [views.signal_row(s) for s in await self.queries.public_signals(limit)]
             return self._json(self._etag(snap.ts, f"recent-{limit}"),
                               {"generatedAt": views.iso(snap.ts), "count": len(rows), "items": rows,
-                               "note": "fired signals; outcomes (TP1/SL/timeout, net bps) are not computed yet"})
+                               "note": "fired signals; outcome: null while open, else its closing record (TP1/SL/"
+                                       "TIMEOUT, follow and fade net bps after fees, slippage and funding)"})
         return self._send(request, await self._cached(self._cache, ("recent", snap.ts, limit), build))
 
     async def api_symbol(self, request: web.Request) -> web.Response:
@@ -498,12 +510,15 @@ class WebServer:
             since = (snap.ts if snap.ts is not None else int(self.wall() * 1000)) - days * views.DAY_MS
             rows = [views.signal_row(s) for s in await self.queries.public_signals(MAX_RECENT, sym, since)]
             r = snap.result(sym)
+            rep = await self.queries.performance(sym, days)
             return self._json(self._etag(snap.ts, f"symbol-{sym}-{days}"), {
                 "symbol": sym, "windowDays": days, "generatedAt": views.iso(snap.ts),
                 "pressure": None if r is None else api_item(r, self.score_cfg),
                 "signals": rows, "count": len(rows),
-                "performance": None,
-                "note": "live signals only; win rate, profit factor and net PnL are not computed yet"})
+                "performance": {"closed": rep["closed"], "open": rep["open"], "follow": rep["follow"]["overall"],
+                                "fade": rep["fade"]["overall"]},
+                "note": "live signals only; performance: closed signals of the window, net bps after fees, "
+                        "slippage and funding (win rate = TP1 / (TP1 + SL), timeouts excluded)"})
         return self._send(request, await self._cached(self._cache, ("api-symbol", snap.ts, sym, days), build))
 
     async def healthz(self, request: web.Request) -> web.Response:

@@ -102,7 +102,9 @@ def signal_row(sig: dict) -> dict:
             "time": iso(sig["ts"]), "when": utc(sig["ts"]), "symbol": sig["symbol"], "rule": sig["rule"],
             "kind": sig["kind"], "what": what, "score": sig["score"], "band": rec.get("band"),
             "direction": sig["bias"], "regime": sig["regime"], "quadrant": rec.get("quadrant"),
-            "warning": rec.get("warning"), "outcome": sig.get("outcome")}
+            "warning": rec.get("warning"), "outcome": sig.get("outcome"),
+            "status": (sig.get("outcome") or {}).get("status", "OPEN"),
+            "followBps": ((sig.get("outcome") or {}).get("follow") or {}).get("net_bps")}
 
 
 def pressure_payload(ts: int | None, results: tuple[dict, ...], cfg: ScoreConfig) -> dict:

@@ -6,7 +6,8 @@ that exist are kept, the columns they lack are added (`ensure`), nothing is drop
 Revision ID: 0001
 """
 import sqlalchemy as sa
-from alembic import op
+
+from bot.migrations import ensure
 
 revision = "0001"
 down_revision = None
@@ -60,25 +61,6 @@ sa.Table("watchlists", m, sa.Column("user_id", sa.Text, primary_key=True), sa.Co
          sa.Column("version", sa.BigInteger, nullable=False), sa.Column("updated", sa.BigInteger, nullable=False))
 sa.Table("send_pacing", m, sa.Column("name", sa.Text, primary_key=True),
          sa.Column("next_us", sa.BigInteger, nullable=False))
-
-
-def ensure(metadata: sa.MetaData) -> None:
-    """Create the tables that are missing; add the columns an existing table lacks (with their defaults, so old
-    rows take them); create missing indexes. Idempotent: what exists is left as it is."""
-    bind = op.get_bind()
-    insp = sa.inspect(bind)
-    for table in metadata.sorted_tables:
-        if not insp.has_table(table.name):
-            table.create(bind)
-            continue
-        have = {c["name"] for c in insp.get_columns(table.name)}
-        for col in table.columns:
-            if col.name not in have:
-                op.add_column(table.name, col._copy())
-        indexes = {i["name"] for i in insp.get_indexes(table.name)}
-        for index in table.indexes:
-            if index.name not in indexes:
-                index.create(bind)
 
 
 def upgrade() -> None:
