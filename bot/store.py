@@ -584,7 +584,7 @@ class Store:
         """(ts, symbol, score, payload JSON) of the first stored cycle of each period of `period_ms` (counted from
         the epoch) since `since_ms`, by time: the samples of the score-vs-move lens (bot.performance)."""
         firsts = (select(func.min(T_cycles.c.ts)).where(T_cycles.c.ts >= since_ms)
-                  .group_by(T_cycles.c.ts / int(period_ms)))      # integer division on both engines (BIGINT)
+                  .group_by(T_cycles.c.ts // int(period_ms)))     # floor division (SQLAlchemy 2: `/` is true division)
         with self._read() as c:
             return [tuple(r) for r in c.execute(
                 select(T_scores.c.ts, T_scores.c.symbol, T_scores.c.score, T_scores.c.payload)

@@ -174,3 +174,42 @@ def test_the_engine_lock_holder_is_visible_to_a_probe(postgres_url):
         other.release()
     finally:
         store.close()
+
+
+def test_the_liqmap_tables_on_both_engines(db_url):
+    from bot.liqmap import Print, Step
+    store = Store(db_url)
+    try:
+        steps = [Step(1_000 * i, 10.0, 11.0, 9.0, 10.5, 2.0, 21.0, 12.0, None if i == 2 else 100.0 + i)
+                 for i in range(3)]
+        assert store.add_liq_steps("BTCUSDT", steps) == 3
+        store.add_liq_steps("BTCUSDT", [Step(2_000, 10.0, 12.0, 9.0, 11.5, 3.0, 33.0, 20.0, 105.0)])   # rewritten
+        got = store.liq_steps("BTCUSDT", 1_000)
+        assert [(s.ts, s.close, s.oi) for s in got] == [(1_000, 10.5, 101.0), (2_000, 11.5, 105.0)]
+        assert store.last_liq_step("BTCUSDT") == 2_000 and store.last_liq_step("ETHUSDT") is None
+        store.add_liq_prints([Print(1_500, "BTCUSDT", "long", 9.5, 2.0), Print(2_500, "BTCUSDT", "short", 11.0, 1.0)])
+        assert [(p.ts, p.side, p.qty) for p in store.liq_prints("BTCUSDT", 2_000)] == [(2_500, "short", 1.0)]
+        assert store.prune_liq(2_000) == 3                         # two steps and one print before it
+    finally:
+        store.close()
+
+
+def test_closings_and_period_starts_on_both_engines(db_url):
+    store = Store(db_url)
+    receipt = {"rule": "cross:35"}
+    try:
+        for ts in (60_000, 120_000, 3_600_000 + 60_000):
+            store.commit_alert_cycle({"ts": ts, "duration_s": 0, "requests": 0, "weight": 0, "failed": {}},
+                                     [{"symbol": "BTCUSDT", "score": ts // 60_000, "bias": "LONG",
+                                       "regime_key": "net_long"}], {},
+                                     [dict(id=f"S{ts}", ts=ts, symbol="BTCUSDT", rule="cross:35", kind="threshold",
+                                           score=40, bias="LONG", regime="r", receipt=receipt)], [], [])
+        assert [r[0] for r in store.score_rows_at_period_starts(0, 3_600_000)] == [60_000, 3_660_000]
+        assert [s["id"] for s in store.open_signals()] == ["S60000", "S120000", "S3660000"]
+        store.commit_alert_cycle({"ts": 3_700_000, "duration_s": 0, "requests": 0, "weight": 0, "failed": {}}, [], {},
+                                 [], [], [], closings=[{"signal": "S60000", "outcome": {"result": "TP1"}}])
+        assert [s["id"] for s in store.closed_signals()] == ["S60000"] and store.closed_in("S60000") == 3_700_000
+        assert [s["id"] for s in store.cycle_closings(3_700_000)] == ["S60000"] and store.closed_in("S120000") is None
+        assert len(store.score_rows_between(0, 120_000)) == 2 and len(store.signals_since(100_000)) == 2
+    finally:
+        store.close()
