@@ -78,6 +78,7 @@ MIGRATIONS = (
     ("outbox", "digest_key", "TEXT"),                         # the digest those parts belong to
     ("signals", "record_hash", "TEXT"),                       # receipt hash, set when the cycle is sealed
     ("signals", "proof", "TEXT"),                             # its inclusion proof in the cycle's tree (JSON)
+    ("symbol_state", "timing", "TEXT"),                       # rules' confirmations/re-arming in time (JSON)
 )
 SIGNAL_COLUMNS = ("id", "ts", "symbol", "rule", "kind", "score", "bias", "regime", "receipt", "outcome", "record_hash")
 MANIFEST_COLUMNS = ("seq", "cycle_ts", "manifest", "hash", "signature", "public_key", "leaves")
@@ -193,6 +194,15 @@ class Store:
                 db.execute("INSERT OR REPLACE INTO meta VALUES (?,?)", (SCORES_PRUNED_BEFORE, json.dumps(before_ms)))
         return n
 
+    def thin_history(self, before_ms: int, step_ms: int) -> int:
+        """OI points before `before_ms` are thinned to one per symbol and `step_ms` bucket (the earliest): the
+        1h change reads the fine points, the 4h/24h changes and the charts need no finer step than this."""
+        with self._tx() as db:
+            return db.execute(
+                "DELETE FROM oi_history WHERE ts < ? AND EXISTS (SELECT 1 FROM oi_history k "
+                "WHERE k.symbol = oi_history.symbol AND k.ts < oi_history.ts "
+                "AND k.ts >= oi_history.ts - (oi_history.ts % ?))", (before_ms, step_ms)).rowcount
+
     # ---- cycles and scores ----------------------------------------------------------------
     def save_cycle(self, ts: int, duration_s: float, requests: int, weight: int,
                    results: list[ScoredRow], failed: dict[str, str]) -> None:
@@ -236,9 +246,11 @@ class Store:
     # ---- alert rules state, signals, outbox --------------------------------------------------
     def load_symbol_state(self) -> dict[str, SymbolStateRow]:
         with self._lock:
-            rows = self._db.execute("SELECT symbol, score, bias, regime, armed, regime_cycles FROM symbol_state").fetchall()
-        return {s: SymbolStateRow(sc, b, rg, {int(k): v for k, v in json.loads(a).items()}, n)
-                for s, sc, b, rg, a, n in rows}
+            rows = self._db.execute("SELECT symbol, score, bias, regime, armed, regime_cycles, timing "
+                                    "FROM symbol_state").fetchall()
+        return {s: SymbolStateRow(sc, b, rg, {int(k): v for k, v in json.loads(a).items()}, n,
+                                  json.loads(t) if t else None)
+                for s, sc, b, rg, a, n, t in rows}
 
     def load_last_fired(self, since_ms: int) -> dict[tuple[str, str, str], int]:
         with self._lock:
@@ -262,8 +274,10 @@ class Store:
                            "VALUES (?,?,?,?,?,?)",
                            [(cycle["ts"], r["symbol"], r["score"], r["bias"], r["regime_key"], json.dumps(r))
                             for r in results])
-            db.executemany("INSERT OR REPLACE INTO symbol_state VALUES (?,?,?,?,?,?)",
-                           [(sym, st.score, st.bias, st.regime_key, json.dumps(st.armed), st.regime_cycles)
+            db.executemany("INSERT OR REPLACE INTO symbol_state (symbol, score, bias, regime, armed, regime_cycles, "
+                           "timing) VALUES (?,?,?,?,?,?,?)",
+                           [(sym, st.score, st.bias, st.regime_key, json.dumps(st.armed), st.regime_cycles,
+                             json.dumps(st.timing) if st.timing is not None else None)
                             for sym, st in symbol_state.items()])
             db.executemany("INSERT OR IGNORE INTO signals (id, ts, symbol, rule, kind, score, bias, regime, receipt) "
                            "VALUES (?,?,?,?,?,?,?,?,?)",
