@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS oi_history (
     symbol TEXT NOT NULL, ts INTEGER NOT NULL, oi REAL NOT NULL, price REAL,
     PRIMARY KEY (symbol, ts)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS oi_history_ts ON oi_history (ts);
 CREATE TABLE IF NOT EXISTS cycles (
     ts INTEGER PRIMARY KEY, duration_s REAL, requests INTEGER, weight INTEGER,
     scored INTEGER, failed TEXT
