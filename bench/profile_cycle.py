@@ -2,7 +2,7 @@
 store against the simulator server in its own process, 50 ms latency), own time summed by component.
 
 Run: python bench/profile_cycle.py [--symbols 600] [--top 25]
-(cProfile inflates every figure; the shares between components are what to read.)
+(cProfile, timed by process CPU time, inflates every figure; the shares between components are what to read.)
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ COMPONENTS = [
     ("http client: connection/HTTP/1.1 (httpcore, h11)", ("httpcore", "/h11/")),
     ("http client: request/response objects, URLs, headers (httpx)", ("/httpx/",)),
     ("socket backend (anyio)", ("/anyio/",)),
+    ("http client: aiohttp (session, connector, HTTP parser), yarl, multidict", ("/aiohttp/", "/yarl/", "multidict")),
     ("retry wrapper, limits, back-off (bot/exchange)", ("bot/exchange/",)),
     ("rate limiter (aiolimiter)", ("aiolimiter",)),
     ("JSON decoding", ("json/decoder", "json/__init__", "'loads'", "scanner")),
@@ -66,7 +67,7 @@ async def main_async(n: int, top: int) -> None:
         client = BinanceClient(cfg.exchange)
         collector.client = client
         await asyncio.to_thread(srv.reset)
-        prof = cProfile.Profile()
+        prof = cProfile.Profile(time.process_time)      # CPU time: a wait in epoll is not work
         c0 = time.process_time()
         prof.enable()
         out = await run_cycle(cfg, client, store, collector)
