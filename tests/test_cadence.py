@@ -134,3 +134,16 @@ async def test_a_cycle_cut_off_by_its_time_limit_is_reported_once_and_the_next_o
     timed_out = _lines(caplog, "cycle timed out after")
     assert len(timed_out) == 1 and "tick(s) skipped" in timed_out[0], timed_out
     assert _lines(caplog, "longer than its") == [] and _lines(caplog, "maximum number of running instances") == []
+
+
+def test_the_old_cycle_count_key_is_a_clear_error_naming_its_replacement(tmp_path):
+    import pytest
+
+    from bot.config import ConfigError, load_config
+    cfg = tmp_path / "bot.yaml"
+    cfg.write_text("rules:\n  hysteresis: 5\n  regime_confirm_cycles: 3\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    text = str(e.value)
+    assert f"{cfg}:1: rules: " in text and "regime_confirm_cycles (3) is replaced by confirm_minutes" in text, text
+    assert "`confirm_minutes: 10`" in text
