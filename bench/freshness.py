@@ -23,10 +23,9 @@ from pathlib import Path
 
 import httpx
 
-from _common import CONFIG_PATH, banner, median, ratio, result
+from _common import banner, median, ratio, result, sim_config
 from _simserver import SimServerProcess
 
-from bot.config import load_config
 from bot.cycle import run_cycle
 from bot.exchange.binance import BinanceClient
 from bot.market import MarketCollector
@@ -35,14 +34,6 @@ from bot.store import Store
 TARGET_FLOOR_RATIO = 1.2
 TARGET_CPU_RATIO = 1.5
 TARGET_WEIGHT_SHARE = 0.35
-
-
-def bench_config(url: str):
-    cfg = load_config(CONFIG_PATH)
-    return cfg.model_copy(update={
-        "universe": cfg.universe.model_copy(update={"min_quote_volume": 0}),
-        "exchange": cfg.exchange.model_copy(update={"base_url": url}),
-    })
 
 
 async def bare_httpx(url: str, symbols: list[str], concurrency: int) -> tuple[float, float, int]:
@@ -71,7 +62,7 @@ async def bot_cycle(cfg, store, collector) -> tuple[float, float, int, int]:
 async def main_async(n: int, rounds: int, latency_ms: float) -> None:
     banner("freshness: cycle over its latency floor, CPU per request over bare httpx, weight budget")
     with SimServerProcess(n, latency_ms=latency_ms) as srv, tempfile.TemporaryDirectory() as tmp:
-        cfg = bench_config(srv.url)
+        cfg = sim_config(srv.url)
         store = Store(Path(tmp) / "bench.db")
         client = BinanceClient(cfg.exchange)
         collector = MarketCollector(client, store, cfg)

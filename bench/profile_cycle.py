@@ -15,9 +15,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from _common import banner
+from _common import banner, sim_config
 from _simserver import SimServerProcess
-from freshness import bench_config
 
 from bot.cycle import run_cycle
 from bot.exchange.binance import BinanceClient
@@ -55,7 +54,7 @@ def component(key: tuple) -> str:
 async def main_async(n: int, top: int) -> None:
     banner(f"profile: one steady {n}-symbol cycle, own CPU time by component")
     with SimServerProcess(n, latency_ms=50) as srv, tempfile.TemporaryDirectory() as tmp:
-        cfg = bench_config(srv.url)
+        cfg = sim_config(srv.url)
         store = Store(Path(tmp) / "b.db")
         client = BinanceClient(cfg.exchange)
         collector = MarketCollector(client, store, cfg)
