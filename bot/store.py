@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS oi_history (
     symbol TEXT NOT NULL, ts INTEGER NOT NULL, oi REAL NOT NULL, price REAL,
     PRIMARY KEY (symbol, ts)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS oi_history_ts ON oi_history (ts);
 CREATE TABLE IF NOT EXISTS cycles (
     ts INTEGER PRIMARY KEY, duration_s REAL, requests INTEGER, weight INTEGER,
     scored INTEGER, failed TEXT
@@ -93,6 +94,7 @@ MIGRATIONS = (
     ("signals", "proof", "TEXT"),                             # its inclusion proof in the cycle's tree (JSON)
     ("signals", "closed_ts", "INTEGER"),                      # the cycle whose seal holds its closing (outcome)
     ("signals", "closing_proof", "TEXT"),                     # the closing's inclusion proof in that cycle (JSON)
+    ("symbol_state", "timing", "TEXT"),                       # rules' confirmations/re-arming in time (JSON)
 )
 SIGNAL_COLUMNS = ("id", "ts", "symbol", "rule", "kind", "score", "bias", "regime", "receipt", "outcome", "record_hash")
 MANIFEST_COLUMNS = ("seq", "cycle_ts", "manifest", "hash", "signature", "public_key", "leaves")
@@ -209,6 +211,15 @@ class Store:
                 db.execute("INSERT OR REPLACE INTO meta VALUES (?,?)", (SCORES_PRUNED_BEFORE, json.dumps(before_ms)))
         return n
 
+    def thin_history(self, before_ms: int, step_ms: int) -> int:
+        """OI points before `before_ms` are thinned to one per symbol and `step_ms` bucket (the earliest): the
+        1h change reads the fine points, the 4h/24h changes and the charts need no finer step than this."""
+        with self._tx() as db:
+            return db.execute(
+                "DELETE FROM oi_history WHERE ts < ? AND EXISTS (SELECT 1 FROM oi_history k "
+                "WHERE k.symbol = oi_history.symbol AND k.ts < oi_history.ts "
+                "AND k.ts >= oi_history.ts - (oi_history.ts % ?))", (before_ms, step_ms)).rowcount
+
     # ---- cycles and scores ----------------------------------------------------------------
     def save_cycle(self, ts: int, duration_s: float, requests: int, weight: int,
                    results: list[ScoredRow], failed: dict[str, str]) -> None:
@@ -252,9 +263,11 @@ class Store:
     # ---- alert rules state, signals, outbox --------------------------------------------------
     def load_symbol_state(self) -> dict[str, SymbolStateRow]:
         with self._lock:
-            rows = self._db.execute("SELECT symbol, score, bias, regime, armed, regime_cycles FROM symbol_state").fetchall()
-        return {s: SymbolStateRow(sc, b, rg, {int(k): v for k, v in json.loads(a).items()}, n)
-                for s, sc, b, rg, a, n in rows}
+            rows = self._db.execute("SELECT symbol, score, bias, regime, armed, regime_cycles, timing "
+                                    "FROM symbol_state").fetchall()
+        return {s: SymbolStateRow(sc, b, rg, {int(k): v for k, v in json.loads(a).items()}, n,
+                                  json.loads(t) if t else None)
+                for s, sc, b, rg, a, n, t in rows}
 
     def load_last_fired(self, since_ms: int) -> dict[tuple[str, str, str], int]:
         with self._lock:
@@ -280,8 +293,10 @@ class Store:
                            "VALUES (?,?,?,?,?,?)",
                            [(cycle["ts"], r["symbol"], r["score"], r["bias"], r["regime_key"], json.dumps(r))
                             for r in results])
-            db.executemany("INSERT OR REPLACE INTO symbol_state VALUES (?,?,?,?,?,?)",
-                           [(sym, st.score, st.bias, st.regime_key, json.dumps(st.armed), st.regime_cycles)
+            db.executemany("INSERT OR REPLACE INTO symbol_state (symbol, score, bias, regime, armed, regime_cycles, "
+                           "timing) VALUES (?,?,?,?,?,?,?)",
+                           [(sym, st.score, st.bias, st.regime_key, json.dumps(st.armed), st.regime_cycles,
+                             json.dumps(st.timing) if st.timing is not None else None)
                             for sym, st in symbol_state.items()])
             db.executemany("INSERT OR IGNORE INTO signals (id, ts, symbol, rule, kind, score, bias, regime, receipt) "
                            "VALUES (?,?,?,?,?,?,?,?,?)",

@@ -176,7 +176,7 @@ async def test_418_stops_everything_until_the_ban_ends(rig):
     second = r.sent() - first
     assert second <= 2
     with pytest.raises(CycleStopped, match=r"exchange asked us to wait 600s \(IP banned \(HTTP 418\)\), longer than "
-                                           r"the 216s left of this cycle's budget, cycle stopped after 0 requests"):
+                                           r"the 43s left of this cycle's budget, cycle stopped after 0 requests"):
         await r.cycle()
     assert r.sent() == first + second                            # nothing sent during the ban
     r.faults.clear()

@@ -108,6 +108,7 @@ def chat_env(monkeypatch, tmp_path):
                                         "bands: [lean, stretched, stressed]\ncooldown_minutes: 0\n")
     return Config.model_validate({
         "engine": {"interval_minutes": 0.01},                        # a cycle every 0.6 s
+        "rules": {"rearm_minutes": 0},                # each HOT cycle crosses again after its CALM one (5 min below)
         "telegram": {"api_base_url": "https://api.telegram.invalid", "poll_timeout_s": 1},
         "discord": {"webhooks": [{"cooldown_minutes": 0}]},
     })
@@ -393,7 +394,8 @@ async def test_rules_follow_the_exchange_clock_when_the_local_clock_is_60h_off(m
     (wl / "night.yaml").write_text("name: Night\nany_symbol_above: 20\nbands: [lean, stretched, stressed]\n"
                                    "regimes: []\nbias_flips: false\ncooldown_minutes: 30\n"
                                    "timezone: UTC\nquiet_hours: \"11:00-14:00\"\n")
-    svc = make_services(universe=SYMBOLS)
+    # each HOT crosses again after one CALM cycle (5 minutes below): re-arming at once, as the plan assumes
+    svc = make_services(Config.model_validate({"rules": {"rearm_minutes": 0}}), universe=SYMBOLS)
     assert sorted(uid for uid, _ in svc.watchlists.items()) == ["desk", "night"]
     plan = [CALM, HOT, CALM, HOT, CALM, CALM, CALM, HOT]   # HOT at +5, +15 (cooldown) and +35 min
     script = Script(svc.cfg, svc.store, plan)
