@@ -8,7 +8,9 @@ hour or the day it runs. ``tests/timing_matrix.py`` reruns the timing-sensitive 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
+from pathlib import Path
 from typing import Callable, Iterable, TypeVar
 
 import pytest
@@ -79,6 +81,8 @@ async def make_services(tmp_path):
     """Factory for the running bot's `Services`, built the one way `python -m bot run` builds them
     (`bot.app.build_services`: store in tmp_path, watchlists in tmp_path/"watchlists", the Queries port and its
     market snapshot). `universe` pre-publishes the traded symbols; adapters are then `svc.register`ed.
+    `seed` (a database file) starts the store from a copy of it and of its signing key: an expensive state (a
+    cold-start cycle) made once per session, each test then owning its copy.
     Everything made is closed at teardown (closing twice is harmless)."""
     from bot.app import build_services
     from bot.config import Config
@@ -86,7 +90,9 @@ async def make_services(tmp_path):
     made = []
 
     def make(cfg: Config | None = None, *, db: str = "bot.db", exchange_url: str | None = None,
-             universe: Iterable[str] | None = None):
+             universe: Iterable[str] | None = None, seed: Path | None = None):
+        if seed is not None:
+            copy_database(seed, tmp_path / db)
         svc = build_services(cfg or Config(), str(tmp_path / db), tmp_path / "watchlists", exchange_url=exchange_url)
         if universe is not None:
             svc.market.set_universe(universe)
@@ -97,3 +103,10 @@ async def make_services(tmp_path):
     for svc in made:
         await svc.client.aclose()
         svc.store.close()
+
+
+def copy_database(src: Path, dst: Path) -> None:
+    """A closed SQLite database and the files beside it that belong to it (its signing key; a WAL if any)."""
+    for f in src.parent.glob(src.name + "*"):
+        if not f.name.endswith(".lock"):
+            shutil.copy2(f, dst.parent / (dst.name + f.name[len(src.name):]))

@@ -55,6 +55,7 @@ HOT = [  # BTC 75 LONG · ETH 44 LONG · SOL 63 SHORT · DOGE 86 SHORT (as in te
 ]
 T0 = 1_795_046_400_000          # 2026-11-18T00:00Z: the exchange's time at the first cycle
 MIN, HOUR = 60_000, 3_600_000
+RETRY = (0.02, 0.16)            # the adapters' retry schedule here (first delay, cap): short, as real time passes
 
 
 class Script:
@@ -107,7 +108,7 @@ def chat_env(monkeypatch, tmp_path):
     (wl / f"tg-{CHAT}.yaml").write_text(f"name: Trader\ntelegram_chat_id: {CHAT}\nany_symbol_above: 20\n"
                                         "bands: [lean, stretched, stressed]\ncooldown_minutes: 0\n")
     return Config.model_validate({
-        "engine": {"interval_minutes": 0.01},                        # a cycle every 0.6 s
+        "engine": {"interval_minutes": 0.0025},                      # a cycle every 0.15 s
         "telegram": {"api_base_url": "https://api.telegram.invalid", "poll_timeout_s": 1},
         "discord": {"webhooks": [{"cooldown_minutes": 0}]},
     })
@@ -146,7 +147,7 @@ async def test_telegram_down_at_start_up_fails_alone_and_delivers_its_alerts_onc
     assert telegram.name == "telegram" and svc.supervisors[1].name == "discord"
     script = Script(svc.cfg, svc.store, [CALM, HOT])
     stop = asyncio.Event()
-    task = asyncio.create_task(app_mod.run_bot(svc, stop, show_table=False, adapter_retry=(0.1, 0.8),
+    task = asyncio.create_task(app_mod.run_bot(svc, stop, show_table=False, adapter_retry=RETRY,
                                                source=script))
     try:
         # cycles run, the webhook gets its alerts, Telegram's wait in the outbox without an attempt counted
@@ -159,7 +160,7 @@ async def test_telegram_down_at_start_up_fails_alone_and_delivers_its_alerts_onc
         tries = messages(caplog, r"telegram: start failed \(attempt (\d+)\): (.+); retrying in ([\d.]+)s")
         assert [int(m[1]) for m in tries] == list(range(1, len(tries) + 1))         # one line per attempt
         delays = [float(m[3]) for m in tries]
-        assert delays[:5] == [0.1, 0.2, 0.4, 0.8, 0.8]                             # growing, capped
+        assert delays[:5] == [0.02, 0.04, 0.08, 0.16, 0.16]                        # growing, capped
         assert all("NetworkError" in m[2] for m in tries) and TOKEN not in caplog.text
 
         # the platform comes back: the adapter comes up on its next attempt and sends what waited, once
@@ -196,7 +197,7 @@ async def test_telegram_down_later_pauses_its_alerts_until_it_answers_again(make
     [telegram] = svc.supervisors
     script = Script(svc.cfg, svc.store, [CALM, HOT])
     stop = asyncio.Event()
-    task = asyncio.create_task(app_mod.run_bot(svc, stop, show_table=False, adapter_retry=(0.1, 0.8),
+    task = asyncio.create_task(app_mod.run_bot(svc, stop, show_table=False, adapter_retry=RETRY,
                                                source=script))
     try:
         await until(lambda: tg.sent(CHAT), 30, "a first Telegram alert")
@@ -210,7 +211,7 @@ async def test_telegram_down_later_pauses_its_alerts_until_it_answers_again(make
         assert max(r["attempts"] for r in waiting) <= 1              # paused: no attempt spent while it is down
         delays = [float(m[1]) for m in messages(caplog, r"telegram: still unreachable \(check \d+\): .*; "
                                                         r"checking again in ([\d.]+)s")]
-        assert delays[:3] == [0.1, 0.2, 0.4]
+        assert delays[:3] == [0.02, 0.04, 0.08]
         tg.clear_faults()
         await until(lambda: telegram.state == "up", 10, "Telegram reachable again")
         await until(lambda: len(tg.sent(CHAT)) > sent_before
