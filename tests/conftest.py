@@ -29,6 +29,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    share_one_tls_context()
     config.addinivalue_line("markers", "process: runs the bot as real processes against the simulator (slow, "
                                        "timing-sensitive; rerun across a day by tests/timing_matrix.py)")
     config.addinivalue_line("markers", "slow: takes seconds for reasons other than timing (e.g. builds the wheel)")
@@ -36,29 +37,26 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "chromium-driver, installed by .ci/run) with selenium")
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    share_one_tls_context()
-
-
 def share_one_tls_context() -> None:
-    """Each httpx client (ours, python-telegram-bot's) builds its default TLS context by reading certifi's CA bundle:
-    ~25 ms of CPU, a few hundred times a run. Every client here speaks plain HTTP to a loopback server, so they
-    share one such context, built by httpx's own function as each would have built it. Other arguments (a custom
-    `verify`, SSL_CERT_FILE) go through unchanged; if httpx moves the function, nothing is shared."""
+    """Each httpx client (ours, python-telegram-bot's) builds its default TLS context by reading a CA bundle
+    (certifi's or SSL_CERT_FILE's): ~25 ms of CPU, a few hundred times a run. Every client here speaks plain HTTP
+    to a loopback server, so clients asking for the same default share one context, built by httpx's own function
+    as each would have built it. Other arguments (a custom `verify`, a client cert) go through unchanged; if httpx
+    moves the function, nothing is shared."""
     try:
         from httpx._transports import default as transports
         build = transports.create_ssl_context
     except (ImportError, AttributeError):
         return
-    shared: list = []
+    shared: dict[tuple, object] = {}
 
     def create_ssl_context(verify=True, cert=None, trust_env=True):
-        if verify is not True or cert is not None or (trust_env and (os.environ.get("SSL_CERT_FILE")
-                                                                      or os.environ.get("SSL_CERT_DIR"))):
+        if verify is not True or cert is not None:
             return build(verify=verify, cert=cert, trust_env=trust_env)
-        if not shared:
-            shared.append(build(verify=verify, cert=cert, trust_env=trust_env))
-        return shared[0]
+        key = (trust_env, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+        if key not in shared:
+            shared[key] = build(verify=verify, cert=cert, trust_env=trust_env)
+        return shared[key]
 
     transports.create_ssl_context = create_ssl_context
 
