@@ -21,6 +21,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from bot import app as app_mod
 from bot.adapters.base import AdapterRefused
 from bot.adapters.console import ConsoleSender
 from bot.app import AdapterSupervisor, enable_chat_adapters, hourly_housekeeping
-from bot.clock import FakeClock
+from bot.clock import FakeClock, SystemClock
 from bot.config import Config
 from bot.cycle import CycleOutcome
 from bot.engine import Engine
@@ -185,6 +186,22 @@ async def test_telegram_down_at_start_up_fails_alone_and_delivers_its_alerts_onc
     assert {r["status"] for r in rows_of(svc, "webhook")} == {"sent"}
 
 
+class JumpClock(SystemClock):
+    """The real clock (real sleeps) that a test can move forward at once: `jump(s)`."""
+
+    def __init__(self):
+        self.offset = 0.0
+
+    def time(self) -> float:
+        return time.time() + self.offset
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset
+
+    def jump(self, seconds: float) -> None:
+        self.offset += seconds
+
+
 async def test_telegram_down_later_pauses_its_alerts_until_it_answers_again(make_services, chat_env, monkeypatch,
                                                                             caplog):
     caplog.set_level(logging.INFO)
@@ -197,8 +214,9 @@ async def test_telegram_down_later_pauses_its_alerts_until_it_answers_again(make
     [telegram] = svc.supervisors
     script = Script(svc.cfg, svc.store, [CALM, HOT])
     stop = asyncio.Event()
+    clock = JumpClock()                                 # the delivery worker's and the supervisor's
     task = asyncio.create_task(app_mod.run_bot(svc, stop, show_table=False, adapter_retry=RETRY,
-                                               source=script))
+                                               source=script, clock=clock))
     try:
         await until(lambda: tg.sent(CHAT), 30, "a first Telegram alert")
         tg.fail_next("*", 502, "Bad Gateway", times=-1)           # the Bot API goes away
@@ -214,6 +232,7 @@ async def test_telegram_down_later_pauses_its_alerts_until_it_answers_again(make
         assert delays[:3] == [0.02, 0.04, 0.08]
         tg.clear_faults()
         await until(lambda: telegram.state == "up", 10, "Telegram reachable again")
+        clock.jump(10)                                  # past the outbox's retry delay (1-3 s) of the failed delivery
         await until(lambda: len(tg.sent(CHAT)) > sent_before
                     and {r["status"] for r in rows_of(svc, "telegram")} == {"sent"}, 30,
                     "the waiting alerts delivered")
