@@ -46,8 +46,12 @@ class Rig:
         return self.server.count(path, symbol)
 
 
-def make_cfg(**exchange) -> Config:
-    return Config(exchange=ExchangeConfig(**{"timeout_s": 2.0, **exchange}), universe={"min_quote_volume": 0})
+SHORT_BACKFILL_H = 2  # the cold start of the tests not about history: 2 h of it, not a day
+
+
+def make_cfg(backfill_hours: int = SHORT_BACKFILL_H, **exchange) -> Config:
+    return Config(exchange=ExchangeConfig(**{"timeout_s": 2.0, **exchange}), universe={"min_quote_volume": 0},
+                  history={"backfill_hours": backfill_hours})
 
 
 @asynccontextmanager
@@ -58,8 +62,8 @@ async def rigs(tmp_path, n_symbols: int):
     store = Store(tmp_path / "t.db")
     made = []
 
-    def make(**exchange) -> Rig:
-        r = Rig(server, url, store, make_cfg(**exchange), clock)
+    def make(backfill_hours: int = SHORT_BACKFILL_H, **exchange) -> Rig:
+        r = Rig(server, url, store, make_cfg(backfill_hours, **exchange), clock)
         made.append(r)
         return r
 
@@ -127,7 +131,7 @@ async def test_a_bad_value_drops_that_symbol_named_never_the_cycle(rig, path, fi
 
 
 async def test_bad_history_rows_are_skipped_the_symbol_is_still_scored(rig, caplog):
-    r = rig()
+    r = rig(backfill_hours=24)                                  # a day of history, as by default
     victim = r.server.sim.symbols()[3]
     r.faults.add("value", "/futures/data/openInterestHist", symbol=victim, field="sumOpenInterest", value="NaN")
     out = await r.cycle()
@@ -305,7 +309,7 @@ async def test_a_cycle_where_every_symbol_failed_keeps_the_last_good_scores(rig)
 
 # ------------------------------------------------------------------------------------ listings
 async def test_a_new_listing_is_scored_in_the_cycle_it_first_trades(rig):
-    r = rig()
+    r = rig(backfill_hours=24)                                  # a day of history, as by default
     newcomer = r.server.sim.symbols()[11]
     r.faults.unlisted.add(newcomer)
     first = await r.cycle()
@@ -321,7 +325,7 @@ async def test_a_new_listing_is_scored_in_the_cycle_it_first_trades(rig):
 
 
 async def test_a_symbol_with_no_history_is_retried_with_back_off_not_every_cycle(rig):
-    r = rig()
+    r = rig(backfill_hours=24)                                  # a day of history, as by default
     bare = r.server.sim.symbols()[6]
     r.faults.listed_at[bare] = r.server.sim.now_ms() + 10 ** 9   # openInterestHist: [] for it
     out = await r.cycle()
@@ -343,7 +347,7 @@ async def test_a_symbol_with_no_history_is_retried_with_back_off_not_every_cycle
 
 
 async def test_a_failing_backfill_is_retried_with_back_off_and_stops_once_it_works(rig):
-    r = rig()
+    r = rig(backfill_hours=24)                                  # a day of history, as by default
     sym = r.server.sim.symbols()[8]
     fault = r.faults.add("missing_symbol", "/futures/data/openInterestHist", symbol=sym, times=None)
     await r.cycle()
