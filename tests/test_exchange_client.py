@@ -28,6 +28,15 @@ async def sim_server():
 
 
 @pytest.fixture
+async def small_sim_server():
+    """A 12-symbol market, for the tests about each symbol's history (not about how many there are)."""
+    server = BinanceSimServer(MarketSimulator(n_symbols=12, seed=3), Faults())
+    url = await server.start()
+    yield server, url
+    await server.stop()
+
+
+@pytest.fixture
 def cfg():
     return Config(exchange=FAST, universe={"min_quote_volume": 0})
 
@@ -154,8 +163,8 @@ async def test_one_symbol_failing_never_sinks_the_cycle(sim_server, cfg, tmp_pat
     assert "Invalid symbol" in out.data.failed[victim]
 
 
-async def test_cold_start_backfills_then_steady_state_costs_n_plus_2(sim_server, cfg, tmp_path):
-    server, url = sim_server
+async def test_cold_start_backfills_then_steady_state_costs_n_plus_2(small_sim_server, cfg, tmp_path):
+    server, url = small_sim_server
     store = Store(tmp_path / "t.db")
     async with BinanceClient(cfg.exchange, base_url=url) as c:
         collector = MarketCollector(c, store, cfg)
@@ -171,8 +180,8 @@ async def test_cold_start_backfills_then_steady_state_costs_n_plus_2(sim_server,
     assert paths.count("/fapi/v1/openInterest") == n and "/futures/data/openInterestHist" not in paths
 
 
-async def test_oi_changes_are_in_contracts_and_match_history(sim_server, cfg, tmp_path):
-    server, url = sim_server
+async def test_oi_changes_are_in_contracts_and_match_history(small_sim_server, cfg, tmp_path):
+    server, url = small_sim_server
     store = Store(tmp_path / "t.db")
     async with BinanceClient(cfg.exchange, base_url=url) as c:
         out = await run_cycle(cfg, c, store)
@@ -198,8 +207,8 @@ async def test_malformed_all_symbols_reply_is_a_clear_error(sim_server, cfg, tmp
             await run_cycle(cfg, c, store)
 
 
-async def test_backfill_longer_than_one_page_pages_back_by_end_time(sim_server, tmp_path):
-    server, url = sim_server
+async def test_backfill_longer_than_one_page_pages_back_by_end_time(small_sim_server, tmp_path):
+    server, url = small_sim_server
     cfg = Config(exchange=FAST, universe={"min_quote_volume": 0}, history={"backfill_hours": 48})
     store = Store(tmp_path / "t.db")
     async with BinanceClient(cfg.exchange, base_url=url) as c:
