@@ -746,11 +746,11 @@ async def test_token_is_redacted_from_debug_logs(env):
 
 
 # ------------------------------------------------------------------------------------------- closed signals
-async def test_signals_signal_and_perf_show_outcomes_and_proofs(make_services, monkeypatch, logs):
+async def test_signals_signal_and_perf_show_outcomes_and_proofs(make_services, monkeypatch, logs, scored_market):
     """/signals lists open and closed signals market-wide (the user has none), /signal ID shows the outcome and
     the proof, /perf the report; closings made by bot.evaluation and sealed as the engine does."""
     H = 3_600_000
-    env = await make_env(make_services, monkeypatch, logs)
+    env = await make_env(make_services, monkeypatch, logs, scored_market)
     try:
         assert (await say(env, "/signals")) == "No signals yet: they appear here once an alert rule fires."
         a, b, c = [r["symbol"] for r in env.results if r["bias"] != "NEUTRAL"][:3]   # signals with a direction
