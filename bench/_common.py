@@ -62,3 +62,14 @@ def result(name: str, metric: str, value: float, target: float, unit: str) -> No
     print("BENCH-RESULT " + json.dumps({"name": name, "metric": metric, "value": round(value, 4),
                                         "target": target, "unit": unit,
                                         "ratio": round(value / target, 3) if target else None}), flush=True)
+
+
+def sim_config(url: str):
+    """config/bot.yaml pointed at a simulator server, with `universe.min_quote_volume: 0` (every simulated perpetual
+    is scored, so N is known)."""
+    from bot.config import load_config
+    cfg = load_config(CONFIG_PATH)
+    return cfg.model_copy(update={
+        "universe": cfg.universe.model_copy(update={"min_quote_volume": 0}),
+        "exchange": cfg.exchange.model_copy(update={"base_url": url}),
+    })

@@ -6,6 +6,8 @@ Prints one line, "<base url> <control url>", then serves until SIGTERM/SIGINT. T
 (loopback, separate port) answers:
     GET /counts  -> {"requests": {path: n}, "used_weight": n}   (requests since the last reset)
     GET /reset   -> server.reset_counts() (forget recorded requests and all rate-limit usage)
+    POST /inject {"name", "path", "symbol", "field", "value"} -> a lasting value fault (a step in the market)
+    GET /injected -> {name: first time (epoch s) a reply carried it}      GET /clear -> every fault removed
 
 `SimServerProcess` starts it as a child process and stops it by its own handle.
 """
@@ -54,9 +56,40 @@ def main(argv: list[str] | None = None) -> int:
         server.reset_counts()
         return web.json_response({"ok": True})
 
+    import time
+    injected: dict[str, object] = {}        # name -> its Fault
+    first_hit: dict[str, float] = {}
+    apply_values = server.faults.apply_values
+
+    def apply_and_note(path, payload):
+        out = apply_values(path, payload)
+        for name, f in injected.items():
+            if f.hits and name not in first_hit:
+                first_hit[name] = time.time()
+        return out
+
+    server.faults.apply_values = apply_and_note
+
+    async def inject(req):
+        body = await req.json()
+        injected[body["name"]] = server.faults.add("value", body["path"], body["symbol"], times=None,
+                                                   field=body["field"], value=body["value"])
+        return web.json_response({"ok": True})
+
+    async def first_hits(_req):
+        return web.json_response(first_hit)
+
+    async def clear(_req):
+        server.faults.clear()
+        injected.clear()
+        return web.json_response({"ok": True})
+
     app = web.Application()
     app.router.add_get("/counts", counts)
     app.router.add_get("/reset", reset)
+    app.router.add_post("/inject", inject)
+    app.router.add_get("/injected", first_hits)
+    app.router.add_get("/clear", clear)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
 
     async def start() -> str:
@@ -115,6 +148,18 @@ class SimServerProcess:
 
     def counts(self) -> dict[str, int]:
         return self._get("/counts")["requests"]
+
+    def inject(self, name: str, path: str, symbol: str, field: str, value: str) -> None:
+        """A lasting step: `field` of `symbol`'s replies on `path` becomes `value` until `clear`."""
+        data = json.dumps({"name": name, "path": path, "symbol": symbol, "field": field, "value": value}).encode()
+        with urllib.request.urlopen(urllib.request.Request(self.control + "/inject", data=data), timeout=10) as r:
+            r.read()
+
+    def injected(self) -> dict[str, float]:
+        return self._get("/injected")
+
+    def clear(self) -> None:
+        self._get("/clear")
 
 
 if __name__ == "__main__":

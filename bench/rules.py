@@ -133,7 +133,7 @@ def main() -> None:
         t_a = time.perf_counter()
         thresholds = thresholds_in_use(subs.values(), cfg.rules, cfg.score)
         t_b = time.perf_counter()
-        events, state = detect(state, results, thresholds, cfg.rules)
+        events, state = detect(state, results, thresholds, cfg.rules, int(now.timestamp() * 1000))
         t_c = time.perf_counter()
         deliveries, fired = route(events, subs, last_fired, now, cfg.score)
         t_d = time.perf_counter()

@@ -474,7 +474,9 @@ def hourly_housekeeping(svc: Services) -> None:
     last = svc.store.last_cycle()
     if last:
         pruned = svc.store.prune_history(last["ts"] - svc.cfg.history.retention_hours * 3_600_000)
-        log.info("history pruned rows=%d", pruned)
+        h = svc.cfg.history
+        thinned = svc.store.thin_history(last["ts"] - int(h.fine_hours * 3_600_000), int(h.coarse_step_minutes * 60_000))
+        log.info("history pruned rows=%d thinned=%d", pruned, thinned)
 
 
 async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True,
@@ -578,8 +580,11 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True,
     scheduler = AsyncIOScheduler(timezone=timezone.utc, job_defaults={
         "coalesce": True, "max_instances": 1, "misfire_grace_time": cfg.engine.misfire_grace_s})
     if with_engine:
+        # max_instances 2: a tick during an overrunning cycle reaches Engine.scheduled_cycle, which skips it quietly
+        # and reports the overrun once (APScheduler would warn on every tick); the engine's lock keeps cycles one at
+        # a time
         scheduler.add_job(scheduled_cycle, IntervalTrigger(seconds=interval_s, start_date=_next_boundary(interval_s)),
-                          id="cycle", next_run_time=datetime.now(timezone.utc))
+                          id="cycle", next_run_time=datetime.now(timezone.utc), max_instances=2)
         scheduler.add_job(_when_leading(gates["engine"], hourly_housekeeping), IntervalTrigger(hours=1), args=[svc],
                           id="prune", next_run_time=datetime.now(timezone.utc) + timedelta(minutes=1))
     scheduler.add_job(housekeeping, IntervalTrigger(seconds=HOUSEKEEPING_S), args=[svc], id="watchlists")

@@ -73,7 +73,7 @@ def replay(store: Store, cfg: Config, since_ms: int) -> dict:
             payloads.setdefault(symbol, []).append((ts, p))
             sampled.append((ts, symbol, r["score"], mark))
             latest[symbol] = r["score"]
-        events, state = detect(state, results, thresholds, cfg.rules)
+        events, state = detect(state, results, thresholds, cfg.rules, ts)
         signals += [dict(id=signal_id(ts, e.symbol, e.rule), ts=ts, symbol=e.symbol, rule=e.rule, kind=e.kind,
                          score=e.score, bias=e.result["bias"], regime=e.result["regime"],
                          receipt={"raw": e.result.get("raw")}, record_hash=None) for e in events]

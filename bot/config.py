@@ -49,6 +49,8 @@ class HistoryConfig(_Strict):
     backfill_hours: int = Field(24, ge=1, le=720)
     retention_hours: int = Field(49, ge=25)
     tolerance_minutes: dict[str, float] = {"1h": 10, "4h": 20, "24h": 60}
+    fine_hours: float = Field(2, gt=1)                  # keep every cycle's OI point this long ...
+    coarse_step_minutes: float = Field(5, gt=0, le=60)  # ... then one per this many minutes
 
 
 class Contribution(_Strict):
@@ -106,18 +108,31 @@ class ScoreConfig(_Strict):
 
 
 class EngineConfig(_Strict):
-    interval_minutes: float = Field(5, gt=0)
+    interval_minutes: float = Field(1, gt=0)
     misfire_grace_s: int = Field(60, ge=1)
     table_every_cycles: int = Field(12, ge=1)
     clock_skew_warn_s: float | None = Field(120, gt=0)   # null: never warn (the demo's market runs fast on purpose)
 
 
 class RulesConfig(_Strict):
+    """Durations are minutes of exchange time, never cycles: a shorter cadence must not be noisier."""
     thresholds: list[int] = [35, 60]
     hysteresis: int = Field(5, ge=0, le=50)
+    rearm_minutes: float = Field(5, ge=0, le=1440)     # ... and re-arms after the score stayed that far below this long
     cooldown_minutes: float = Field(60, ge=0)
     bias_flip_min_score: int = Field(35, ge=0, le=100)
-    regime_confirm_cycles: int = Field(2, ge=1, le=12)
+    confirm_minutes: float = Field(5, ge=0, le=1440)   # a regime or a new bias counts once it has held this long
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cycles_are_gone(cls, data: object) -> object:
+        if isinstance(data, dict) and "regime_confirm_cycles" in data:
+            n = data["regime_confirm_cycles"]
+            hint = f"{(n - 1) * 5:g}" if isinstance(n, int) and n >= 1 else "5"
+            raise ValueError(f"regime_confirm_cycles ({n!r}) is replaced by confirm_minutes: confirmation is time, "
+                             f"not cycles, so a shorter cadence is not noisier; {n!r} cycles at the old 5-minute "
+                             f"cadence is `confirm_minutes: {hint}` (the default is 5)")
+        return data
 
 
 class StorageConfig(_Strict):

@@ -19,6 +19,7 @@ oi_history = Table(
     "oi_history", metadata,
     Column("symbol", Text, primary_key=True), Column("ts", BigInteger, primary_key=True, autoincrement=False),
     Column("oi", Float, nullable=False), Column("price", Float),
+    Index("oi_history_ts", "ts"),                          # the cycle's window reads and thinning, by time
     sqlite_with_rowid=False)
 
 cycles = Table(
@@ -42,7 +43,8 @@ symbol_state = Table(
     "symbol_state", metadata,
     Column("symbol", Text, primary_key=True), Column("score", Integer, nullable=False),
     Column("bias", Text, nullable=False), Column("regime", Text, nullable=False), Column("armed", Text, nullable=False),
-    Column("regime_cycles", Integer, nullable=False, server_default=text("1")))
+    Column("regime_cycles", Integer, nullable=False, server_default=text("1")),
+    Column("timing", Text))                     # the rules' confirmations/re-arming in time (JSON)
 
 last_fired = Table(
     "last_fired", metadata,

@@ -100,6 +100,7 @@ class Engine:
         self.cycle_lock = asyncio.Lock()
         self.cycles_run = 0
         self.clock_offset_ms: int | None = None   # exchange time minus the local clock, at the last cycle
+        self.ticks_skipped = 0                     # scheduler ticks that found the previous cycle still running
         self._clock_skewed = False
 
     @property
@@ -108,7 +109,7 @@ class Engine:
         return getattr(self.market, "collector", None)
 
     def _load_state(self) -> dict[str, SymbolState]:
-        return {s: SymbolState(*row) for s, row in self.store.load_symbol_state().items()}
+        return {s: SymbolState.from_row(*row) for s, row in self.store.load_symbol_state().items()}
 
     async def run_once(self) -> CycleReport:
         async with self.cycle_lock:
@@ -167,7 +168,7 @@ class Engine:
         recipients = {r.id: r for r in self.recipients()}
         subs = {rid: r.subscriber for rid, r in recipients.items()}
         thresholds = thresholds_in_use(subs.values(), self.cfg.rules, self.cfg.score)
-        events, new_state = detect(self._state or {}, results, thresholds, self.cfg.rules)
+        events, new_state = detect(self._state or {}, results, thresholds, self.cfg.rules, out.ts)
         max_cooldown_ms = int(max([s.cooldown_minutes for s in subs.values()] + [0]) * 60_000)
         # Cooldowns run on the exchange's time: last-fired times are stored as cycle ts and read back relative to
         # this cycle's ts, then shifted onto the local clock `route` compares with (now - last == ts - fired ts).
@@ -185,7 +186,7 @@ class Engine:
                               due=int(d.hold_until.timestamp() * 1000) if d.hold_until else now_ms,
                               signal_ids=[ids[(e.symbol, e.rule)] for e in d.events])
                   for d in deliveries for rt in recipients[d.recipient].routes]
-        state_rows = {s: SymbolStateRow(st.score, st.bias, st.regime_key, st.armed, st.regime_cycles)
+        state_rows = {s: SymbolStateRow(st.score, st.bias, st.regime_key, st.armed, st.regime_cycles, st.timing())
                       for s, st in new_state.items()}
         cycle = CycleRecord(ts=out.ts, duration_s=out.duration_s, requests=out.requests, weight=out.weight,
                             failed=out.data.failed)
@@ -211,13 +212,24 @@ class Engine:
             log.warning("backfill failed for %d symbols; they get history from our own cycles", len(errors))
 
     async def scheduled_cycle(self) -> None:
-        """The scheduler's job: a cycle never outlives its interval, and a failure never stops the next."""
-        timeout = max(5.0, self.cfg.engine.interval_minutes * 60 * 0.9)
+        """The scheduler's job: a cycle is time-limited, never overlaps the next and a failure never stops the
+        next. A tick that finds the previous cycle still running is skipped silently; the overrun is reported
+        once, when that cycle ends (one line, with the ticks it cost)."""
+        if self.cycle_lock.locked():
+            self.ticks_skipped += 1
+            return
+        interval = self.cfg.engine.interval_minutes * 60
+        timeout = max(5.0, interval * 0.9)
         started = time.monotonic()
         try:
             await asyncio.wait_for(self.run_once(), timeout=timeout)
+            took = time.monotonic() - started
+            if took > interval:
+                log.warning("cycle took %.1fs, longer than its %gs interval: %d tick(s) skipped (never two cycles "
+                            "at once)", took, interval, self.ticks_skipped)
         except asyncio.TimeoutError:
-            log.error("cycle timed out after %.0fs; nothing from it was committed", time.monotonic() - started)
+            log.error("cycle timed out after %.0fs; nothing from it was committed (%d tick(s) skipped)",
+                      time.monotonic() - started, self.ticks_skipped)
         except BinanceError as e:      # the exchange is down or refusing: one line, the next cycle retries
             log.error("cycle failed: exchange request failed: %s", e)
         except StoreUnavailable as e:  # every cycle until a restart: the bot must not write to a vanished file
@@ -229,6 +241,8 @@ class Engine:
                       "committed, the next cycle tries again", type(e).__name__, e)
         except Exception as e:
             log.exception("cycle failed: %s", e)
+        finally:
+            self.ticks_skipped = 0
 
 
 def _span(ms: int) -> str:

@@ -221,7 +221,9 @@ class MarketCollector:
 
     async def collect(self, progress: Progress | None = None) -> CycleData:
         await self.refresh_reference_data()
-        premium, tickers = await _all(self.client.premium_index(), self.client.ticker_24hr())
+        # the stored history's coverage (for the backfill check) is read while the market replies are on their way
+        premium, tickers, coverage = await _all(self.client.premium_index(), self.client.ticker_24hr(),
+                                                asyncio.to_thread(self.store.history_coverage))
         premium = _by_symbol(premium, "premiumIndex")
         tickers = _by_symbol(tickers, "ticker/24hr")
         unaccounted = sorted(set(premium) - self._accounted)
@@ -238,7 +240,7 @@ class MarketCollector:
         symbols = self._liquid(tickers, failed)
         ts = self._market_time(premium, symbols, failed)
 
-        await self.backfill([s for s in symbols if s in premium], ts, progress)
+        await self.backfill([s for s in symbols if s in premium], ts, progress, coverage)
         oi_now = await self._fetch_open_interest(symbols, failed)
         points = []
         for s, (oi, oi_ts) in oi_now.items():
@@ -324,10 +326,13 @@ class MarketCollector:
         self._backfill_after[sym] = self.clock.monotonic() + delay
         return delay
 
-    async def backfill(self, symbols: list[str], now_ms: int, progress: Progress | None = None) -> dict[str, str]:
+    async def backfill(self, symbols: list[str], now_ms: int, progress: Progress | None = None,
+                       coverage: dict[str, tuple[int, int]] | None = None) -> dict[str, str]:
         """Fetch 24h of 5m OI history for symbols whose history is missing, stale or short (cold start,
-        new listings). A failure (or no history at all) is retried after a per-symbol back-off that doubles."""
-        coverage = await asyncio.to_thread(self.store.history_coverage)
+        new listings). A failure (or no history at all) is retried after a per-symbol back-off that doubles.
+        `coverage`: the store's history_coverage(), when the caller has read it already."""
+        if coverage is None:
+            coverage = await asyncio.to_thread(self.store.history_coverage)
         hours = self.cfg.history.backfill_hours
         need = [s for s in symbols if self._backfill_due(s, coverage, now_ms)]
         if not need:

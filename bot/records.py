@@ -180,6 +180,7 @@ class SymbolStateRow(NamedTuple):
     regime_key: str
     armed: dict[int, bool]
     regime_cycles: int
+    timing: dict | None = None               # rules.SymbolState.timing(): confirmations and re-arming in time
 
 
 class FiredRow(NamedTuple):

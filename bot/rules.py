@@ -4,6 +4,10 @@ Two steps:
 1. `detect` turns a cycle's results into symbol events, against the per-symbol state of the previous
    cycle: threshold crossings with hysteresis, regime entries, bias flips. Arming is a property of the
    score path, so it is kept once per (symbol, threshold), whatever the number of recipients.
+   Every duration is time, never a count of cycles (the cycle's exchange time comes in as `now_ms`), so a
+   shorter cadence sees the same alerts, not more: a regime or a new bias counts once it has held
+   `confirm_minutes`, a fired threshold re-arms once the score has stayed `hysteresis` points below it for
+   `rearm_minutes`, and cooldowns are minutes (`route`).
 2. `route` fans events out to recipients by their own settings: symbols, thresholds, bands, regimes,
    mutes, a cooldown per (recipient, symbol, rule), quiet hours (hold for a digest, or drop).
 All of a recipient's alerts from one cycle form one digest, ordered by score.
@@ -20,12 +24,48 @@ from .vocabulary import ALERT_REGIMES, BANDS, DIRECTIONAL, SQUEEZE_REGIMES   # (
 
 
 @dataclass(frozen=True)
+class Held:
+    """A value that changes only once a new one has held for a while: `value` is in force; `pending` has been
+    seen in every cycle since `since` (exchange ms). A flicker shorter than the hold never changes `value`."""
+    value: str
+    pending: str | None = None
+    since: int = 0
+
+    def step(self, raw: str, now_ms: int, hold_ms: float) -> "Held":
+        if raw == self.value:
+            return Held(raw)
+        since = self.since if raw == self.pending else now_ms
+        return Held(raw) if now_ms - since >= hold_ms else Held(self.value, raw, since)
+
+    def as_json(self) -> list:
+        return [self.value, self.pending, self.since]
+
+
+@dataclass(frozen=True)
 class SymbolState:
     score: int
-    bias: str
-    regime_key: str
+    bias: str                                               # as observed in the last cycle
+    regime_key: str                                         # as observed in the last cycle
     armed: dict[int, bool] = field(default_factory=dict)   # threshold -> may fire again
-    regime_cycles: int = 1                                  # consecutive cycles in `regime_key`
+    regime_cycles: int = 1                                  # consecutive cycles in `regime_key` (information only)
+    regime: Held | None = None        # the confirmed regime (None: the observed one, e.g. state stored before)
+    bias_held: Held | None = None     # the confirmed bias
+    below_since: dict[int, int] = field(default_factory=dict)   # disarmed threshold -> ms since the score is
+                                                                # `hysteresis` below it (re-arms after rearm_minutes)
+
+    def timing(self) -> dict:
+        """The time-keeping part as JSON (stored beside the rest: records.SymbolStateRow.timing)."""
+        return {"regime": self.regime.as_json() if self.regime else None,
+                "bias": self.bias_held.as_json() if self.bias_held else None,
+                "below": {str(t): ms for t, ms in self.below_since.items()}}
+
+    @classmethod
+    def from_row(cls, score: int, bias: str, regime_key: str, armed: dict[int, bool], regime_cycles: int,
+                 timing: dict | None) -> "SymbolState":
+        t = timing or {}
+        return cls(score, bias, regime_key, armed, regime_cycles,
+                   Held(*t["regime"]) if t.get("regime") else None, Held(*t["bias"]) if t.get("bias") else None,
+                   {int(k): int(v) for k, v in (t.get("below") or {}).items()})
 
 
 @dataclass(frozen=True)
@@ -43,9 +83,9 @@ class Event:
         return self.result.get("regime_key", "")
 
 
-def _thresholds_state(prev: SymbolState | None, score: int, thresholds: Iterable[int], hysteresis: int
-                      ) -> tuple[dict[int, bool], list[int]]:
-    armed, crossed = {}, []
+def _thresholds_state(prev: SymbolState | None, score: int, thresholds: Iterable[int], hysteresis: int,
+                      now_ms: int, rearm_ms: float) -> tuple[dict[int, bool], dict[int, int], list[int]]:
+    armed, below, crossed = {}, {}, []
     for t in thresholds:
         was = prev.armed.get(t) if prev else None
         if was is None:                      # first sight of this symbol/threshold: no alert, just arm
@@ -54,36 +94,43 @@ def _thresholds_state(prev: SymbolState | None, score: int, thresholds: Iterable
             armed[t] = False
             crossed.append(t)
         elif not was and score <= t - hysteresis:
-            armed[t] = True
+            since = prev.below_since.get(t, now_ms) if prev else now_ms
+            armed[t] = now_ms - since >= rearm_ms      # below for long enough: a dip is not a new episode
+            if not armed[t]:
+                below[t] = since
         else:
             armed[t] = was
-    return armed, crossed
+    return armed, below, crossed
 
 
-def detect(prev: dict[str, SymbolState], results: list[dict], thresholds: set[int], cfg: RulesConfig
-           ) -> tuple[list[Event], dict[str, SymbolState]]:
-    """Events of this cycle and the new per-symbol state (symbols absent this cycle keep theirs)."""
+def detect(prev: dict[str, SymbolState], results: list[dict], thresholds: set[int], cfg: RulesConfig,
+           now_ms: int) -> tuple[list[Event], dict[str, SymbolState]]:
+    """Events of this cycle (at exchange time `now_ms`) and the new per-symbol state (symbols absent this
+    cycle keep theirs)."""
     events: list[Event] = []
     state = dict(prev)
+    hold_ms, rearm_ms = cfg.confirm_minutes * 60_000, cfg.rearm_minutes * 60_000
     for r in results:
         sym, score, bias, regime_key = r["symbol"], r["score"], r["bias"], r["regime_key"]
         before = prev.get(sym)
-        armed, crossed = _thresholds_state(before, score, sorted(thresholds), cfg.hysteresis)
-        if before is None:      # first sight: whatever regime it is in is not news
-            streak = cfg.regime_confirm_cycles + 1
-        else:
-            streak = before.regime_cycles + 1 if before.regime_key == regime_key else 1
-        state[sym] = SymbolState(score, bias, regime_key, armed, streak)
-        if before is None:
+        armed, below, crossed = _thresholds_state(before, score, sorted(thresholds), cfg.hysteresis, now_ms,
+                                                  rearm_ms)
+        if before is None:      # first sight: whatever regime and bias it is in is not news
+            state[sym] = SymbolState(score, bias, regime_key, armed, 1, Held(regime_key), Held(bias), below)
             continue
+        streak = before.regime_cycles + 1 if before.regime_key == regime_key else 1
+        regime_was = before.regime or Held(before.regime_key)
+        bias_was = before.bias_held or Held(before.bias)
+        regime, held_bias = regime_was.step(regime_key, now_ms, hold_ms), bias_was.step(bias, now_ms, hold_ms)
+        state[sym] = SymbolState(score, bias, regime_key, armed, streak, regime, held_bias, below)
         for t in crossed:
             events.append(Event(sym, f"cross:{t}", "threshold", score, before.score, r, threshold=t))
-        # A regime alerts once it has held `regime_confirm_cycles` cycles: flapping between two never does.
-        if streak == cfg.regime_confirm_cycles and regime_key in ALERT_REGIMES:
-            events.append(Event(sym, f"regime:{regime_key}", "regime", score, before.score, r))
-        if (before.bias in DIRECTIONAL and bias in DIRECTIONAL and bias != before.bias
+        # A regime alerts once it has held `confirm_minutes`: flapping between two never does.
+        if regime.value != regime_was.value and regime.value in ALERT_REGIMES:
+            events.append(Event(sym, f"regime:{regime.value}", "regime", score, before.score, r))
+        if (held_bias.value != bias_was.value and bias_was.value in DIRECTIONAL and held_bias.value in DIRECTIONAL
                 and score >= cfg.bias_flip_min_score):
-            events.append(Event(sym, f"flip:{bias}", "bias_flip", score, before.score, r))
+            events.append(Event(sym, f"flip:{held_bias.value}", "bias_flip", score, before.score, r))
     return events, state
 
 

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy import and_, delete, exists, func, or_, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError as DatabaseError  # noqa: F401  (what a failed query raises, on both engines)
 
@@ -197,6 +197,15 @@ class Store:
                 db.execute(database.upsert(db, T_meta), {"key": SCORES_PRUNED_BEFORE, "value": json.dumps(before_ms)})
         return n
 
+    def thin_history(self, before_ms: int, step_ms: int) -> int:
+        """OI points before `before_ms` are thinned to one per symbol and `step_ms` bucket (the earliest): the
+        1h change reads the fine points, the 4h/24h changes and the charts need no finer step than this."""
+        o, k = T_oi, T_oi.alias("k")
+        earlier_in_bucket = exists().where(k.c.symbol == o.c.symbol, k.c.ts < o.c.ts,
+                                           k.c.ts >= o.c.ts - (o.c.ts % step_ms))
+        with self._tx() as db:
+            return db.execute(delete(o).where(o.c.ts < before_ms, earlier_in_bucket)).rowcount
+
     # ---- cycles and scores ----------------------------------------------------------------
     @staticmethod
     def _cycle_row(ts: int, duration_s: float, requests: int, weight: int, scored: int, failed: dict) -> dict:
@@ -251,9 +260,10 @@ class Store:
     def load_symbol_state(self) -> dict[str, SymbolStateRow]:
         with self._read() as c:
             rows = c.execute(select(T_state.c.symbol, T_state.c.score, T_state.c.bias, T_state.c.regime,
-                                    T_state.c.armed, T_state.c.regime_cycles)).all()
-        return {s: SymbolStateRow(sc, b, rg, {int(k): v for k, v in json.loads(a).items()}, n)
-                for s, sc, b, rg, a, n in rows}
+                                    T_state.c.armed, T_state.c.regime_cycles, T_state.c.timing)).all()
+        return {s: SymbolStateRow(sc, b, rg, {int(k): v for k, v in json.loads(a).items()}, n,
+                                  json.loads(t) if t else None)
+                for s, sc, b, rg, a, n, t in rows}
 
     def load_last_fired(self, since_ms: int) -> dict[tuple[str, str, str], int]:
         with self._read() as c:
@@ -280,7 +290,8 @@ class Store:
             if symbol_state:
                 db.execute(database.upsert(db, T_state), [
                     {"symbol": sym, "score": st.score, "bias": st.bias, "regime": st.regime_key,
-                     "armed": json.dumps(st.armed), "regime_cycles": st.regime_cycles}
+                     "armed": json.dumps(st.armed), "regime_cycles": st.regime_cycles,
+                     "timing": json.dumps(st.timing) if st.timing is not None else None}
                     for sym, st in symbol_state.items()])
             if signals:
                 db.execute(database.insert(db, T_signals).on_conflict_do_nothing(), [

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import time
+from pathlib import Path
 from typing import Callable, Iterable, TypeVar
 
 import pytest
@@ -27,11 +29,36 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    share_one_tls_context()
     config.addinivalue_line("markers", "process: runs the bot as real processes against the simulator (slow, "
                                        "timing-sensitive; rerun across a day by tests/timing_matrix.py)")
     config.addinivalue_line("markers", "slow: takes seconds for reasons other than timing (e.g. builds the wheel)")
     config.addinivalue_line("markers", "browser: drives a real headless chromium (Debian's chromium and "
                                        "chromium-driver, installed by .ci/run) with selenium")
+
+
+def share_one_tls_context() -> None:
+    """Each httpx client (ours, python-telegram-bot's) builds its default TLS context by reading a CA bundle
+    (certifi's or SSL_CERT_FILE's): ~25 ms of CPU, a few hundred times a run. Every client here speaks plain HTTP
+    to a loopback server, so clients asking for the same default share one context, built by httpx's own function
+    as each would have built it. Other arguments (a custom `verify`, a client cert) go through unchanged; if httpx
+    moves the function, nothing is shared."""
+    try:
+        from httpx._transports import default as transports
+        build = transports.create_ssl_context
+    except (ImportError, AttributeError):
+        return
+    shared: dict[tuple, object] = {}
+
+    def create_ssl_context(verify=True, cert=None, trust_env=True):
+        if verify is not True or cert is not None:
+            return build(verify=verify, cert=cert, trust_env=trust_env)
+        key = (trust_env, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+        if key not in shared:
+            shared[key] = build(verify=verify, cert=cert, trust_env=trust_env)
+        return shared[key]
+
+    transports.create_ssl_context = create_ssl_context
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -80,6 +107,8 @@ async def make_services(tmp_path):
     """Factory for the running bot's `Services`, built the one way `python -m bot run` builds them
     (`bot.app.build_services`: store in tmp_path, watchlists in tmp_path/"watchlists", the Queries port and its
     market snapshot). `universe` pre-publishes the traded symbols; adapters are then `svc.register`ed.
+    `seed` (a database file) starts the store from a copy of it and of its signing key: an expensive state (a
+    cold-start cycle) made once per session, each test then owning its copy.
     Everything made is closed at teardown (closing twice is harmless)."""
     from bot.app import build_services
     from bot.config import Config
@@ -87,7 +116,9 @@ async def make_services(tmp_path):
     made = []
 
     def make(cfg: Config | None = None, *, db: str = "bot.db", exchange_url: str | None = None,
-             universe: Iterable[str] | None = None):
+             universe: Iterable[str] | None = None, seed: Path | None = None):
+        if seed is not None:
+            copy_database(seed, tmp_path / db)
         svc = build_services(cfg or Config(), str(tmp_path / db), tmp_path / "watchlists", exchange_url=exchange_url)
         if universe is not None:
             svc.market.set_universe(universe)
@@ -124,6 +155,13 @@ def commit_sealed(svc, ts: int, signals=(), closings=()) -> None:
     svc.store.commit_alert_cycle(dict(ts=ts, duration_s=0.0, requests=0, weight=0, failed={}), [], {}, list(signals),
                                  [], [], seal=Sealer(svc.signing).prepare(ts, [], list(closings)),
                                  closings=list(closings))
+
+
+def copy_database(src: Path, dst: Path) -> None:
+    """A closed SQLite database and the files beside it that belong to it (its signing key; a WAL if any)."""
+    for f in src.parent.glob(src.name + "*"):
+        if not f.name.endswith(".lock"):
+            shutil.copy2(f, dst.parent / (dst.name + f.name[len(src.name):]))
 
 
 # ---------------------------------------------------------------------------------------------- the two engines

@@ -4,7 +4,7 @@ Pauses and retry back-off run on a `FakeClock`: the tests check how long the cli
 waiting themselves."""
 from __future__ import annotations
 
-import httpx
+from aiohttp import web
 import pytest
 
 from bot.clock import FakeClock
@@ -22,6 +22,15 @@ FAST = ExchangeConfig(timeout_s=1.0, max_retries=3)
 @pytest.fixture
 async def sim_server():
     server = BinanceSimServer(MarketSimulator(n_symbols=40, seed=3), Faults())
+    url = await server.start()
+    yield server, url
+    await server.stop()
+
+
+@pytest.fixture
+async def small_sim_server():
+    """A 12-symbol market, for the tests about each symbol's history (not about how many there are)."""
+    server = BinanceSimServer(MarketSimulator(n_symbols=12, seed=3), Faults())
     url = await server.start()
     yield server, url
     await server.stop()
@@ -88,17 +97,26 @@ async def test_used_weight_near_the_limit_pauses_until_the_minute_rolls_over():
     until the next minute window (plus half a second)."""
     seen = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request.url.path)
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.path)
         used = 1920 if len(seen) == 1 else 100           # 2400 * 0.8 headroom on the first reply
-        return httpx.Response(200, json=[], headers={"X-MBX-USED-WEIGHT-1M": str(used)})
+        return web.json_response([], headers={"X-MBX-USED-WEIGHT-1M": str(used)})
 
+    app = web.Application()
+    app.router.add_get("/fapi/v1/premiumIndex", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
     clock = FakeClock(time=1_800_000_030.0)              # 30 s into a minute
-    async with BinanceClient(ExchangeConfig(), base_url="http://binance.test", clock=clock,
-                             transport=httpx.MockTransport(handler)) as c:
-        await c.premium_index()
-        assert c.paused_for == 30.5 and c.stats.max_used_weight_1m == 1920
-        await c.premium_index()
+    try:
+        async with BinanceClient(ExchangeConfig(), base_url=url, clock=clock) as c:
+            await c.premium_index()
+            assert c.paused_for == 30.5 and c.stats.max_used_weight_1m == 1920
+            await c.premium_index()
+    finally:
+        await runner.cleanup()
     assert clock.sleeps == [30.5] and len(seen) == 2 and c.paused_for == 0
 
 
@@ -145,8 +163,8 @@ async def test_one_symbol_failing_never_sinks_the_cycle(sim_server, cfg, tmp_pat
     assert "Invalid symbol" in out.data.failed[victim]
 
 
-async def test_cold_start_backfills_then_steady_state_costs_n_plus_2(sim_server, cfg, tmp_path):
-    server, url = sim_server
+async def test_cold_start_backfills_then_steady_state_costs_n_plus_2(small_sim_server, cfg, tmp_path):
+    server, url = small_sim_server
     store = Store(tmp_path / "t.db")
     async with BinanceClient(cfg.exchange, base_url=url) as c:
         collector = MarketCollector(c, store, cfg)
@@ -162,8 +180,8 @@ async def test_cold_start_backfills_then_steady_state_costs_n_plus_2(sim_server,
     assert paths.count("/fapi/v1/openInterest") == n and "/futures/data/openInterestHist" not in paths
 
 
-async def test_oi_changes_are_in_contracts_and_match_history(sim_server, cfg, tmp_path):
-    server, url = sim_server
+async def test_oi_changes_are_in_contracts_and_match_history(small_sim_server, cfg, tmp_path):
+    server, url = small_sim_server
     store = Store(tmp_path / "t.db")
     async with BinanceClient(cfg.exchange, base_url=url) as c:
         out = await run_cycle(cfg, c, store)
@@ -189,8 +207,8 @@ async def test_malformed_all_symbols_reply_is_a_clear_error(sim_server, cfg, tmp
             await run_cycle(cfg, c, store)
 
 
-async def test_backfill_longer_than_one_page_pages_back_by_end_time(sim_server, tmp_path):
-    server, url = sim_server
+async def test_backfill_longer_than_one_page_pages_back_by_end_time(small_sim_server, tmp_path):
+    server, url = small_sim_server
     cfg = Config(exchange=FAST, universe={"min_quote_volume": 0}, history={"backfill_hours": 48})
     store = Store(tmp_path / "t.db")
     async with BinanceClient(cfg.exchange, base_url=url) as c:

@@ -12,6 +12,7 @@ import logging
 import re
 import threading
 import time
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -25,7 +26,8 @@ from bot.demo_market.binance_server import BinanceSimServer, Faults
 from bot.demo_market.market import MarketSimulator
 from bot.store import Store
 
-N_SYMBOLS = 40
+N_SYMBOLS = 12       # the market of most tests here: a symbol dropped or kept stands out as well among 12
+WIDE = 40            # the tests that show a refusal costs a few requests, never some per symbol
 
 
 class Rig:
@@ -44,28 +46,48 @@ class Rig:
         return self.server.count(path, symbol)
 
 
-def make_cfg(**exchange) -> Config:
-    return Config(exchange=ExchangeConfig(**{"timeout_s": 2.0, **exchange}), universe={"min_quote_volume": 0})
+SHORT_BACKFILL_H = 2  # the cold start of the tests not about history: 2 h of it, not a day
 
 
-@pytest.fixture
-async def rig(tmp_path):
+def make_cfg(backfill_hours: int = SHORT_BACKFILL_H, **exchange) -> Config:
+    return Config(exchange=ExchangeConfig(**{"timeout_s": 2.0, **exchange}), universe={"min_quote_volume": 0},
+                  history={"backfill_hours": backfill_hours})
+
+
+@asynccontextmanager
+async def rigs(tmp_path, n_symbols: int):
     clock = FakeClock(time=time.time())
-    server = BinanceSimServer(MarketSimulator(n_symbols=N_SYMBOLS, seed=3), Faults(), clock=clock.time)
+    server = BinanceSimServer(MarketSimulator(n_symbols=n_symbols, seed=3), Faults(), clock=clock.time)
     url = await server.start()
     store = Store(tmp_path / "t.db")
     made = []
 
-    def make(**exchange) -> Rig:
-        r = Rig(server, url, store, make_cfg(**exchange), clock)
+    def make(backfill_hours: int = SHORT_BACKFILL_H, **exchange) -> Rig:
+        r = Rig(server, url, store, make_cfg(backfill_hours, **exchange), clock)
         made.append(r)
         return r
 
-    yield make
-    for r in made:
-        await r.client.aclose()
-    store.close()
-    await server.stop()
+    try:
+        yield make
+    finally:
+        for r in made:
+            await r.client.aclose()
+        store.close()
+        await server.stop()
+
+
+@pytest.fixture
+async def rig(tmp_path):
+    """Rigs over one market of N_SYMBOLS symbols."""
+    async with rigs(tmp_path, N_SYMBOLS) as make:
+        yield make
+
+
+@pytest.fixture
+async def wide_rig(tmp_path):
+    """Rigs over one market of WIDE symbols: far more than the requests in flight at once."""
+    async with rigs(tmp_path, WIDE) as make:
+        yield make
 
 
 # ------------------------------------------------------------------------------------ bad values
@@ -109,7 +131,7 @@ async def test_a_bad_value_drops_that_symbol_named_never_the_cycle(rig, path, fi
 
 
 async def test_bad_history_rows_are_skipped_the_symbol_is_still_scored(rig, caplog):
-    r = rig()
+    r = rig(backfill_hours=24)                                  # a day of history, as by default
     victim = r.server.sim.symbols()[3]
     r.faults.add("value", "/futures/data/openInterestHist", symbol=victim, field="sumOpenInterest", value="NaN")
     out = await r.cycle()
@@ -136,8 +158,8 @@ async def test_a_bad_value_in_run_names_the_symbol_and_the_cycle_commits(rig, ca
 
 
 # ------------------------------------------------------------------------------------ refusals
-async def test_429_on_every_request_costs_a_handful_of_requests_not_one_per_symbol(rig):
-    r = rig()
+async def test_429_on_every_request_costs_a_handful_of_requests_not_one_per_symbol(wide_rig):
+    r = wide_rig()
     await r.cycle()
     r.server.reset_counts()
     r.faults.add("429", times=None, retry_after=1)
@@ -154,11 +176,11 @@ async def test_429_on_every_request_costs_a_handful_of_requests_not_one_per_symb
     r.faults.clear()
     r.clock.advance(5)
     out = await r.cycle()
-    assert len(out.results) == N_SYMBOLS
+    assert len(out.results) == WIDE
 
 
-async def test_418_stops_everything_until_the_ban_ends(rig):
-    r = rig()
+async def test_418_stops_everything_until_the_ban_ends(wide_rig):
+    r = wide_rig()
     await r.cycle()
     r.server.reset_counts()
     r.faults.add("418", times=None, retry_after=None)            # "banned until" now + 120 s, no header
@@ -176,16 +198,16 @@ async def test_418_stops_everything_until_the_ban_ends(rig):
     second = r.sent() - first
     assert second <= 2
     with pytest.raises(CycleStopped, match=r"exchange asked us to wait 600s \(IP banned \(HTTP 418\)\), longer than "
-                                           r"the 216s left of this cycle's budget, cycle stopped after 0 requests"):
+                                           r"the 43s left of this cycle's budget, cycle stopped after 0 requests"):
         await r.cycle()
     assert r.sent() == first + second                            # nothing sent during the ban
     r.faults.clear()
     r.clock.advance(601)
-    assert len((await r.cycle()).results) == N_SYMBOLS
+    assert len((await r.cycle()).results) == WIDE
 
 
-async def test_a_permanent_503_on_open_interest_stops_the_cycle_after_a_few(rig):
-    r = rig()
+async def test_a_permanent_503_on_open_interest_stops_the_cycle_after_a_few(wide_rig):
+    r = wide_rig()
     await r.cycle()
     r.server.reset_counts()
     r.faults.add("5xx", "/fapi/v1/openInterest", status=503, times=None)
@@ -194,7 +216,7 @@ async def test_a_permanent_503_on_open_interest_stops_the_cycle_after_a_few(rig)
     oi = r.sent("/fapi/v1/openInterest")
     # bounded by what is in flight at once, never the universe times the retries (was 1,420 in 23 s)
     assert oi <= r.cfg.exchange.max_concurrency + r.cfg.exchange.stop_after_refusals
-    assert oi < N_SYMBOLS
+    assert oi < WIDE
 
 
 async def test_5xx_back_off_grows_and_is_shared(rig):
@@ -287,7 +309,7 @@ async def test_a_cycle_where_every_symbol_failed_keeps_the_last_good_scores(rig)
 
 # ------------------------------------------------------------------------------------ listings
 async def test_a_new_listing_is_scored_in_the_cycle_it_first_trades(rig):
-    r = rig()
+    r = rig(backfill_hours=24)                                  # a day of history, as by default
     newcomer = r.server.sim.symbols()[11]
     r.faults.unlisted.add(newcomer)
     first = await r.cycle()
@@ -303,7 +325,7 @@ async def test_a_new_listing_is_scored_in_the_cycle_it_first_trades(rig):
 
 
 async def test_a_symbol_with_no_history_is_retried_with_back_off_not_every_cycle(rig):
-    r = rig()
+    r = rig(backfill_hours=24)                                  # a day of history, as by default
     bare = r.server.sim.symbols()[6]
     r.faults.listed_at[bare] = r.server.sim.now_ms() + 10 ** 9   # openInterestHist: [] for it
     out = await r.cycle()
@@ -325,7 +347,7 @@ async def test_a_symbol_with_no_history_is_retried_with_back_off_not_every_cycle
 
 
 async def test_a_failing_backfill_is_retried_with_back_off_and_stops_once_it_works(rig):
-    r = rig()
+    r = rig(backfill_hours=24)                                  # a day of history, as by default
     sym = r.server.sim.symbols()[8]
     fault = r.faults.add("missing_symbol", "/futures/data/openInterestHist", symbol=sym, times=None)
     await r.cycle()
@@ -387,8 +409,8 @@ def test_scan_json_never_carries_nan_and_names_the_dropped_symbol(tmp_path, caps
     assert f"{victim}: bad market data: lastFundingRate 'NaN'" in out.err
 
 
-async def test_503_on_everything_stops_within_a_few_requests_and_the_next_cycle_at_its_first(rig):
-    r = rig()
+async def test_503_on_everything_stops_within_a_few_requests_and_the_next_cycle_at_its_first(wide_rig):
+    r = wide_rig()
     await r.cycle()
     r.server.reset_counts()
     r.faults.add("5xx", status=503, times=None)

@@ -21,6 +21,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from bot import app as app_mod
 from bot.adapters.base import AdapterRefused
 from bot.adapters.console import ConsoleSender
 from bot.app import AdapterSupervisor, enable_chat_adapters, hourly_housekeeping
-from bot.clock import FakeClock
+from bot.clock import FakeClock, SystemClock
 from bot.config import Config
 from bot.cycle import CycleOutcome
 from bot.engine import Engine
@@ -55,6 +56,7 @@ HOT = [  # BTC 75 LONG · ETH 44 LONG · SOL 63 SHORT · DOGE 86 SHORT (as in te
 ]
 T0 = 1_795_046_400_000          # 2026-11-18T00:00Z: the exchange's time at the first cycle
 MIN, HOUR = 60_000, 3_600_000
+RETRY = (0.02, 0.16)            # the adapters' retry schedule here (first delay, cap): short, as real time passes
 
 
 class Script:
@@ -107,7 +109,8 @@ def chat_env(monkeypatch, tmp_path):
     (wl / f"tg-{CHAT}.yaml").write_text(f"name: Trader\ntelegram_chat_id: {CHAT}\nany_symbol_above: 20\n"
                                         "bands: [lean, stretched, stressed]\ncooldown_minutes: 0\n")
     return Config.model_validate({
-        "engine": {"interval_minutes": 0.01},                        # a cycle every 0.6 s
+        "engine": {"interval_minutes": 0.0025},                      # a cycle every 0.15 s
+        "rules": {"rearm_minutes": 0},                # each HOT cycle crosses again after its CALM one (5 min below)
         "telegram": {"api_base_url": "https://api.telegram.invalid", "poll_timeout_s": 1},
         "discord": {"webhooks": [{"cooldown_minutes": 0}]},
     })
@@ -146,7 +149,7 @@ async def test_telegram_down_at_start_up_fails_alone_and_delivers_its_alerts_onc
     assert telegram.name == "telegram" and svc.supervisors[1].name == "discord"
     script = Script(svc.cfg, svc.store, [CALM, HOT])
     stop = asyncio.Event()
-    task = asyncio.create_task(app_mod.run_bot(svc, stop, show_table=False, adapter_retry=(0.1, 0.8),
+    task = asyncio.create_task(app_mod.run_bot(svc, stop, show_table=False, adapter_retry=RETRY,
                                                source=script))
     try:
         # cycles run, the webhook gets its alerts, Telegram's wait in the outbox without an attempt counted
@@ -159,7 +162,7 @@ async def test_telegram_down_at_start_up_fails_alone_and_delivers_its_alerts_onc
         tries = messages(caplog, r"telegram: start failed \(attempt (\d+)\): (.+); retrying in ([\d.]+)s")
         assert [int(m[1]) for m in tries] == list(range(1, len(tries) + 1))         # one line per attempt
         delays = [float(m[3]) for m in tries]
-        assert delays[:5] == [0.1, 0.2, 0.4, 0.8, 0.8]                             # growing, capped
+        assert delays[:5] == [0.02, 0.04, 0.08, 0.16, 0.16]                        # growing, capped
         assert all("NetworkError" in m[2] for m in tries) and TOKEN not in caplog.text
 
         # the platform comes back: the adapter comes up on its next attempt and sends what waited, once
@@ -184,6 +187,22 @@ async def test_telegram_down_at_start_up_fails_alone_and_delivers_its_alerts_onc
     assert {r["status"] for r in rows_of(svc, "webhook")} == {"sent"}
 
 
+class JumpClock(SystemClock):
+    """The real clock (real sleeps) that a test can move forward at once: `jump(s)`."""
+
+    def __init__(self):
+        self.offset = 0.0
+
+    def time(self) -> float:
+        return time.time() + self.offset
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset
+
+    def jump(self, seconds: float) -> None:
+        self.offset += seconds
+
+
 async def test_telegram_down_later_pauses_its_alerts_until_it_answers_again(make_services, chat_env, monkeypatch,
                                                                             caplog):
     caplog.set_level(logging.INFO)
@@ -196,8 +215,9 @@ async def test_telegram_down_later_pauses_its_alerts_until_it_answers_again(make
     [telegram] = svc.supervisors
     script = Script(svc.cfg, svc.store, [CALM, HOT])
     stop = asyncio.Event()
-    task = asyncio.create_task(app_mod.run_bot(svc, stop, show_table=False, adapter_retry=(0.1, 0.8),
-                                               source=script))
+    clock = JumpClock()                                 # the delivery worker's and the supervisor's
+    task = asyncio.create_task(app_mod.run_bot(svc, stop, show_table=False, adapter_retry=RETRY,
+                                               source=script, clock=clock))
     try:
         await until(lambda: tg.sent(CHAT), 30, "a first Telegram alert")
         tg.fail_next("*", 502, "Bad Gateway", times=-1)           # the Bot API goes away
@@ -210,9 +230,10 @@ async def test_telegram_down_later_pauses_its_alerts_until_it_answers_again(make
         assert max(r["attempts"] for r in waiting) <= 1              # paused: no attempt spent while it is down
         delays = [float(m[1]) for m in messages(caplog, r"telegram: still unreachable \(check \d+\): .*; "
                                                         r"checking again in ([\d.]+)s")]
-        assert delays[:3] == [0.1, 0.2, 0.4]
+        assert delays[:3] == [0.02, 0.04, 0.08]
         tg.clear_faults()
         await until(lambda: telegram.state == "up", 10, "Telegram reachable again")
+        clock.jump(10)                                  # past the outbox's retry delay (1-3 s) of the failed delivery
         await until(lambda: len(tg.sent(CHAT)) > sent_before
                     and {r["status"] for r in rows_of(svc, "telegram")} == {"sent"}, 30,
                     "the waiting alerts delivered")
@@ -393,7 +414,8 @@ async def test_rules_follow_the_exchange_clock_when_the_local_clock_is_60h_off(m
     (wl / "night.yaml").write_text("name: Night\nany_symbol_above: 20\nbands: [lean, stretched, stressed]\n"
                                    "regimes: []\nbias_flips: false\ncooldown_minutes: 30\n"
                                    "timezone: UTC\nquiet_hours: \"11:00-14:00\"\n")
-    svc = make_services(universe=SYMBOLS)
+    # each HOT crosses again after one CALM cycle (5 minutes below): re-arming at once, as the plan assumes
+    svc = make_services(Config.model_validate({"rules": {"rearm_minutes": 0}}), universe=SYMBOLS)
     assert sorted(uid for uid, _ in svc.watchlists.items()) == ["desk", "night"]
     plan = [CALM, HOT, CALM, HOT, CALM, CALM, CALM, HOT]   # HOT at +5, +15 (cooldown) and +35 min
     script = Script(svc.cfg, svc.store, plan)

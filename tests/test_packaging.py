@@ -3,6 +3,7 @@ and every third-party module the code imports is a declared dependency."""
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.metadata
 import re
 import shutil
@@ -19,7 +20,8 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 LOCAL_MODULES = {"bot", "fakes", "conftest", "_common", "_simserver", "__future__", "pgcluster"}
 
 
-def _imports(path: Path) -> set[str]:
+@functools.cache                        # three tests read the same files
+def _imports(path: Path) -> frozenset[str]:
     """Absolute modules imported by a file (including imports inside functions)."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -27,7 +29,12 @@ def _imports(path: Path) -> set[str]:
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             found.add(node.module)
-    return found
+    return frozenset(found)
+
+
+@functools.cache
+def _distributions() -> dict[str, list[str]]:
+    return importlib.metadata.packages_distributions()
 
 
 def _files(*folders: str) -> list[Path]:
@@ -46,7 +53,7 @@ def _declared(*extras: str) -> set[str]:
 
 
 def _undeclared(files: list[Path], declared: set[str]) -> dict[str, str]:
-    dists = importlib.metadata.packages_distributions()
+    dists = _distributions()
     missing: dict[str, str] = {}
     for path in files:
         for module in _imports(path):

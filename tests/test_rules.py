@@ -10,6 +10,8 @@ from bot.watchlists import Watchlist
 RULES = RulesConfig()
 SCORE = ScoreConfig()
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+MIN = 60_000
+STEP = 5 * MIN       # these paths are 5-minute cycles
 
 
 def res(symbol: str, score: int, bias: str = "LONG", regime: str = "net_long") -> dict:
@@ -22,16 +24,18 @@ def run_path(scores: list[int], thresholds=frozenset({35, 60}), regimes=None) ->
     events = []
     for i, s in enumerate(scores):
         regime = regimes[i] if regimes else "net_long"
-        ev, state = detect(state, [res("BTCUSDT", s, regime=regime)], set(thresholds), RULES)
+        ev, state = detect(state, [res("BTCUSDT", s, regime=regime)], set(thresholds), RULES, i * STEP)
         events += ev
     return events
 
 
 def test_crossing_fires_once_and_rearms_only_after_hysteresis():
-    events = run_path([20, 36, 34, 36, 33, 37, 29, 36])
+    events = run_path([20, 36, 34, 36, 33, 37, 29, 28, 36])
     crossings = [(e.rule, e.score) for e in events if e.kind == "threshold"]
-    # 36 fires; wobbling 34/36/33/37 stays quiet (not 5 below 35); 29 re-arms; 36 fires again
+    # 36 fires; wobbling 34/36/33/37 stays quiet (not 5 below 35); 29, 28 (5 minutes below) re-arm; 36 fires again
     assert crossings == [("cross:35", 36), ("cross:35", 36)]
+    # one sample 5 below is a dip, not a new episode (rearm_minutes: 5)
+    assert [e.rule for e in run_path([20, 36, 29, 36])] == ["cross:35"]
 
 
 def test_first_sight_never_fires():
@@ -52,20 +56,23 @@ def test_regime_entry_fires_once_confirmed_and_flapping_stays_quiet():
     assert run_path([50, 50, 50], regimes=["long_crowded"] * 3) == []      # already in it at first sight
 
 
-def test_bias_flip():
+def test_bias_flip_once_the_new_bias_has_held_confirm_minutes():
     state = {}
-    _, state = detect(state, [res("X", 50, "LONG")], {35}, RULES)
-    ev, state = detect(state, [res("X", 52, "SHORT", "net_short")], {35}, RULES)
+    _, state = detect(state, [res("X", 50, "LONG")], {35}, RULES, 0)
+    ev, state = detect(state, [res("X", 52, "SHORT", "net_short")], {35}, RULES, 5 * MIN)
+    assert ev == []          # new, not yet held 5 minutes
+    ev, state = detect(state, [res("X", 52, "SHORT", "net_short")], {35}, RULES, 10 * MIN)
     assert [e.rule for e in ev] == ["flip:SHORT"]
-    _, state = detect(state, [res("X", 20, "SHORT", "net_short")], {35}, RULES)
-    ev, _ = detect(state, [res("X", 20, "LONG")], {35}, RULES)
+    _, state = detect(state, [res("X", 20, "SHORT", "net_short")], {35}, RULES, 15 * MIN)
+    _, state = detect(state, [res("X", 20, "LONG")], {35}, RULES, 20 * MIN)
+    ev, _ = detect(state, [res("X", 20, "LONG")], {35}, RULES, 25 * MIN)
     assert ev == []          # a flip below bias_flip_min_score is noise
 
 
 def test_symbols_missing_this_cycle_keep_state():
-    _, state = detect({}, [res("A", 10), res("B", 10)], {35}, RULES)
-    _, state = detect(state, [res("A", 12)], {35}, RULES)
-    ev, _ = detect(state, [res("B", 40)], {35}, RULES)
+    _, state = detect({}, [res("A", 10), res("B", 10)], {35}, RULES, 0)
+    _, state = detect(state, [res("A", 12)], {35}, RULES, STEP)
+    ev, _ = detect(state, [res("B", 40)], {35}, RULES, 2 * STEP)
     assert [(e.symbol, e.rule) for e in ev] == [("B", "cross:35")]
 
 

@@ -41,6 +41,7 @@ HOT = [  # BTC 75 LONG · ETH 44 LONG · SOL 63 SHORT · DOGE 86 SHORT: crossing
 ]
 T0 = 1_760_000_000_000
 TS = [T0 + 300_000 * i for i in range(1, 5)]          # the four cycles' times
+REARM_AT_ONCE = Config.model_validate({"rules": {"rearm_minutes": 0}})   # each HOT after a CALM cycle fires again
 
 
 @pytest.fixture(autouse=True)
@@ -86,7 +87,7 @@ async def db(db_url, monkeypatch) -> Path | str:
         monkeypatch.setenv(SIGNING_KEY_ENV, TEST_KEY)
     path = Path(db_url) if "://" not in db_url else db_url
     store = Store(path)
-    await Cycles(store).run(CALM, HOT, CALM, HOT)
+    await Cycles(store, REARM_AT_ONCE).run(CALM, HOT, CALM, HOT)
     store.close()
     return path
 

@@ -1,6 +1,7 @@
 """The Telegram adapter end to end: the REAL python-telegram-bot Application, polling the Bot-API-shaped loopback
 server (fakes.telegram_server), with Services from the shared `make_services` fixture (app.build_services) over a
-real scoring cycle against the Binance-shaped simulator. Every update goes through getUpdates -> PTB handlers -> commands.dispatch -> Telegram
+real scoring cycle against the Binance-shaped simulator (run once per session; each test starts from a copy of its
+database: `scored_market`). Every update goes through getUpdates -> PTB handlers -> commands.dispatch -> Telegram
 API calls; alerts go engine-style through the outbox and DeliveryWorker into TelegramSender.
 
 Every test captures all log records at DEBUG (root, httpx, httpcore, telegram, aiohttp) and fails if the bot
@@ -9,11 +10,13 @@ token appears in any of them.
 from __future__ import annotations
 
 import asyncio
+import copy
 import io
 import logging
 import re
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +27,7 @@ from conftest import until as wait_until
 from bot import app as app_module
 from bot.adapters.telegram import (MAX_TEXT, Block, TelegramAdapter, TelegramSender, digest_messages, pack,
                                    reply_messages, tg_len)
-from bot.app import Services, delivery_worker, enable_chat_adapters
+from bot.app import Services, build_services, delivery_worker, enable_chat_adapters
 from bot.clock import FakeClock
 from bot.commands import REGISTRY, Reply, Table, help_text, telegram_commands
 from bot.config import Config, ExchangeConfig, TelegramConfig
@@ -88,8 +91,45 @@ def logs():
     assert TOKEN not in text and "TEST-TOKEN" not in text, "the bot token leaked into a log line"
 
 
-async def make_env(make_services, monkeypatch, logs: io.StringIO, *, allowed: list[int] | None = None,
-                   fail_set_commands: bool = False) -> Env:
+def env_config(allowed: list[int] | None = None, *, exchange_url: str | None = None) -> Config:
+    return Config(exchange=ExchangeConfig(timeout_s=2.0, max_retries=1), universe={"min_quote_volume": 0},
+                  telegram=TelegramConfig(api_base_url="https://api.telegram.invalid", allowed_user_ids=allowed or [],
+                                          admin_ids=[ADMIN], poll_timeout_s=1))
+
+
+@dataclass(frozen=True)
+class ScoredMarket:
+    """A database after one real cycle against the simulator, and that cycle's facts."""
+    db: Path
+    ts: int
+    results: list[dict]
+    symbols: frozenset[str]
+
+
+@pytest.fixture(scope="session")
+def scored_market(tmp_path_factory) -> ScoredMarket:
+    """One real cycle (a cold start: 24 h of OI backfill) against the 30-symbol simulator, run once per session in
+    a thread of its own: every env starts from a copy of its database, so /top, /score and /chart have data
+    without each test paying for the cycle."""
+    db = tmp_path_factory.mktemp("scored") / "bot.db"
+
+    async def one_cycle() -> ScoredMarket:
+        binance = BinanceSimServer(MarketSimulator(n_symbols=30, seed=3))
+        svc = build_services(env_config(), str(db), db.parent / "watchlists", exchange_url=await binance.start())
+        try:
+            out = await run_cycle(svc.cfg, svc.client, svc.store)
+        finally:
+            await svc.client.aclose()
+            svc.store.close()
+            await binance.stop()
+        return ScoredMarket(db, out.ts, out.result_dicts(), frozenset(r.symbol for r in out.results))
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(one_cycle())).result()
+
+
+async def make_env(make_services, monkeypatch, logs: io.StringIO, market: ScoredMarket, *,
+                   allowed: list[int] | None = None, fail_set_commands: bool = False) -> Env:
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
     for name in ("DISCORD_BOT_TOKEN", "DISCORD_WEBHOOK_URL"):
         monkeypatch.delenv(name, raising=False)
@@ -100,17 +140,13 @@ async def make_env(make_services, monkeypatch, logs: io.StringIO, *, allowed: li
     monkeypatch.setenv("TELEGRAM_API_BASE_URL", root)    # the env var overrides telegram.api_base_url
     if fail_set_commands:
         tg.fail_next("setMyCommands", 500, "Internal Server Error", times=-1)
-    cfg = Config(exchange=ExchangeConfig(timeout_s=2.0, max_retries=1), universe={"min_quote_volume": 0},
-                 telegram=TelegramConfig(api_base_url="https://api.telegram.invalid", allowed_user_ids=allowed or [],
-                                         admin_ids=[ADMIN], poll_timeout_s=1))
-    svc = make_services(cfg, exchange_url=url)
-    out = await run_cycle(cfg, svc.client, svc.store)      # one real cycle: /top, /score, /chart have data
-    await svc.refresh_market({r.symbol for r in out.results})     # published, as run_bot does after each cycle
+    svc = make_services(env_config(allowed), exchange_url=url, seed=market.db)     # after one real cycle
+    await svc.refresh_market(market.symbols)                 # published, as run_bot does after each cycle
     enable_chat_adapters(svc)
     [adapter] = svc.adapters
     assert isinstance(adapter, TelegramAdapter) and svc.senders["telegram"] is adapter.sender
     await adapter.start()
-    return Env(svc, tg, adapter, binance, svc.watchlists.directory, out.ts, out.result_dicts(), logs)
+    return Env(svc, tg, adapter, binance, svc.watchlists.directory, market.ts, copy.deepcopy(market.results), logs)
 
 
 async def close_env(env: Env) -> None:
@@ -122,8 +158,8 @@ async def close_env(env: Env) -> None:
 
 
 @pytest.fixture
-async def env(make_services, monkeypatch, logs):
-    e = await make_env(make_services, monkeypatch, logs)
+async def env(make_services, monkeypatch, logs, scored_market):
+    e = await make_env(make_services, monkeypatch, logs, scored_market)
     yield e
     await close_env(e)
 
@@ -425,8 +461,8 @@ async def test_group_watchlist_needs_a_chat_admin(env):
     assert env.tg.sent(GROUP)[-1]["params"]["reply_parameters"]
 
 
-async def test_allowlist_refuses_strangers(make_services, monkeypatch, logs):
-    env = await make_env(make_services, monkeypatch, logs, allowed=[CHAT])
+async def test_allowlist_refuses_strangers(make_services, monkeypatch, logs, scored_market):
+    env = await make_env(make_services, monkeypatch, logs, scored_market, allowed=[CHAT])
     try:
         assert (await say(env, "/start")).startswith("Welcome!")
         text = await say(env, "/top", chat=OTHER)
@@ -455,8 +491,8 @@ async def test_error_handler_logs_and_apologises(env):
     assert "Traceback" in log
 
 
-async def test_set_my_commands_failure_is_tolerated(make_services, monkeypatch, logs):
-    env = await make_env(make_services, monkeypatch, logs, fail_set_commands=True)
+async def test_set_my_commands_failure_is_tolerated(make_services, monkeypatch, logs, scored_market):
+    env = await make_env(make_services, monkeypatch, logs, scored_market, fail_set_commands=True)
     try:
         assert env.tg.commands == []
         assert "setMyCommands failed" in env.log.getvalue()
@@ -676,8 +712,8 @@ async def test_network_errors_and_bad_chats_map_to_the_outbox_contract(env):
     assert outbox(env, key2)["status"] == "failed" and "Chat not found" in outbox(env, key2)["last_error"]
 
 
-async def test_run_bot_starts_and_stops_the_adapter_in_one_loop(make_services, monkeypatch, logs):
-    env = await make_env(make_services, monkeypatch, logs)
+async def test_run_bot_starts_and_stops_the_adapter_in_one_loop(make_services, monkeypatch, logs, scored_market):
+    env = await make_env(make_services, monkeypatch, logs, scored_market)
     await env.adapter.stop()                                   # run_bot starts it itself
     stop = asyncio.Event()
     task = asyncio.create_task(app_module.run_bot(env.svc, stop, show_table=False))
@@ -710,11 +746,11 @@ async def test_token_is_redacted_from_debug_logs(env):
 
 
 # ------------------------------------------------------------------------------------------- closed signals
-async def test_signals_signal_and_perf_show_outcomes_and_proofs(make_services, monkeypatch, logs):
+async def test_signals_signal_and_perf_show_outcomes_and_proofs(make_services, monkeypatch, logs, scored_market):
     """/signals lists open and closed signals market-wide (the user has none), /signal ID shows the outcome and
     the proof, /perf the report; closings made by bot.evaluation and sealed as the engine does."""
     H = 3_600_000
-    env = await make_env(make_services, monkeypatch, logs)
+    env = await make_env(make_services, monkeypatch, logs, scored_market)
     try:
         assert (await say(env, "/signals")) == "No signals yet: they appear here once an alert rule fires."
         a, b, c = [r["symbol"] for r in env.results if r["bias"] != "NEUTRAL"][:3]   # signals with a direction

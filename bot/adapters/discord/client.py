@@ -226,6 +226,7 @@ class DiscordBot:
         self.synced = False
         self.failed: str | None = None            # why bot mode is off (a rejected token), else None
         self._task: asyncio.Task | None = None
+        self._logging_in = False                  # in the login retry loop (stop() need not wait for it)
         self._saved_endpoints: tuple[str, Any] | None = None
 
     def __repr__(self) -> str:                 # never show the token
@@ -317,6 +318,7 @@ class DiscordBot:
 
     async def _run(self) -> None:
         delay = 1.0
+        self._logging_in = True
         while True:
             try:
                 await self.client.login(self._token)
@@ -332,6 +334,7 @@ class DiscordBot:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 60)
                 self.client = self._new_client()
+        self._logging_in = False
         try:
             await self.client.connect(reconnect=True)
         except asyncio.CancelledError:
@@ -343,7 +346,10 @@ class DiscordBot:
         try:
             if self.client is not None:
                 await self.client.close()
-            if self._task is not None:
+            if self._task is not None and self._logging_in:   # between login retries: nothing to wind down
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+            elif self._task is not None:
                 try:
                     await asyncio.wait_for(asyncio.shield(self._task), timeout=5)
                 except (asyncio.TimeoutError, Exception):

@@ -1,5 +1,5 @@
-"""Closed signals (the cycle whose seal holds a signal's closing, and its proof) and the LiqMap's inputs (model
-steps, realised liquidation prints).
+"""Closed signals (the cycle whose seal holds a signal's closing, and its proof), the LiqMap's inputs (model
+steps, realised liquidation prints), the rules' timing state and OI history indexed by time.
 
 Revision ID: 0002
 Revises: 0001
@@ -17,6 +17,10 @@ m = sa.MetaData()
 sa.Table("signals", m, sa.Column("id", sa.Text, primary_key=True),
          sa.Column("closed_ts", sa.BigInteger),          # the cycle whose seal holds its closing (outcome)
          sa.Column("closing_proof", sa.Text))            # the closing's inclusion proof in that cycle (JSON)
+sa.Table("symbol_state", m, sa.Column("symbol", sa.Text, primary_key=True),
+         sa.Column("timing", sa.Text))                   # the rules' confirmations/re-arming in time (JSON)
+sa.Table("oi_history", m, sa.Column("symbol", sa.Text, primary_key=True),
+         sa.Column("ts", sa.BigInteger, primary_key=True, autoincrement=False), sa.Index("oi_history_ts", "ts"))
 sa.Table("liq_steps", m, sa.Column("symbol", sa.Text, primary_key=True),
          sa.Column("ts", sa.BigInteger, primary_key=True, autoincrement=False),
          sa.Column("open", sa.Float, nullable=False), sa.Column("high", sa.Float, nullable=False),
