@@ -188,7 +188,10 @@ def reply_messages(reply: Reply) -> list[str]:
 
 
 def digest_blocks(digest: Digest) -> list[Block]:
-    """An alert digest: a bold headline, then per signal its title (bold) and details, then how to dig in."""
+    """An alert digest: a bold headline, then per signal its title (bold) and details, then how to dig in.
+    A notice: its title (bold), then its text."""
+    if digest.notice:
+        return [Block([(digest.notice["title"], "b")]), _text_block(digest.notice["text"])]
     n = len(digest.signals)
     head = f"🔔 {n} alert{'s' if n != 1 else ''}" + (" (held during quiet hours)" if digest.held else "")
     blocks = [Block([(head, "b")])]
