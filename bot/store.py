@@ -355,6 +355,13 @@ class Store:
                                    "ORDER BY seq DESC LIMIT 1").fetchone()
         return _manifest(row) if row else None
 
+    def last_manifest_before(self, ts_ms: int) -> StoredManifest | None:
+        """The last sealed manifest of a cycle before `ts_ms` (a day's last root: the start of the next day)."""
+        with self._lock:
+            row = self._db.execute(f"SELECT {', '.join(MANIFEST_COLUMNS)} FROM manifests WHERE cycle_ts < ? "
+                                   "ORDER BY cycle_ts DESC LIMIT 1", (ts_ms,)).fetchone()
+        return _manifest(row) if row else None
+
     def manifest_for(self, cycle_ts: int) -> StoredManifest | None:
         with self._lock:
             row = self._db.execute(f"SELECT {', '.join(MANIFEST_COLUMNS)} FROM manifests WHERE cycle_ts=?",
