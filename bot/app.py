@@ -579,7 +579,11 @@ def liqmap_feed(svc: Services):
     from .liqmap_feed import LiqMapFeed, stream_url_for
     if not svc.cfg.liqmap.symbols:
         return None
-    return LiqMapFeed(svc.cfg, svc.client, svc.store, stream_url_for(svc.cfg.liqmap.stream_url, svc.client.base_url))
+    from .liqmap_alerts import ProximityAlerts
+    feed = LiqMapFeed(svc.cfg, svc.client, svc.store, stream_url_for(svc.cfg.liqmap.stream_url, svc.client.base_url))
+    feed.proximity = ProximityAlerts(svc.cfg, svc.store, svc.recipients).check     # watchlists' liqmap_within_pct
+    feed.on_queued = lambda: svc.worker.wake() if svc.worker is not None else None  # deliver them now
+    return feed
 
 
 def delivery_worker(svc: Services, clock: Clock = SYSTEM_CLOCK) -> DeliveryWorker:

@@ -475,10 +475,12 @@ class Store:
                 db.executemany("UPDATE outbox SET parts_sent=?, digest_key=?, status='sent', last_error=NULL, sent=? "
                                "WHERE id=?", [(parts_sent, digest_key, sent, i) for i in ids])
 
-    def enqueue_notices(self, entries: list[OutboxEntry]) -> int:
-        """Queue notice rows (each entry's `notice` set, `signal_ids` empty). A key already queued is left as it
-        is, so a notice enqueued twice (a restart, a second refresh) is delivered once. Returns the rows added."""
+    def enqueue_notices(self, entries: list[OutboxEntry], fired: Iterable[FiredRow] = ()) -> int:
+        """Queue notice rows (each entry's `notice` set, `signal_ids` empty) and, in the same transaction, the
+        cooldowns they start (`fired`). A key already queued is left as it is, so a notice enqueued twice (a
+        restart, a second refresh) is delivered once. Returns the rows added."""
         with self._tx() as db:
+            db.executemany("INSERT OR REPLACE INTO last_fired VALUES (?,?,?,?)", list(fired))
             before = db.total_changes
             db.executemany(
                 "INSERT OR IGNORE INTO outbox (key, recipient, channel, address, created, due, signal_ids, notice) "
