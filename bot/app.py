@@ -406,7 +406,8 @@ def enable_chat_adapters(svc: Services) -> None:
         from .adapters.telegram import TelegramAdapter
         svc.register(TelegramAdapter.from_env(svc.cfg.telegram, svc.queries,
                                               max_import_bytes=svc.watchlists.limits.max_file_bytes))
-    webhook_envs = {w.url_env for w in svc.cfg.discord.webhooks} | {e for e in [svc.cfg.receipts.publish.discord_webhook_url_env] if e}
+    webhook_envs = {w.url_env for w in svc.cfg.discord.webhooks}
+    webhook_envs |= {e for e in [svc.cfg.receipts.publish.discord_webhook_url_env] if e}   # the daily root's
     if os.environ.get("DISCORD_BOT_TOKEN") or any(os.environ.get(e) for e in webhook_envs):
         from .adapters.discord import DiscordAdapter
         svc.register(DiscordAdapter.from_env(svc.cfg, svc.queries, svc.store))

@@ -78,12 +78,12 @@ class RootPublisher:
         if not self.routes or self._done_for == day_start:
             return 0
         m = self.store.last_manifest_before(day_start)
-        self._done_for = day_start
-        if m is None:
-            return 0
-        day = utc_day(m["cycle_ts"])
-        added = self.store.enqueue_notices(notice_entries(root_notice(m), f"root-{day}", self.routes,
-                                                          int(self.clock.time() * 1000)))
-        if added:
-            log.info("receipts: the signed root of %s queued for publication (%d route(s))", day, added)
+        added = 0
+        if m is not None:
+            day = utc_day(m["cycle_ts"])
+            added = self.store.enqueue_notices(notice_entries(root_notice(m), f"root-{day}", self.routes,
+                                                              int(self.clock.time() * 1000)))
+            if added:
+                log.info("receipts: the signed root of %s queued for publication (%d route(s))", day, added)
+        self._done_for = day_start             # only once queued: a failed write is tried again next cycle
         return added

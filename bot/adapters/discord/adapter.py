@@ -29,9 +29,10 @@ from ...config import Config
 from ...engine import Recipient, Route
 from ...logsetup import REDACTOR, install_redaction
 from ...outbox import Sender
+from ...publication import RECIPIENT as PUBLISH_RECIPIENT
+from ...publication import WEBHOOK_ADDRESS
 from ...queries import Queries
 from ...rules import FilterSubscriber
-from ...publication import RECIPIENT as PUBLISH_RECIPIENT, WEBHOOK_ADDRESS
 from .client import DiscordBot
 from .routes import (CHANNEL, DM, WEBHOOK, MetaStore, RouteBook, WebhookGroup, WebhookTarget, filter_problems,
                      webhook_groups)
