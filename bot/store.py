@@ -84,7 +84,7 @@ CREATE INDEX IF NOT EXISTS liq_prints_by_symbol ON liq_prints (symbol, ts);
 """
 
 OUTBOX_COLUMNS = ("id", "key", "recipient", "channel", "address", "created", "due", "signal_ids",
-                  "status", "attempts", "last_error", "sent", "parts_sent", "digest_key")
+                  "status", "attempts", "last_error", "sent", "parts_sent", "digest_key", "notice")
 # Columns added after the first release: (table, column, definition). A database file made before them gets
 # them at open (ALTER TABLE ... ADD COLUMN; existing rows take the default).
 MIGRATIONS = (
@@ -95,6 +95,7 @@ MIGRATIONS = (
     ("signals", "closed_ts", "INTEGER"),                      # the cycle whose seal holds its closing (outcome)
     ("signals", "closing_proof", "TEXT"),                     # the closing's inclusion proof in that cycle (JSON)
     ("symbol_state", "timing", "TEXT"),                       # rules' confirmations/re-arming in time (JSON)
+    ("outbox", "notice", "TEXT"),                             # a notice row's Notice (JSON); NULL: signal digest
 )
 SIGNAL_COLUMNS = ("id", "ts", "symbol", "rule", "kind", "score", "bias", "regime", "receipt", "outcome", "record_hash")
 MANIFEST_COLUMNS = ("seq", "cycle_ts", "manifest", "hash", "signature", "public_key", "leaves")
@@ -354,6 +355,13 @@ class Store:
                                    "ORDER BY seq DESC LIMIT 1").fetchone()
         return _manifest(row) if row else None
 
+    def last_manifest_before(self, ts_ms: int) -> StoredManifest | None:
+        """The last sealed manifest of a cycle before `ts_ms` (a day's last root: the start of the next day)."""
+        with self._lock:
+            row = self._db.execute(f"SELECT {', '.join(MANIFEST_COLUMNS)} FROM manifests WHERE cycle_ts < ? "
+                                   "ORDER BY cycle_ts DESC LIMIT 1", (ts_ms,)).fetchone()
+        return _manifest(row) if row else None
+
     def manifest_for(self, cycle_ts: int) -> StoredManifest | None:
         with self._lock:
             row = self._db.execute(f"SELECT {', '.join(MANIFEST_COLUMNS)} FROM manifests WHERE cycle_ts=?",
@@ -405,7 +413,8 @@ class Store:
         """Newest first; for a recipient, the signals that were queued for them."""
         if recipient is not None:
             with self._lock:
-                rows = self._db.execute("SELECT signal_ids FROM outbox WHERE recipient=? ORDER BY id DESC LIMIT ?",
+                rows = self._db.execute("SELECT signal_ids FROM outbox WHERE recipient=? AND notice IS NULL "
+                                        "ORDER BY id DESC LIMIT ?",
                                         (recipient, limit)).fetchall()
             ids = list(dict.fromkeys(i for r in rows for i in json.loads(r[0])))[:limit]
             return sorted(self.signals(ids), key=lambda g: -g["ts"])
@@ -465,6 +474,20 @@ class Store:
             else:
                 db.executemany("UPDATE outbox SET parts_sent=?, digest_key=?, status='sent', last_error=NULL, sent=? "
                                "WHERE id=?", [(parts_sent, digest_key, sent, i) for i in ids])
+
+    def enqueue_notices(self, entries: list[OutboxEntry], fired: Iterable[FiredRow] = ()) -> int:
+        """Queue notice rows (each entry's `notice` set, `signal_ids` empty) and, in the same transaction, the
+        cooldowns they start (`fired`). A key already queued is left as it is, so a notice enqueued twice (a
+        restart, a second refresh) is delivered once. Returns the rows added."""
+        with self._tx() as db:
+            db.executemany("INSERT OR REPLACE INTO last_fired VALUES (?,?,?,?)", list(fired))
+            before = db.total_changes
+            db.executemany(
+                "INSERT OR IGNORE INTO outbox (key, recipient, channel, address, created, due, signal_ids, notice) "
+                "VALUES (?,?,?,?,?,?,'[]',?)",
+                [(o["key"], o["recipient"], o["channel"], o["address"], o["created"], o["due"],
+                  json.dumps(o["notice"])) for o in entries])
+            return db.total_changes - before
 
     def outbox_counts(self) -> dict[str, int]:
         with self._lock:
@@ -617,7 +640,8 @@ def _manifest(row: tuple) -> StoredManifest:
 
 def _outbox_row(row: tuple) -> OutboxRow:
     (rid, key, recipient, channel, address, created, due, signal_ids, status, attempts, last_error, sent,
-     parts_sent, digest_key) = row
+     parts_sent, digest_key, notice) = row
     return OutboxRow(id=rid, key=key, recipient=recipient, channel=channel, address=address, created=created,
                      due=due, signal_ids=json.loads(signal_ids), status=status, attempts=attempts,
-                     last_error=last_error, sent=sent, parts_sent=parts_sent, digest_key=digest_key)
+                     last_error=last_error, sent=sent, parts_sent=parts_sent, digest_key=digest_key,
+                     notice=json.loads(notice) if notice else None)
