@@ -38,6 +38,7 @@ from .exchange.binance import BinanceClient
 from .outbox import DeliveryWorker, Sender
 from .outcomes import OutcomeTracker, performance_report
 from .progress import progress_printer
+from .publication import RootPublisher, publish_routes
 from .queries import MarketSnapshot, Snapshot, Stats
 from .roles import Gate, Role, follow_cycles, runs, shared_pacer
 from .rules import FilterSubscriber
@@ -425,6 +426,7 @@ def enable_chat_adapters(svc: Services) -> None:
         svc.register(TelegramAdapter.from_env(svc.cfg.telegram, svc.queries,
                                               max_import_bytes=svc.watchlists.limits.max_file_bytes))
     webhook_envs = {w.url_env for w in svc.cfg.discord.webhooks}
+    webhook_envs |= {e for e in [svc.cfg.receipts.publish.discord_webhook_url_env] if e}   # the daily root's
     if os.environ.get("DISCORD_BOT_TOKEN") or any(os.environ.get(e) for e in webhook_envs):
         from .adapters.discord import DiscordAdapter
         svc.register(DiscordAdapter.from_env(svc.cfg, svc.queries, svc.store))
@@ -508,12 +510,18 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True,
 
     printer = TablePrinter(svc, cfg.engine.table_every_cycles) if show_table else None
     publishing: set[asyncio.Task] = set()
+    roots = RootPublisher(svc.store, publish_routes(cfg.receipts.publish), clock)   # receipts.publish
 
     async def publish(report: CycleReport) -> None:
         try:
             await svc.refresh_market()
         except Exception:
             log.exception("publishing the cycle's scores failed (chat commands show the previous cycle)")
+        try:
+            if await asyncio.to_thread(roots.after_cycle, report.ts):
+                worker.wake()
+        except Exception:
+            log.exception("queueing the daily signed root failed (the next cycle tries again)")
         if printer is not None:
             printer(report)
 
@@ -652,7 +660,11 @@ def liqmap_feed(svc: Services):
     from .liqmap_feed import LiqMapFeed, stream_url_for
     if not svc.cfg.liqmap.symbols:
         return None
-    return LiqMapFeed(svc.cfg, svc.client, svc.store, stream_url_for(svc.cfg.liqmap.stream_url, svc.client.base_url))
+    from .liqmap_alerts import ProximityAlerts
+    feed = LiqMapFeed(svc.cfg, svc.client, svc.store, stream_url_for(svc.cfg.liqmap.stream_url, svc.client.base_url))
+    feed.proximity = ProximityAlerts(svc.cfg, svc.store, svc.recipients).check     # watchlists' liqmap_within_pct
+    feed.on_queued = lambda: svc.worker.wake() if svc.worker is not None else None  # deliver them now
+    return feed
 
 
 def role_gates(svc: Services, engine: Engine, with_engine: bool, with_chat: bool) -> dict[str, Gate]:

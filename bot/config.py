@@ -279,6 +279,23 @@ class LiqMapConfig(_Strict):
         return v
 
 
+# ---- receipts: publication of each day's signed root (bot.publication; docs/receipts.md) ----------------------
+class PublishConfig(_Strict):
+    telegram_chat: int | str | None = None           # a channel "@name" or a numeric chat id; None: not published
+    discord_webhook_url_env: str | None = None       # the environment variable holding the webhook URL (a secret)
+
+    @field_validator("telegram_chat")
+    @classmethod
+    def _chat_shape(cls, v: int | str | None) -> int | str | None:
+        if isinstance(v, str) and not (v.startswith("@") and len(v) > 1):
+            raise ValueError(f'a channel name such as "@my_channel" or a numeric chat id, got {v!r}')
+        return v
+
+
+class ReceiptsConfig(_Strict):
+    publish: PublishConfig = PublishConfig()
+
+
 class Config(_Strict):
     exchange: ExchangeConfig = ExchangeConfig()
     universe: UniverseConfig = UniverseConfig()
@@ -292,6 +309,7 @@ class Config(_Strict):
     discord: DiscordConfig = DiscordConfig()
     evaluation: EvaluationConfig = EvaluationConfig()   # closed signals (bot.evaluation)
     liqmap: LiqMapConfig = LiqMapConfig()
+    receipts: ReceiptsConfig = ReceiptsConfig()          # publication of the daily signed root
 
 
 class ConfigError(Exception):

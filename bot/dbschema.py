@@ -75,6 +75,7 @@ outbox = Table(
     Column("digest_key", Text),
     Column("lease_until", BigInteger),     # a 'sending' row's claim ends then (ms): after it, another worker takes it
     Column("worker", Text),                # who claimed it (for the log and the operator)
+    Column("notice", Text),                # a notice row's Notice (JSON); NULL: a signal digest
     UniqueConstraint("key", name="outbox_key"),
     Index("outbox_status_due", "status", "due"))
 

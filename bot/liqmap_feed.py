@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from typing import Callable
 from urllib.parse import urlsplit
 
 from .config import Config, LiqMapConfig
@@ -132,6 +133,8 @@ class LiqMapFeed:
         self.recorder = ForceOrderRecorder(stream_url or cfg.liqmap.stream_url, cfg.liqmap.symbols, self._record)
         self._task: asyncio.Task | None = None
         self.last: RefreshReport | None = None
+        self.proximity: Callable[[], int] | None = None      # after each refresh: the watchlists' proximity rule
+        self.on_queued: Callable[[], None] | None = None      # it queued alerts (the app wakes the delivery worker)
 
     async def _record(self, prints: list[Print]) -> None:
         await asyncio.to_thread(self.store.add_liq_prints, prints)
@@ -144,6 +147,13 @@ class LiqMapFeed:
                      self.last.steps, self.last.weight, self.last.requests)
         except Exception as e:
             log.warning("liqmap refresh failed (the next one retries): %s", e)
+            return
+        if self.proximity is not None:
+            try:
+                if await asyncio.to_thread(self.proximity) and self.on_queued is not None:
+                    self.on_queued()
+            except Exception:
+                log.exception("liqmap proximity alerts failed (the next refresh checks again)")
 
     def start_recording(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self.recorder.run())

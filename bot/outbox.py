@@ -23,6 +23,10 @@ marker) -- then that one part, never an earlier one, is sent once more after the
 durable against a killed process (SQLite WAL); a power loss may also drop the last commits
 (synchronous=NORMAL), which widens that window to the parts committed just before it.
 
+Notices (a day's published root, a LiqMap proximity) are rows that carry a `Notice` instead of signal ids
+(`notice_entries` builds them, `Store.enqueue_notices` queues them once per key). Each is its own digest
+(`Digest.notice`), rendered by the same senders and delivered under the same guarantee; it is never a signal.
+
 Several workers (PostgreSQL; `python -m bot run --role delivery`): each claims at most `batch` routes at a time,
 with a lease (`store.LEASE_MS`). A worker that dies leaves its rows 'sending'; once their lease is over, any worker
 settles them (`recover`, also run every `RECOVER_EVERY_S`) as after a restart, and the next claim sends the rest.
@@ -34,10 +38,10 @@ import asyncio
 import logging
 import random
 from dataclasses import dataclass
-from typing import Any, Callable, Collection, Protocol, Sequence, TypeVar
+from typing import Any, Callable, Collection, Iterable, Protocol, Sequence, TypeVar
 
 from .clock import SYSTEM_CLOCK, Clock
-from .records import OutboxRow, OutboxStatus, StoredSignal
+from .records import Notice, OutboxEntry, OutboxRow, OutboxStatus, StoredSignal
 from .store import LEASE_MS, Store
 
 log = logging.getLogger(__name__)
@@ -53,6 +57,18 @@ class Digest:
     keys: list[str]               # outbox idempotency keys merged into this message
     signals: list[StoredSignal]   # signal rows (with receipts), highest score first
     held: bool = False            # released after quiet hours
+    notice: Notice | None = None  # a notice row's digest: this text, no signals (each notice is its own digest)
+
+
+def notice_entries(notice: Notice, stamp: str, routes: Iterable[tuple[str, str, str]], now_ms: int) -> list[OutboxEntry]:
+    """One outbox row per route (recipient, channel, address) for this notice. `stamp` (no ':') makes the key
+    unique -- the idempotency identity, e.g. the day of a root; the key keeps the alert keys' shape
+    ("{stamp}:{recipient}:{channel}:{address}:{kind}", which `was_delivered` reads)."""
+    if ":" in stamp:
+        raise ValueError(f"notice stamp {stamp!r} must not contain ':'")
+    return [OutboxEntry(key=f"{stamp}:{recipient}:{channel}:{address}:{notice['kind']}", recipient=recipient,
+                        channel=channel, address=address, created=now_ms, due=now_ms, signal_ids=[], notice=notice)
+            for recipient, channel, address in routes]
 
 
 class DeliveryError(Exception):
@@ -144,7 +160,8 @@ class DeliveryWorker:
         routes: dict[tuple[str, str, str], dict[str | None, list[OutboxRow]]] = {}
         for r in rows:
             route = routes.setdefault((r["recipient"], r["channel"], r["address"]), {})
-            route.setdefault(r["digest_key"], []).append(r)
+            alone = r["key"] if r.get("notice") else None    # a notice is never merged into an alert digest
+            route.setdefault(r["digest_key"] or alone, []).append(r)
         await asyncio.gather(*(self._deliver_route(k, digests) for k, digests in routes.items()))
         return sum(len(d) for d in routes.values())
 
@@ -163,9 +180,9 @@ class DeliveryWorker:
             return
         signal_ids = list(dict.fromkeys(i for r in rows for i in r["signal_ids"]))
         signals = sorted(await asyncio.to_thread(self.store.signals, signal_ids),
-                         key=lambda g: (-g["score"], g["symbol"]))
+                         key=lambda g: (-g["score"], g["symbol"])) if signal_ids else []
         digest = Digest(recipient, [r["key"] for r in rows], signals,
-                        held=any(r["key"].endswith(":held") for r in rows))
+                        held=any(r["key"].endswith(":held") for r in rows), notice=rows[0].get("notice"))
         digest_key = rows[0]["digest_key"] or rows[0]["key"]
         done = min(r["parts_sent"] for r in rows)
         async with self._sem:
@@ -191,7 +208,8 @@ class DeliveryWorker:
                 await self._fail(rows, key, f"{type(e).__name__}: {e}")
                 return
         self.sent_messages += 1
-        log.info("delivered recipient=%s channel=%s signals=%d parts=%d%s", recipient, channel, len(signals),
+        log.info("delivered recipient=%s channel=%s %s parts=%d%s", recipient, channel,
+                 f"notice={digest.notice['kind']}" if digest.notice else f"signals={len(signals)}",
                  len(parts), f" (resumed after {done})" if done else "")
 
     async def _fail(self, rows: list[OutboxRow], key: tuple[str, str, str], error: str, permanent: bool = False,

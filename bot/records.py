@@ -96,6 +96,14 @@ class StoredSignal(SignalRecord):
     record_hash: NotRequired[str | None]     # its receipt hash, set when its cycle was sealed (None: unsealed)
 
 
+class Notice(TypedDict):
+    """A short message that is not a trade signal (a published root, a LiqMap proximity): delivered through the
+    outbox like a digest, never counted as a signal."""
+    kind: str                                # what it is about: "root", "liqmap", ...
+    title: str                               # one line, shown as the headline
+    text: str                                # plain text, may hold several lines
+
+
 class OutboxEntry(TypedDict):
     """A message to deliver, as the engine queues it."""
     key: str                                 # idempotency key: "{ts}:{recipient}:{channel}:{address}[:held]"
@@ -105,6 +113,7 @@ class OutboxEntry(TypedDict):
     created: int                             # ms
     due: int                                 # ms
     signal_ids: list[str]
+    notice: NotRequired[Notice | None]       # a notice row carries this instead of signal ids ([])
 
 
 class OutboxRow(OutboxEntry):

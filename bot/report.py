@@ -146,6 +146,11 @@ def digest_text(signals: list[dict], held: bool = False) -> str:
     return "\n".join(lines)
 
 
+def notice_text(notice: dict) -> str:
+    """An outbox notice (not a signal) as plain text: its title, then its lines."""
+    return f"{notice['title']}\n{notice['text']}"
+
+
 def receipt_text(sig: dict) -> str:
     """`python -m bot signal ID` and /signal ID: everything that fired this signal."""
     rec = sig["receipt"]

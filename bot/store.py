@@ -47,7 +47,7 @@ from .score import rank_key
 CycleSealer = Callable[[list[StoredSignal], str | None], SealedCycle]
 
 OUTBOX_COLUMNS = ("id", "key", "recipient", "channel", "address", "created", "due", "signal_ids",
-                  "status", "attempts", "last_error", "sent", "parts_sent", "digest_key")
+                  "status", "attempts", "last_error", "sent", "parts_sent", "digest_key", "notice")
 SIGNAL_COLUMNS = ("id", "ts", "symbol", "rule", "kind", "score", "bias", "regime", "receipt", "outcome", "record_hash")
 MANIFEST_COLUMNS = ("seq", "cycle_ts", "manifest", "hash", "signature", "public_key", "leaves")
 SCORES_PRUNED_BEFORE = "scores_pruned_before"    # meta: score rows (and leaf hashes) before this ts were pruned
@@ -359,6 +359,13 @@ class Store:
             row = c.execute(_MANIFEST_SELECT.order_by(T_manifests.c.seq.desc()).limit(1)).first()
         return _manifest(row) if row else None
 
+    def last_manifest_before(self, ts_ms: int) -> StoredManifest | None:
+        """The last sealed manifest of a cycle before `ts_ms` (a day's last root: the start of the next day)."""
+        with self._read() as c:
+            row = c.execute(_MANIFEST_SELECT.where(T_manifests.c.cycle_ts < ts_ms)
+                            .order_by(T_manifests.c.cycle_ts.desc()).limit(1)).first()
+        return _manifest(row) if row else None
+
     def manifest_for(self, cycle_ts: int) -> StoredManifest | None:
         with self._read() as c:
             row = c.execute(_MANIFEST_SELECT.where(T_manifests.c.cycle_ts == cycle_ts)).first()
@@ -412,7 +419,8 @@ class Store:
         """Newest first; for a recipient, the signals that were queued for them."""
         if recipient is not None:
             with self._read() as c:
-                rows = c.execute(select(T_outbox.c.signal_ids).where(T_outbox.c.recipient == recipient)
+                rows = c.execute(select(T_outbox.c.signal_ids)
+                                 .where(T_outbox.c.recipient == recipient, T_outbox.c.notice.is_(None))
                                  .order_by(T_outbox.c.id.desc()).limit(limit)).all()
             ids = list(dict.fromkeys(i for r in rows for i in json.loads(r[0])))[:limit]
             return sorted(self.signals(ids), key=lambda g: -g["ts"])
@@ -526,6 +534,25 @@ class Store:
             values.update(status="sent", last_error=None, sent=sent)
         with self._tx() as db:
             db.execute(update(T_outbox).where(T_outbox.c.id.in_(ids)).values(**values))
+
+    def enqueue_notices(self, entries: list[OutboxEntry], fired: Iterable[FiredRow] = ()) -> int:
+        """Queue notice rows (each entry's `notice` set, `signal_ids` empty) and, in the same transaction, the
+        cooldowns they start (`fired`). A key already queued is left as it is, so a notice enqueued twice (a
+        restart, a second refresh) is delivered once. Returns the rows added."""
+        fired = list(fired)
+        keys = [o["key"] for o in entries]
+        with self._tx() as db:
+            if fired:
+                db.execute(database.upsert(db, T_last_fired),
+                           [{"recipient": r, "symbol": sym, "rule": rule, "ts": t} for r, sym, rule, t in fired])
+            if not entries:
+                return 0
+            had = db.execute(select(func.count()).select_from(T_outbox).where(T_outbox.c.key.in_(keys))).scalar_one()
+            db.execute(database.insert(db, T_outbox).on_conflict_do_nothing(), [
+                {"key": o["key"], "recipient": o["recipient"], "channel": o["channel"], "address": o["address"],
+                 "created": o["created"], "due": o["due"], "signal_ids": "[]", "notice": json.dumps(o["notice"])}
+                for o in entries])
+            return db.execute(select(func.count()).select_from(T_outbox).where(T_outbox.c.key.in_(keys))).scalar_one() - had
 
     def outbox_counts(self) -> dict[str, int]:
         with self._read() as c:
@@ -729,7 +756,8 @@ def _manifest(row: tuple) -> StoredManifest:
 
 def _outbox_row(row: tuple) -> OutboxRow:
     (rid, key, recipient, channel, address, created, due, signal_ids, status, attempts, last_error, sent,
-     parts_sent, digest_key) = row
+     parts_sent, digest_key, notice) = row
     return OutboxRow(id=rid, key=key, recipient=recipient, channel=channel, address=address, created=created,
                      due=due, signal_ids=json.loads(signal_ids), status=status, attempts=attempts,
-                     last_error=last_error, sent=sent, parts_sent=parts_sent, digest_key=digest_key)
+                     last_error=last_error, sent=sent, parts_sent=parts_sent, digest_key=digest_key,
+                     notice=json.loads(notice) if notice else None)

@@ -690,3 +690,36 @@ async def test_liqmap_slash_command_answers_with_the_heatmap_attached(server, ma
         assert "a floor" in e["description"]
     finally:
         await adapter.stop()
+
+
+# ------------------------------------------------------------------------------- the daily root (receipts.publish)
+async def test_the_daily_root_goes_to_its_own_webhook_once_and_no_alert_goes_there(server, make_services, monkeypatch):
+    """receipts.publish.discord_webhook_url_env: a webhook route that only the published root uses."""
+    from bot.publication import RootPublisher, publish_routes
+    from bot.sealing import Sealer
+    monkeypatch.delenv("DISCORD_WEBHOOK_URL", raising=False)
+    monkeypatch.setenv("ROOTS_WEBHOOK", server.webhook_url(7777, "roottoken"))
+    svc = make_services(Config.model_validate({"discord": {"webhooks": []},
+                                               "receipts": {"publish": {"discord_webhook_url_env": "ROOTS_WEBHOOK"}}}),
+                        universe=SYMBOLS)
+    adapter = add_adapter(svc)
+    await adapter.start()
+    try:
+        assert "webhook" in svc.senders and adapter.recipients() == []       # no alert is routed to it
+        sealer, day = Sealer(svc.signing), 86_400_000
+        pub = RootPublisher(svc.store, publish_routes(svc.cfg.receipts.publish))
+        for ts in (1_760_000_000_000, 1_760_000_000_000 + day):              # the last cycle of a day, then the next
+            svc.store.commit_alert_cycle(dict(ts=ts, duration_s=0.0, requests=0, weight=0, failed={}), [], {}, [], [],
+                                         [], seal=sealer.prepare(ts, []))
+            pub.after_cycle(ts)
+        worker = make_worker(svc)
+        assert await worker.deliver_due() == 1 and await worker.deliver_due() == 0
+        [msg] = server.webhook_messages(7777)
+        [embed] = msg["embeds"]
+        root = svc.store.manifest_for(1_760_000_000_000)
+        assert embed["title"] == "Signed root for 2025-10-09" and root["hash"] in embed["description"]
+        assert root["manifest"]["root"] in embed["description"] and "roottoken" not in repr(adapter)
+        assert {r["status"] for r in outbox(svc)} == {"sent"}
+    finally:
+        await adapter.stop()
+        svc.store.close()

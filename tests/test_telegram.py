@@ -526,6 +526,23 @@ async def test_alert_digest_is_escaped_and_signals_are_listed(env):
     assert await say(env, "/signal NOPE") == "No signal 'NOPE'. /signals lists yours."
 
 
+async def test_a_notice_is_sent_once_as_html_and_is_not_a_signal(env):
+    """A notice row (no signal ids) goes through the same worker and TelegramSender: bold title, escaped text."""
+    from bot.outbox import notice_entries
+    await say(env, "/start")
+    notice = {"kind": "root", "title": "Signed root 2027-01-14", "text": "root a<b>&c\npython -m bot verify"}
+    [entry] = notice_entries(notice, "2027-01-14", [(f"tg-{CHAT}", "telegram", str(CHAT))], int(time.time() * 1000))
+    assert env.svc.store.enqueue_notices([entry, entry]) == 1
+    before = len(env.tg.sent(CHAT))
+    w = worker(env)
+    assert await w.deliver_due() == 1 and await w.deliver_due() == 0
+    [msg] = env.tg.sent(CHAT)[before:]
+    assert msg["parse_mode"] == "HTML" and msg["plain"] == "Signed root 2027-01-14\n\nroot a<b>&c\npython -m bot verify"
+    assert {"type": "bold", "offset": 0, "length": tg_len("Signed root 2027-01-14")} in msg["entities"]
+    assert outbox(env, entry["key"])["status"] == "sent"
+    assert "Signed root" not in await say(env, "/signals")                 # a notice is never a signal
+
+
 async def test_digest_split_at_4096_on_line_boundaries(env):
     await say(env, "/start")
     sigs = [make_signal(env, f"S{i:03d}_USDT", ts=env.ts - i) for i in range(60)]

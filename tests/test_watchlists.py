@@ -165,7 +165,7 @@ def test_check_watchlists_reports_every_file(tmp_path):
     assert msgs == [f'{tmp_path / "bad.yaml"}:1: symbols[0]: unknown symbol "BTCUSDX" — did you mean BTCUSDT?',
                     f'{tmp_path / "example-x.yaml"}:1: colour: unknown field (known: name, telegram_chat_id, '
                     "discord_user_id, alerts, symbols, any_symbol_above, min_score, bands, regimes, squeeze_anywhere, bias_flips, "
-                    "cooldown_minutes, timezone, quiet_hours, quiet_mode, muted, active)"]
+                    "cooldown_minutes, timezone, quiet_hours, quiet_mode, muted, active, liqmap_within_pct)"]
     assert check_watchlists(tmp_path / "missing") == []
 
 
@@ -215,7 +215,8 @@ def test_never_valid_file_has_no_version(tmp_path):
     reg = registry(tmp_path)
     assert reg.load_all() == [f"{tmp_path / 'bob.yaml'}:1: colour: unknown field (known: name, telegram_chat_id, "
                               "discord_user_id, alerts, symbols, any_symbol_above, min_score, bands, regimes, "
-                              "squeeze_anywhere, bias_flips, cooldown_minutes, timezone, quiet_hours, quiet_mode, muted, active)"]
+                              "squeeze_anywhere, bias_flips, cooldown_minutes, timezone, quiet_hours, quiet_mode, muted, active, "
+                              "liqmap_within_pct)"]
     assert reg.get("bob") is None
 
 

@@ -42,6 +42,8 @@ class ConsoleSender:
 
     def render(self, digest: Digest) -> list[str]:
         """One part: the whole digest as text (a terminal has no length limit)."""
+        if digest.notice:
+            return [report.notice_text(digest.notice)]
         return [report.digest_text(digest.signals, digest.held)]
 
     async def send_part(self, address: str, part: str, digest: Digest) -> None:
@@ -52,8 +54,10 @@ class ConsoleSender:
         print(f"\n🔔 {address}: {part}", file=self.stream, flush=True)
 
     def _write_log_line(self, digest: Digest) -> None:
-        line = (json.dumps({"keys": digest.keys, "recipient": digest.recipient,
-                            "signals": [s["id"] for s in digest.signals]}) + "\n").encode("utf-8")
+        entry = {"keys": digest.keys, "recipient": digest.recipient, "signals": [s["id"] for s in digest.signals]}
+        if digest.notice:
+            entry["notice"] = digest.notice["kind"]
+        line = (json.dumps(entry) + "\n").encode("utf-8")
         fd, size = None, None
         try:
             fd = os.open(self.alert_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

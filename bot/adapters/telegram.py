@@ -188,7 +188,10 @@ def reply_messages(reply: Reply) -> list[str]:
 
 
 def digest_blocks(digest: Digest) -> list[Block]:
-    """An alert digest: a bold headline, then per signal its title (bold) and details, then how to dig in."""
+    """An alert digest: a bold headline, then per signal its title (bold) and details, then how to dig in.
+    A notice: its title (bold), then its text."""
+    if digest.notice:
+        return [Block([(digest.notice["title"], "b")]), _text_block(digest.notice["text"])]
     n = len(digest.signals)
     head = f"🔔 {n} alert{'s' if n != 1 else ''}" + (" (held during quiet hours)" if digest.held else "")
     blocks = [Block([(head, "b")])]
@@ -691,10 +694,14 @@ class TelegramSender:
         bot = self._bot()
         if bot is None:
             raise DeliveryError("telegram adapter is not running")
-        try:
-            chat_id = int(address)
-        except ValueError:
-            raise DeliveryError(f"not a Telegram chat id: {address!r}", permanent=True) from None
+        chat_id: int | str
+        if address.startswith("@") and len(address) > 1:   # a public channel by name (receipts.publish)
+            chat_id = address
+        else:
+            try:
+                chat_id = int(address)
+            except ValueError:
+                raise DeliveryError(f"not a Telegram chat id: {address!r}", permanent=True) from None
         chat_id = self._migrated.get(chat_id, chat_id)
         if chat_id in self._disabled:
             raise DeliveryError(f"chat {chat_id} disabled after: {self._disabled[chat_id]}", permanent=True)
@@ -704,7 +711,7 @@ class TelegramSender:
         if self.pace is not None:
             await self.pace()
         sent_to = await self._send_one(bot, chat_id, part, digest)
-        if sent_to != chat_id:
+        if sent_to != chat_id and isinstance(chat_id, int):
             self._migrated[int(address)] = sent_to
 
     async def _send_one(self, bot, chat_id: int, text: str, digest: Digest, migrated: bool = False) -> int:

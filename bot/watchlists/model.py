@@ -82,6 +82,12 @@ def _null_is_empty(factory):
     return lambda v: factory() if v is None else v
 
 
+def _number(v: Any) -> Any:
+    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+        raise invalid(f"expected a number such as 0.5, got {show(v)}")
+    return v
+
+
 WatchedSymbol = Annotated[str, BeforeValidator(_watched_symbol)]
 MutedSymbol = Annotated[str, BeforeValidator(_symbol_shape)]
 UtcDatetime = Annotated[datetime, BeforeValidator(as_utc)]
@@ -123,6 +129,9 @@ class Watchlist(BaseModel):
     muted: Annotated[dict[MutedSymbol, UtcDatetime], BeforeValidator(_null_is_empty(dict))] = Field(
         default_factory=dict, description="SYMBOL: UTC instant until which that symbol is muted.")
     active: StrictBool = Field(True, description="Set false by the bot when the user blocked it.")
+    liqmap_within_pct: Annotated[Annotated[float, Field(ge=0.01, le=10)] | None, BeforeValidator(_number)] = Field(
+        None, description="Opt-in: alert when price comes within this % of a large (top-quartile) estimated "
+                          "liquidation cluster of a LiqMap symbol you watch; null = off.")
 
     # -- field checks that need custom messages or limits
     @field_validator("symbols")
@@ -387,4 +396,6 @@ quiet_hours: null          # e.g. "23:00-07:00" (may wrap midnight); null = neve
 quiet_mode: digest         # during quiet hours: digest (one summary when they end) or drop
 muted: {}                  # SYMBOL: UTC time until which alerts for it are muted (/mute)
 active: true               # set to false by the bot when it cannot reach you (e.g. you blocked it)
+liqmap_within_pct: null    # e.g. 0.5: alert when price comes within 0.5 % of a large estimated liquidation cluster
+                           # (LiqMap symbols you watch, all of them when symbols is empty); null = off
 """

@@ -29,10 +29,13 @@ from ...config import Config
 from ...engine import Recipient, Route
 from ...logsetup import REDACTOR, install_redaction
 from ...outbox import Sender
+from ...publication import RECIPIENT as PUBLISH_RECIPIENT
+from ...publication import WEBHOOK_ADDRESS
 from ...queries import Queries
 from ...rules import FilterSubscriber
 from .client import DiscordBot
-from .routes import CHANNEL, DM, WEBHOOK, MetaStore, RouteBook, WebhookGroup, filter_problems, webhook_groups
+from .routes import (CHANNEL, DM, WEBHOOK, MetaStore, RouteBook, WebhookGroup, WebhookTarget, filter_problems,
+                     webhook_groups)
 from .senders import BotSender
 from .webhook import WebhookSender
 
@@ -44,16 +47,18 @@ class DiscordAdapter:
 
     def __init__(self, cfg: Config, queries: Queries, meta: MetaStore, *, token: str | None = None,
                  webhooks: list[WebhookGroup] | None = None, api_base_url: str | None = None,
-                 gateway_url: str | None = None, ready_timeout: float = 20.0, client_options: dict | None = None):
+                 gateway_url: str | None = None, ready_timeout: float = 20.0, client_options: dict | None = None,
+                 publish_target: WebhookTarget | None = None):
         install_redaction()
         self.cfg = cfg.discord
         self.queries = queries
         self.webhooks = webhooks or []
 
         secrets = [token] if token else []
-        for g in self.webhooks:
-            for t in g.targets:   # the whole URL and its token part (custom url_env names too)
-                secrets += [t.url, t.url.split("?")[0].rstrip("/").rsplit("/", 1)[-1]]
+        published = [publish_target] if publish_target else []   # the daily root's webhook: no alerts (bot.publication)
+        for t in [*(t for g in self.webhooks for t in g.targets), *published]:
+            # the whole URL and its token part (custom url_env names too)
+            secrets += [t.url, t.url.split("?")[0].rstrip("/").rsplit("/", 1)[-1]]
         REDACTOR.extra.extend(s for s in secrets if len(s) >= 6 and s not in REDACTOR.extra)
         for where, f in ([(f"discord.channels[{c.id}]", c) for c in self.cfg.channels]
                          + [(f"discord.webhooks[{g.filter.name}]", g.filter) for g in self.webhooks]):
@@ -64,6 +69,11 @@ class DiscordAdapter:
                         "(webhooks need no bot)")
 
         targets = {t.name: t for g in self.webhooks for t in g.targets}
+        if publish_target is not None:
+            if publish_target.name in targets:
+                log.error("discord.webhooks: a webhook named %r hides the daily root's webhook; rename it",
+                          publish_target.name)
+            targets.setdefault(publish_target.name, publish_target)
         self.routes = RouteBook(meta, targets, [str(c.id) for c in self.cfg.channels])
         self.bot = DiscordBot(self.cfg, queries, meta, self.routes, token, api_base_url=api_base_url,
                               gateway_url=gateway_url, ready_timeout=ready_timeout,
@@ -81,6 +91,10 @@ class DiscordAdapter:
         dc = cfg.discord
         token = os.environ.get("DISCORD_BOT_TOKEN", "").strip() or None
         groups = webhook_groups(dc)
+        publish_env = cfg.receipts.publish.discord_webhook_url_env          # the daily signed root (bot.publication)
+        publish_url = os.environ.get(publish_env, "").strip() if publish_env else ""
+        if publish_url:
+            options["publish_target"] = WebhookTarget(WEBHOOK_ADDRESS, publish_url, PUBLISH_RECIPIENT)
         if os.environ.get("DISCORD_WEBHOOK_URL") and not any(w.url_env == "DISCORD_WEBHOOK_URL" for w in dc.webhooks):
             log.warning("DISCORD_WEBHOOK_URL is set but no discord.webhooks entry uses it (url_env): ignored")
         base = os.environ.get("DISCORD_API_BASE_URL") or dc.api_base_url

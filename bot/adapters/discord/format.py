@@ -219,7 +219,12 @@ def delivery_ref(key: str) -> str:
 def digest_messages(digest: Digest) -> list[dict]:
     """An outbox digest as messages: the top alerts as full embeds, the rest one line each; the last embed's
     footer carries the `ref` of every key. Deterministic (same digest, same messages): the outbox resumes a
-    digest after the messages it recorded as posted."""
+    digest after the messages it recorded as posted. A notice is one embed: its title and text."""
+    if digest.notice:
+        return pack_messages([_with_ref({"type": "rich", "color": INFO_COLOUR,
+                                         "title": truncate(digest.notice["title"], MAX_TITLE),
+                                         "description": truncate(escape(digest.notice["text"]), MAX_DESCRIPTION)},
+                                        digest)], None)
     sigs = digest.signals
     n = len(sigs)
     content = f"🔔 {n} alert{'s' if n != 1 else ''}" + (" (held during quiet hours)" if digest.held else "")
@@ -232,8 +237,13 @@ def digest_messages(digest: Digest) -> list[dict]:
                            "title": f"… and {len(rest)} more" + (" (continued)" if j else "")})
     if not embeds:
         embeds.append({"type": "rich", "color": INFO_COLOUR, "description": "No alert details (signals pruned)."})
+    _with_ref(embeds[-1], digest)
+    return pack_messages(embeds, content)
+
+
+def _with_ref(last: dict, digest: Digest) -> dict:
+    """The `ref` of every key of the digest in this (its last) embed's footer."""
     refs = " ".join(delivery_ref(k) for k in digest.keys)
-    last = embeds[-1]
     footer = (last.get("footer") or {}).get("text", "")
     last["footer"] = {"text": truncate(f"{footer} · ref {refs}" if footer else f"ref {refs}", MAX_FOOTER)}
-    return pack_messages(embeds, content)
+    return last

@@ -1,5 +1,5 @@
 """Closed signals (the cycle whose seal holds a signal's closing, and its proof), the LiqMap's inputs (model
-steps, realised liquidation prints), the rules' timing state and OI history indexed by time.
+steps, realised liquidation prints), the rules' timing state, OI history indexed by time, and outbox notices.
 
 Revision ID: 0002
 Revises: 0001
@@ -21,6 +21,8 @@ sa.Table("symbol_state", m, sa.Column("symbol", sa.Text, primary_key=True),
          sa.Column("timing", sa.Text))                   # the rules' confirmations/re-arming in time (JSON)
 sa.Table("oi_history", m, sa.Column("symbol", sa.Text, primary_key=True),
          sa.Column("ts", sa.BigInteger, primary_key=True, autoincrement=False), sa.Index("oi_history_ts", "ts"))
+sa.Table("outbox", m, sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+         sa.Column("notice", sa.Text))                   # a notice row's Notice (JSON); NULL: a signal digest
 sa.Table("liq_steps", m, sa.Column("symbol", sa.Text, primary_key=True),
          sa.Column("ts", sa.BigInteger, primary_key=True, autoincrement=False),
          sa.Column("open", sa.Float, nullable=False), sa.Column("high", sa.Float, nullable=False),
