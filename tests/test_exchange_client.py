@@ -4,7 +4,7 @@ Pauses and retry back-off run on a `FakeClock`: the tests check how long the cli
 waiting themselves."""
 from __future__ import annotations
 
-from aiohttp import web
+import httpx
 import pytest
 
 from bot.clock import FakeClock
@@ -88,26 +88,17 @@ async def test_used_weight_near_the_limit_pauses_until_the_minute_rolls_over():
     until the next minute window (plus half a second)."""
     seen = []
 
-    async def handler(request: web.Request) -> web.Response:
-        seen.append(request.path)
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
         used = 1920 if len(seen) == 1 else 100           # 2400 * 0.8 headroom on the first reply
-        return web.json_response([], headers={"X-MBX-USED-WEIGHT-1M": str(used)})
+        return httpx.Response(200, json=[], headers={"X-MBX-USED-WEIGHT-1M": str(used)})
 
-    app = web.Application()
-    app.router.add_get("/fapi/v1/premiumIndex", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
     clock = FakeClock(time=1_800_000_030.0)              # 30 s into a minute
-    try:
-        async with BinanceClient(ExchangeConfig(), base_url=url, clock=clock) as c:
-            await c.premium_index()
-            assert c.paused_for == 30.5 and c.stats.max_used_weight_1m == 1920
-            await c.premium_index()
-    finally:
-        await runner.cleanup()
+    async with BinanceClient(ExchangeConfig(), base_url="http://binance.test", clock=clock,
+                             transport=httpx.MockTransport(handler)) as c:
+        await c.premium_index()
+        assert c.paused_for == 30.5 and c.stats.max_used_weight_1m == 1920
+        await c.premium_index()
     assert clock.sleeps == [30.5] and len(seen) == 2 and c.paused_for == 0
 
 
