@@ -99,6 +99,10 @@ MIGRATIONS = (
 SIGNAL_COLUMNS = ("id", "ts", "symbol", "rule", "kind", "score", "bias", "regime", "receipt", "outcome", "record_hash")
 MANIFEST_COLUMNS = ("seq", "cycle_ts", "manifest", "hash", "signature", "public_key", "leaves")
 SCORES_PRUNED_BEFORE = "scores_pruned_before"    # meta: score rows (and leaf hashes) before this ts were pruned
+SCORES_THINNED = "scores_thinned"   # meta {"before": ts, "step": ms}: before ts only each step's first cycle keeps scores
+_COMPACT = (",", ":")               # score payloads: no blanks (the seal hashes the parsed payload, not its text)
+# the cycles that keep their score rows when thinned: the first of each step (ms), counted from the epoch
+_KEPT_CYCLES = "SELECT MIN(ts) FROM cycles WHERE ts < ? GROUP BY ts / ?"
 _SIGNAL_SELECT = f"SELECT {', '.join(SIGNAL_COLUMNS)} FROM signals"
 
 
@@ -220,10 +224,36 @@ class Store:
                 "WHERE k.symbol = oi_history.symbol AND k.ts < oi_history.ts "
                 "AND k.ts >= oi_history.ts - (oi_history.ts % ?))", (before_ms, step_ms)).rowcount
 
+    def thin_scores(self, before_ms: int, step_ms: int) -> int:
+        """Score rows of cycles before `before_ms` go, but for the first cycle of each `step_ms` step (counted from
+        the epoch, so the hour's first cycle stays too: bot.performance samples it); the thinned cycles' seals stay
+        (manifests, the signals' and closings' own proofs), their leaf hashes go with the rows, and the horizon is
+        noted for `verify` beside the pruning's (SCORES_THINNED). Portable SQL."""
+        with self._tx() as db:
+            n = db.execute(f"DELETE FROM scores WHERE ts < ? AND ts NOT IN ({_KEPT_CYCLES})",
+                           (before_ms, before_ms, step_ms)).rowcount
+            db.execute(f"UPDATE manifests SET leaves = NULL WHERE cycle_ts < ? AND leaves IS NOT NULL "
+                       f"AND cycle_ts NOT IN ({_KEPT_CYCLES})", (before_ms, before_ms, step_ms))
+            row = db.execute("SELECT value FROM meta WHERE key=?", (SCORES_THINNED,)).fetchone()
+            old = json.loads(row[0]) if row else None
+            if old is None or old["before"] < before_ms or old["step"] != step_ms:
+                value = json.dumps({"before": max(before_ms, old["before"] if old else 0), "step": step_ms})
+                if row is None:
+                    db.execute("INSERT INTO meta (key, value) VALUES (?,?)", (SCORES_THINNED, value))
+                else:
+                    db.execute("UPDATE meta SET value=? WHERE key=?", (value, SCORES_THINNED))
+        return n
+
+    def kept_score_cycles(self, before_ms: int, step_ms: int) -> set[int]:
+        """The cycles before `before_ms` that `thin_scores` keeps the score rows of."""
+        with self._lock:
+            return {r[0] for r in self._db.execute(_KEPT_CYCLES, (before_ms, step_ms)).fetchall()}
+
     # ---- cycles and scores ----------------------------------------------------------------
     def save_cycle(self, ts: int, duration_s: float, requests: int, weight: int,
                    results: list[ScoredRow], failed: dict[str, str]) -> None:
-        rows = [(ts, r["symbol"], r["score"], r["bias"], r["regime_key"], json.dumps(r)) for r in results]
+        rows = [(ts, r["symbol"], r["score"], r["bias"], r["regime_key"], json.dumps(r, separators=_COMPACT))
+                for r in results]
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO cycles VALUES (?,?,?,?,?,?)",
                        (ts, duration_s, requests, weight, len(results), json.dumps(failed)))
@@ -291,7 +321,7 @@ class Store:
                 db.execute("DELETE FROM scores WHERE ts=?", (cycle["ts"],))
             db.executemany("INSERT OR REPLACE INTO scores (ts, symbol, score, bias, regime, payload) "
                            "VALUES (?,?,?,?,?,?)",
-                           [(cycle["ts"], r["symbol"], r["score"], r["bias"], r["regime_key"], json.dumps(r))
+                           [(cycle["ts"], r["symbol"], r["score"], r["bias"], r["regime_key"], json.dumps(r, separators=_COMPACT))
                             for r in results])
             db.executemany("INSERT OR REPLACE INTO symbol_state (symbol, score, bias, regime, armed, regime_cycles, "
                            "timing) VALUES (?,?,?,?,?,?,?)",
