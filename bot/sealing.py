@@ -3,7 +3,8 @@ the maths, this module decides what is hashed and keeps the key); `verify_store`
 the stored rows.
 
 Records — what is hashed, exactly as stored:
-- a score row: ``{"type": "score", "cycle_ts": T, **the stored payload}`` (the JSON in ``scores.payload``);
+- a score row: ``{"type": "score", "cycle_ts": T, **the stored payload}`` (the JSON in ``scores.payload``: the
+  scored row without the values its ``raw`` repeats, ``records.stored_score``; rows stored before that are full);
 - a signal: ``{"type": "signal", "id", "cycle_ts", "symbol", "rule", "kind", "score", "bias", "regime",
   "receipt"}`` — every stored column but ``outcome``, which is written when the signal closes;
 - a closing: ``{"type": "closing", "cycle_ts", "signal", "outcome"}`` — a signal's outcome (bot.evaluation),
@@ -36,6 +37,7 @@ from .errors import UserError
 from .receipts import (canonical, inclusion_proof, leaf_hash, manifest, merkle_root, public_key_hex, record_hash, sign,
                        verify_inclusion, verify_signature)
 from .records import Closing, ManifestRow, ScoredRow, SealedCycle, SignalSeal, StoredManifest, StoredSignal
+from .records import stored_score
 from .store import SCORES_PRUNED_BEFORE, SCORES_THINNED, Store
 
 log = logging.getLogger(__name__)
@@ -194,7 +196,7 @@ class Sealer:
         leaves = []
         for r in sorted(results, key=lambda r: r["symbol"]):
             try:
-                leaves.append(leaf_hash(canonical(score_record(cycle_ts, r))))
+                leaves.append(leaf_hash(canonical(score_record(cycle_ts, stored_score(r, cycle_ts)))))
             except Exception as e:      # a non-finite number: a bug upstream, and nothing may go unsealed
                 raise ValueError(f"cannot seal {r['symbol']}'s score row: {e}") from e
         ordered = sorted(closings, key=lambda c: c["signal"])

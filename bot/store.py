@@ -20,6 +20,7 @@ from typing import Callable, Iterable, Iterator
 from .records import (Closing, CycleRecord, FiredRow, InclusionProof, ManifestRow, OIPoint,  # noqa: F401
                       OutboxEntry, OutboxRow, OutboxStatus, ScoredRow, SealedCycle, SignalRecord, StoredCycle,
                       StoredManifest, StoredSignal, SymbolStateRow)
+from .records import scored_row, stored_score
 from .liqmap import Print, Step
 from .score import rank_key
 
@@ -101,6 +102,13 @@ MANIFEST_COLUMNS = ("seq", "cycle_ts", "manifest", "hash", "signature", "public_
 SCORES_PRUNED_BEFORE = "scores_pruned_before"    # meta: score rows (and leaf hashes) before this ts were pruned
 SCORES_THINNED = "scores_thinned"   # meta {"before": ts, "step": ms}: before ts only each step's first cycle keeps scores
 _COMPACT = (",", ":")               # score payloads: no blanks (the seal hashes the parsed payload, not its text)
+
+
+def _score_payload(row: ScoredRow, ts: int) -> str:
+    """A score row as stored: records.stored_score (what the seal hashes), compact, UTF-8 as is."""
+    return json.dumps(stored_score(row, ts), separators=_COMPACT, ensure_ascii=False)
+
+
 # the cycles that keep their score rows when thinned: the first of each step (ms), counted from the epoch
 _KEPT_CYCLES = "SELECT MIN(ts) FROM cycles WHERE ts < ? GROUP BY ts / ?"
 _SIGNAL_SELECT = f"SELECT {', '.join(SIGNAL_COLUMNS)} FROM signals"
@@ -252,7 +260,7 @@ class Store:
     # ---- cycles and scores ----------------------------------------------------------------
     def save_cycle(self, ts: int, duration_s: float, requests: int, weight: int,
                    results: list[ScoredRow], failed: dict[str, str]) -> None:
-        rows = [(ts, r["symbol"], r["score"], r["bias"], r["regime_key"], json.dumps(r, separators=_COMPACT))
+        rows = [(ts, r["symbol"], r["score"], r["bias"], r["regime_key"], _score_payload(r, ts))
                 for r in results]
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO cycles VALUES (?,?,?,?,?,?)",
@@ -277,7 +285,7 @@ class Store:
             return None, []
         with self._lock:
             rows = self._db.execute("SELECT payload FROM scores WHERE ts=?", (last["ts"],)).fetchall()
-        return last["ts"], sorted((json.loads(r[0]) for r in rows), key=rank_key)
+        return last["ts"], sorted((scored_row(json.loads(r[0]), last["ts"]) for r in rows), key=rank_key)
 
     def score_series(self, symbol: str, since_ms: int) -> list[tuple[int, int, str]]:
         with self._lock:
@@ -288,7 +296,7 @@ class Store:
         with self._lock:
             rows = self._db.execute("SELECT ts, payload FROM scores WHERE symbol=? AND ts>=? ORDER BY ts",
                                     (symbol, since_ms)).fetchall()
-        return [(ts, json.loads(p)) for ts, p in rows]
+        return [(ts, scored_row(json.loads(p), ts)) for ts, p in rows]
 
     # ---- alert rules state, signals, outbox --------------------------------------------------
     def load_symbol_state(self) -> dict[str, SymbolStateRow]:
@@ -321,7 +329,7 @@ class Store:
                 db.execute("DELETE FROM scores WHERE ts=?", (cycle["ts"],))
             db.executemany("INSERT OR REPLACE INTO scores (ts, symbol, score, bias, regime, payload) "
                            "VALUES (?,?,?,?,?,?)",
-                           [(cycle["ts"], r["symbol"], r["score"], r["bias"], r["regime_key"], json.dumps(r, separators=_COMPACT))
+                           [(cycle["ts"], r["symbol"], r["score"], r["bias"], r["regime_key"], _score_payload(r, cycle["ts"]))
                             for r in results])
             db.executemany("INSERT OR REPLACE INTO symbol_state (symbol, score, bias, regime, armed, regime_cycles, "
                            "timing) VALUES (?,?,?,?,?,?,?)",

@@ -73,3 +73,49 @@ async def test_a_kept_cycles_rows_removed_by_hand_are_missing_not_thinned(tmp_pa
     rc, out, _ = verify(db, capsys)
     assert rc == 1 and f"(ts {TS[1]}) · manifest · missing:" in out
     assert "never pruned or thinned (thinning keeps this cycle's)" in out
+
+
+async def test_stored_payloads_leave_out_what_raw_repeats_and_older_full_rows_still_verify(tmp_path, capsys,
+                                                                                          monkeypatch):
+    import bot.sealing
+    import bot.store
+    db = tmp_path / "bot.db"
+    store = Store(db)
+    cycles = Cycles(store, REARM_AT_ONCE)
+    full = lambda row, ts: dict(row)                                # as rows were stored (and sealed) before
+    monkeypatch.setattr(bot.store, "stored_score", full)
+    monkeypatch.setattr(bot.sealing, "stored_score", full)
+    await cycles.run(CALM, HOT)
+    monkeypatch.undo()
+    await cycles.run(CALM, HOT)
+    raws = {ts: json.loads(p)["raw"] for ts, p in sql(db, "SELECT ts, payload FROM scores WHERE symbol='BTCUSDT'")}
+    assert {"time", "funding_rate", "funding_interval_hours"} <= raws[TS[1]].keys()           # the older, full row
+    assert not {"time", "funding_rate"} & raws[TS[3]].keys()                                   # the slim one
+    assert raws[TS[3]]["funding_interval_hours"] == 8.0     # kept: the row's own is 8, an int (nothing is lost)
+    for ts, row in store.score_payloads("BTCUSDT", 0):              # every reader gets the scorer's row back
+        assert row["raw"]["time"] == ts and row["raw"]["funding_rate"] == row["funding_rate"]
+        assert row["raw"]["funding_interval_hours"] == row["funding_interval_hours"] == 8.0
+        assert list(row["raw"]) == list(raws[TS[1]])                # ... in the receipt's own order
+    ts, latest = store.latest_scores()
+    assert ts == TS[3] and all(r["raw"]["time"] == TS[3] for r in latest)
+    store.close()
+    rc, out, _ = verify(db, capsys)
+    assert rc == 0 and "4 sealed cycles checked" in out and "(16 scores," in out
+
+
+def test_a_stored_payload_reads_back_as_the_scorers_row_exactly():
+    from bot.config import Config
+    from bot.records import scored_row, stored_score
+    from bot.score import ScoreInputs, score_all
+    ts = TS[0]
+    inputs = HOT + CALM + [ScoreInputs("XUSDT", 0.0009, 4.0, 0.08, 0.1, 0.2, 0.004, -0.02, -0.1)]
+    rows = [dict(r.as_dict(), raw={"time": ts, "mark_price": 1.5, "index_price": 1.4, "funding_rate": r.inputs.funding_rate,
+                                   "funding_interval_hours": r.inputs.funding_interval_hours, "oi": {"now": None}})
+            for r in score_all(inputs, Config().score)]
+    assert any(r["warning"] for r in rows)                          # the quadrant-prefixed warning is exercised
+    for row in rows:
+        stored = json.loads(json.dumps(stored_score(row, ts)))
+        assert "regime" not in stored and "time" not in stored["raw"] and len(json.dumps(stored)) < len(json.dumps(row))
+        back = scored_row(stored, ts)
+        assert back == row and list(back) == list(row) and list(back["raw"]) == list(row["raw"])
+        assert scored_row(json.loads(json.dumps(row)), ts) == row   # an older, full row reads as it was
