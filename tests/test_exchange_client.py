@@ -4,6 +4,9 @@ Pauses and retry back-off run on a `FakeClock`: the tests check how long the cli
 waiting themselves."""
 from __future__ import annotations
 
+import asyncio
+import socket
+
 import httpx
 import pytest
 
@@ -121,6 +124,29 @@ async def test_timeout_is_retried_and_reported(sim_server):
         with pytest.raises(BinanceError, match=r"exchangeInfo: timed out after 0.3s"):
             await c.exchange_info()
     assert c.stats.retries == 1
+
+
+async def test_refused_and_dropped_connections_are_network_errors_not_timeouts():
+    """httpx-aiohttp reports a refused connect as httpx.ConnectTimeout: the client says what happened."""
+    async def hang_up(reader, writer):
+        await reader.readline()
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    dropping = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    with socket.socket() as s:                                  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        refusing = f"http://127.0.0.1:{s.getsockname()[1]}"
+    try:
+        for url, what in ((refusing, "Cannot connect to host"), (dropping, "Server disconnected")):
+            async with BinanceClient(ExchangeConfig(max_retries=0), base_url=url, clock=FakeClock()) as c:
+                with pytest.raises(BinanceError, match=r"premiumIndex: network error: ") as e:
+                    await c.premium_index()
+            assert what in str(e.value) and "timed out" not in str(e.value) and e.value.retryable
+            assert c.stats.refusals == {"network error": 1}
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 async def test_binance_error_body_surfaces_and_is_not_retried(sim_server):

@@ -247,12 +247,16 @@ class BinanceClient:
         try:
             async with asyncio.timeout(self.cfg.timeout_s):     # connect + the whole body, not per read
                 resp = await self._http.get(path, params=params)
-        except (TimeoutError, httpx.TimeoutException) as e:
-            raise self._failed(key, "timeout", BinanceError(
-                f"{path}: timed out after {self.cfg.timeout_s:g}s", path=path, retryable=True)) from e
-        except (httpx.TransportError, aiohttp.ClientError) as e:   # aiohttp's: those httpx-aiohttp leaves unmapped
+        except (TimeoutError, httpx.TransportError, aiohttp.ClientError) as e:   # aiohttp's: those left unmapped
+            wrapped = e.__cause__ if isinstance(e.__cause__, aiohttp.ClientError) else e
+            if isinstance(wrapped, TimeoutError) or (wrapped is e and isinstance(e, httpx.TimeoutException)):
+                raise self._failed(key, "timeout", BinanceError(
+                    f"{path}: timed out after {self.cfg.timeout_s:g}s", path=path, retryable=True)) from e
+            # httpx-aiohttp 0.2 maps every aiohttp connection error (a refused connect too) to httpx.ConnectTimeout:
+            # what it wraps says whether it was one
             raise self._failed(key, "network error", BinanceError(
-                f"{path}: network error: {e!r}", path=path, retryable=True)) from e
+                f"{path}: network error: {type(wrapped).__name__}: {str(wrapped) or '(no detail)'}", path=path,
+                retryable=True)) from e
         self._note_used_weight(resp)
         status = resp.status_code
         if status in (429, 418):
