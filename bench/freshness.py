@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from _common import banner, median, ratio, result, sim_config
+from _common import banner, httpcore_transport, median, ratio, result, sim_config
 from _simserver import SimServerProcess
 
 from bot.cycle import run_cycle
@@ -48,12 +48,6 @@ async def bare_httpx(url: str, symbols: list[str], concurrency: int) -> tuple[fl
                 (await client.get("/fapi/v1/openInterest", params={"symbol": sym})).json()
         await asyncio.gather(*(one(s) for s in symbols))
     return time.perf_counter() - t0, time.process_time() - c0, len(symbols)
-
-
-def httpcore_transport(cfg) -> httpx.AsyncHTTPTransport:
-    """httpx's default transport, tuned as the bot's: keep-alive pool of max_concurrency + 4 connections."""
-    n = cfg.exchange.max_concurrency + 4
-    return httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=n, max_keepalive_connections=n))
 
 
 async def bot_cycle(cfg, store, collector, transport=None) -> tuple[float, float, int, int]:

@@ -17,7 +17,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from _common import banner, sim_config
+from _common import banner, httpcore_transport, sim_config
 from _simserver import SimServerProcess
 
 from bot.cycle import run_cycle
@@ -56,7 +56,6 @@ def component(key: tuple) -> str:
 
 async def main_async(n: int, top: int, transport: str) -> None:
     banner(f"profile: one steady {n}-symbol cycle, own CPU time by component (httpx over {transport})")
-    from freshness import httpcore_transport
     make = httpcore_transport if transport == "httpcore" else (lambda cfg: None)
     with SimServerProcess(n, latency_ms=50) as srv, tempfile.TemporaryDirectory() as tmp:
         cfg = sim_config(srv.url)
