@@ -391,6 +391,8 @@ async def test_standalone_runner_subprocess():
 
 async def test_klines_shape_weight_and_consistency(env):
     server, client, _, _ = env
+    now = server.sim.clock()
+    server.sim.clock = lambda: now        # the market stands still: both requests below see one instant
     r = await client.get("/fapi/v1/klines", params={"symbol": "BTCUSDT", "interval": "1h",
                                                      "limit": 120})
     assert r.status_code == 200
