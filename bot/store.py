@@ -20,6 +20,7 @@ from typing import Callable, Iterable, Iterator
 from .records import (Closing, CycleRecord, FiredRow, InclusionProof, ManifestRow, OIPoint,  # noqa: F401
                       OutboxEntry, OutboxRow, OutboxStatus, ScoredRow, SealedCycle, SignalRecord, StoredCycle,
                       StoredManifest, StoredSignal, SymbolStateRow)
+from .records import scored_row, stored_score
 from .liqmap import Print, Step
 from .score import rank_key
 
@@ -100,6 +101,17 @@ MIGRATIONS = (
 SIGNAL_COLUMNS = ("id", "ts", "symbol", "rule", "kind", "score", "bias", "regime", "receipt", "outcome", "record_hash")
 MANIFEST_COLUMNS = ("seq", "cycle_ts", "manifest", "hash", "signature", "public_key", "leaves")
 SCORES_PRUNED_BEFORE = "scores_pruned_before"    # meta: score rows (and leaf hashes) before this ts were pruned
+SCORES_THINNED = "scores_thinned"   # meta {"before": ts, "step": ms}: before ts only each step's first cycle keeps scores
+_COMPACT = (",", ":")               # score payloads: no blanks (the seal hashes the parsed payload, not its text)
+
+
+def _score_payload(row: ScoredRow, ts: int) -> str:
+    """A score row as stored: records.stored_score (what the seal hashes), compact, UTF-8 as is."""
+    return json.dumps(stored_score(row, ts), separators=_COMPACT, ensure_ascii=False)
+
+
+# the cycles that keep their score rows when thinned: the first of each step (ms), counted from the epoch
+_KEPT_CYCLES = "SELECT MIN(ts) FROM cycles WHERE ts < ? GROUP BY ts / ?"
 _SIGNAL_SELECT = f"SELECT {', '.join(SIGNAL_COLUMNS)} FROM signals"
 
 
@@ -221,10 +233,36 @@ class Store:
                 "WHERE k.symbol = oi_history.symbol AND k.ts < oi_history.ts "
                 "AND k.ts >= oi_history.ts - (oi_history.ts % ?))", (before_ms, step_ms)).rowcount
 
+    def thin_scores(self, before_ms: int, step_ms: int) -> int:
+        """Score rows of cycles before `before_ms` go, but for the first cycle of each `step_ms` step (counted from
+        the epoch, so the hour's first cycle stays too: bot.performance samples it); the thinned cycles' seals stay
+        (manifests, the signals' and closings' own proofs), their leaf hashes go with the rows, and the horizon is
+        noted for `verify` beside the pruning's (SCORES_THINNED). Portable SQL."""
+        with self._tx() as db:
+            n = db.execute(f"DELETE FROM scores WHERE ts < ? AND ts NOT IN ({_KEPT_CYCLES})",
+                           (before_ms, before_ms, step_ms)).rowcount
+            db.execute(f"UPDATE manifests SET leaves = NULL WHERE cycle_ts < ? AND leaves IS NOT NULL "
+                       f"AND cycle_ts NOT IN ({_KEPT_CYCLES})", (before_ms, before_ms, step_ms))
+            row = db.execute("SELECT value FROM meta WHERE key=?", (SCORES_THINNED,)).fetchone()
+            old = json.loads(row[0]) if row else None
+            if old is None or old["before"] < before_ms or old["step"] != step_ms:
+                value = json.dumps({"before": max(before_ms, old["before"] if old else 0), "step": step_ms})
+                if row is None:
+                    db.execute("INSERT INTO meta (key, value) VALUES (?,?)", (SCORES_THINNED, value))
+                else:
+                    db.execute("UPDATE meta SET value=? WHERE key=?", (value, SCORES_THINNED))
+        return n
+
+    def kept_score_cycles(self, before_ms: int, step_ms: int) -> set[int]:
+        """The cycles before `before_ms` that `thin_scores` keeps the score rows of."""
+        with self._lock:
+            return {r[0] for r in self._db.execute(_KEPT_CYCLES, (before_ms, step_ms)).fetchall()}
+
     # ---- cycles and scores ----------------------------------------------------------------
     def save_cycle(self, ts: int, duration_s: float, requests: int, weight: int,
                    results: list[ScoredRow], failed: dict[str, str]) -> None:
-        rows = [(ts, r["symbol"], r["score"], r["bias"], r["regime_key"], json.dumps(r)) for r in results]
+        rows = [(ts, r["symbol"], r["score"], r["bias"], r["regime_key"], _score_payload(r, ts))
+                for r in results]
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO cycles VALUES (?,?,?,?,?,?)",
                        (ts, duration_s, requests, weight, len(results), json.dumps(failed)))
@@ -248,7 +286,7 @@ class Store:
             return None, []
         with self._lock:
             rows = self._db.execute("SELECT payload FROM scores WHERE ts=?", (last["ts"],)).fetchall()
-        return last["ts"], sorted((json.loads(r[0]) for r in rows), key=rank_key)
+        return last["ts"], sorted((scored_row(json.loads(r[0]), last["ts"]) for r in rows), key=rank_key)
 
     def score_series(self, symbol: str, since_ms: int) -> list[tuple[int, int, str]]:
         with self._lock:
@@ -259,7 +297,7 @@ class Store:
         with self._lock:
             rows = self._db.execute("SELECT ts, payload FROM scores WHERE symbol=? AND ts>=? ORDER BY ts",
                                     (symbol, since_ms)).fetchall()
-        return [(ts, json.loads(p)) for ts, p in rows]
+        return [(ts, scored_row(json.loads(p), ts)) for ts, p in rows]
 
     # ---- alert rules state, signals, outbox --------------------------------------------------
     def load_symbol_state(self) -> dict[str, SymbolStateRow]:
@@ -292,7 +330,7 @@ class Store:
                 db.execute("DELETE FROM scores WHERE ts=?", (cycle["ts"],))
             db.executemany("INSERT OR REPLACE INTO scores (ts, symbol, score, bias, regime, payload) "
                            "VALUES (?,?,?,?,?,?)",
-                           [(cycle["ts"], r["symbol"], r["score"], r["bias"], r["regime_key"], json.dumps(r))
+                           [(cycle["ts"], r["symbol"], r["score"], r["bias"], r["regime_key"], _score_payload(r, cycle["ts"]))
                             for r in results])
             db.executemany("INSERT OR REPLACE INTO symbol_state (symbol, score, bias, regime, armed, regime_cycles, "
                            "timing) VALUES (?,?,?,?,?,?,?)",
