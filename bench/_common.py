@@ -73,3 +73,11 @@ def sim_config(url: str):
         "universe": cfg.universe.model_copy(update={"min_quote_volume": 0}),
         "exchange": cfg.exchange.model_copy(update={"base_url": url}),
     })
+
+
+def httpcore_transport(cfg):
+    """httpx's default (httpcore) transport, tuned as the bot's client: a keep-alive pool of max_concurrency + 4
+    connections (bench/freshness.py and bench/profile_cycle.py measure the bot on it, beside its default)."""
+    import httpx
+    n = cfg.exchange.max_concurrency + 4
+    return httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=n, max_keepalive_connections=n))

@@ -6,7 +6,9 @@
    `exchange.max_concurrency` (target <= 1.2).
 2. CPU per request: the bot's CPU time for that whole cycle (fetch, parse, score, store) per request, over the CPU
    per request of a bare httpx client fetching the same 600 openInterest URLs from the same server with the same
-   concurrency and decoding the JSON (target <= 1.5). The two alternate, medians of `--rounds`.
+   concurrency and decoding the JSON (target <= 1.5). The two alternate, medians of `--rounds`. The bot's cycle runs
+   on each of two transports behind the same httpx.AsyncClient: httpx-aiohttp's AiohttpTransport (the default) and
+   httpx's own httpcore transport, tuned the same (shared client, keep-alive pool, limits), side by side.
 3. weight budget: the steady cycle's request weight per minute at the default cadence, as a share of the IP's
    2,400/min (target <= 35 %).
 
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from _common import banner, median, ratio, result, sim_config
+from _common import banner, httpcore_transport, median, ratio, result, sim_config
 from _simserver import SimServerProcess
 
 from bot.cycle import run_cycle
@@ -48,11 +50,11 @@ async def bare_httpx(url: str, symbols: list[str], concurrency: int) -> tuple[fl
     return time.perf_counter() - t0, time.process_time() - c0, len(symbols)
 
 
-async def bot_cycle(cfg, store, collector) -> tuple[float, float, int, int]:
+async def bot_cycle(cfg, store, collector, transport=None) -> tuple[float, float, int, int]:
     """(wall s, CPU s, requests, weight) of one steady cycle, client made (and closed) inside, as the bench's
-    reference does for httpx."""
+    reference does for httpx. `transport`: a factory of the httpx transport (None: the client's default)."""
     t0, c0 = time.perf_counter(), time.process_time()
-    client = BinanceClient(cfg.exchange)
+    client = BinanceClient(cfg.exchange, transport=transport(cfg) if transport else None)
     collector.client = client
     out = await run_cycle(cfg, client, store, collector)
     await client.aclose()
@@ -71,15 +73,18 @@ async def main_async(n: int, rounds: int, latency_ms: float) -> None:
         await bot_cycle(cfg, store, collector)            # warm: history written, caches filled
         symbols = collector.universe
         conc = cfg.exchange.max_concurrency
-        bots, bares = [], []
+        bots, bares, cores = [], [], []
         for i in range(rounds):
             await asyncio.to_thread(srv.reset)
             bots.append(await bot_cycle(cfg, store, collector))
             await asyncio.to_thread(srv.reset)
+            cores.append(await bot_cycle(cfg, store, collector, httpcore_transport))
+            await asyncio.to_thread(srv.reset)
             bares.append(await bare_httpx(srv.url, symbols, conc))
             b, h = bots[-1], bares[-1]
             print(f"  round {i + 1}: bot cycle {b[0]:.3f}s wall, {b[1]:.3f}s CPU, {b[2]} requests, weight {b[3]} | "
-                  f"bare httpx {h[0]:.3f}s wall, {h[1]:.3f}s CPU, {h[2]} requests")
+                  f"bare httpx {h[0]:.3f}s wall, {h[1]:.3f}s CPU, {h[2]} requests | "
+                  f"bot on httpcore {cores[-1][0]:.3f}s wall, {cores[-1][1]:.3f}s CPU")
         store.close()
 
     requests = median([b[2] for b in bots])
@@ -87,6 +92,8 @@ async def main_async(n: int, rounds: int, latency_ms: float) -> None:
     wall = median([b[0] for b in bots])
     bot_cpu = median([b[1] / b[2] for b in bots]) * 1000
     bare_cpu = median([h[1] / h[2] for h in bares]) * 1000
+    core_cpu = median([b[1] / b[2] for b in cores]) * 1000
+    core_wall = median([b[0] for b in cores])
     weight = median([b[3] for b in bots])
     per_min = weight / cfg.engine.interval_minutes
     share = per_min / cfg.exchange.weight_limit
@@ -99,11 +106,15 @@ async def main_async(n: int, rounds: int, latency_ms: float) -> None:
     print(f"CPU per request: bot {bot_cpu:.3f} ms (whole cycle: fetch, parse, score, store) vs bare httpx "
           f"{bare_cpu:.3f} ms (fetch + json): {bot_cpu / bare_cpu:.2f} -> "
           f"{ratio(bot_cpu / bare_cpu, TARGET_CPU_RATIO)}")
+    print(f"transport, same run: httpx on httpx-aiohttp {bot_cpu:.3f} ms CPU/request ({bot_cpu / bare_cpu:.2f}x bare), "
+          f"{wall:.3f}s wall | httpx on httpcore (tuned) {core_cpu:.3f} ms ({core_cpu / bare_cpu:.2f}x bare), "
+          f"{core_wall:.3f}s wall ({core_wall / floor:.2f}x the floor)")
     print(f"weight: {weight:.0f} a cycle every {cfg.engine.interval_minutes:g} min = {per_min:.0f}/min of "
           f"{cfg.exchange.weight_limit}: {share:.1%} -> {ratio(share, TARGET_WEIGHT_SHARE)}")
     result("fresh", f"cycle wall / latency floor @{n}", wall / floor, TARGET_FLOOR_RATIO, "ratio")
     result("fresh", "bot CPU per request / bare httpx", bot_cpu / bare_cpu, TARGET_CPU_RATIO, "ratio")
     result("fresh", "bot CPU per request", bot_cpu, 0, "ms")
+    result("fresh", "bot CPU per request on httpcore / bare httpx (context)", core_cpu / bare_cpu, 0, "ratio")
     result("fresh", "bare httpx wall / its latency floor (context)",
            bare_wall / (math.ceil(len(symbols) / conc) * latency_ms / 1000), 0, "ratio")
     result("fresh", "steady weight share of the IP budget", share, TARGET_WEIGHT_SHARE, "share")

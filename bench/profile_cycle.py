@@ -1,7 +1,9 @@
 """Where a steady cycle's CPU goes: cProfile over one 600-symbol cycle (the real client, collector, scorer and
 store against the simulator server in its own process, 50 ms latency), own time summed by component.
 
-Run: python bench/profile_cycle.py [--symbols 600] [--top 25]
+Run: python bench/profile_cycle.py [--symbols 600] [--top 25] [--transport aiohttp|httpcore]
+(--transport: the httpx client's transport, httpx-aiohttp's AiohttpTransport (the bot's default) or httpx's own
+httpcore pool, tuned as bench/freshness.py does)
 (cProfile, timed by process CPU time, inflates every figure; the shares between components are what to read.)
 """
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from _common import banner, sim_config
+from _common import banner, httpcore_transport, sim_config
 from _simserver import SimServerProcess
 
 from bot.cycle import run_cycle
@@ -30,6 +32,7 @@ COMPONENTS = [
     ("http client: request/response objects, URLs, headers (httpx)", ("/httpx/",)),
     ("socket backend (anyio)", ("/anyio/",)),
     ("http client: aiohttp (session, connector, HTTP parser), yarl, multidict", ("/aiohttp/", "/yarl/", "multidict")),
+    ("http client: httpx-aiohttp (the transport between them)", ("/httpx_aiohttp/",)),
     ("retry wrapper, limits, back-off (bot/exchange)", ("bot/exchange/",)),
     ("rate limiter (aiolimiter)", ("aiolimiter",)),
     ("JSON decoding", ("json/decoder", "json/__init__", "'loads'", "scanner")),
@@ -51,8 +54,9 @@ def component(key: tuple) -> str:
     return "other"
 
 
-async def main_async(n: int, top: int) -> None:
-    banner(f"profile: one steady {n}-symbol cycle, own CPU time by component")
+async def main_async(n: int, top: int, transport: str) -> None:
+    banner(f"profile: one steady {n}-symbol cycle, own CPU time by component (httpx over {transport})")
+    make = httpcore_transport if transport == "httpcore" else (lambda cfg: None)
     with SimServerProcess(n, latency_ms=50) as srv, tempfile.TemporaryDirectory() as tmp:
         cfg = sim_config(srv.url)
         store = Store(Path(tmp) / "b.db")
@@ -63,7 +67,7 @@ async def main_async(n: int, top: int) -> None:
             await asyncio.to_thread(srv.reset)
             out = await run_cycle(cfg, client, store, collector)
         await client.aclose()
-        client = BinanceClient(cfg.exchange)
+        client = BinanceClient(cfg.exchange, transport=make(cfg))
         collector.client = client
         await asyncio.to_thread(srv.reset)
         prof = cProfile.Profile(time.process_time)      # CPU time: a wait in epoll is not work
@@ -92,8 +96,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--symbols", type=int, default=600)
     p.add_argument("--top", type=int, default=25)
+    p.add_argument("--transport", choices=("aiohttp", "httpcore"), default="aiohttp")
     a = p.parse_args()
-    asyncio.run(main_async(a.symbols, a.top))
+    asyncio.run(main_async(a.symbols, a.top, a.transport))
 
 
 if __name__ == "__main__":

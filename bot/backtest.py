@@ -20,6 +20,7 @@ from .config import Config
 from .engine import signal_id
 from .evaluation import HOUR_MS, Candle, evaluate
 from .outcomes import DAY_MS, costs_of, funding_samples, plan_for, signal_input
+from .records import scored_row
 from .rules import FilterSubscriber, detect, thresholds_in_use
 from .score import ScoreInputs, band_of, score
 from .store import Store
@@ -63,7 +64,7 @@ def replay(store: Store, cfg: Config, since_ms: int) -> dict:
     for ts, cycle in groupby(rows, key=lambda r: r[0]):
         results = []
         for _, symbol, _, text in cycle:
-            p = json.loads(text)
+            p = scored_row(json.loads(text), ts)
             r = score(ScoreInputs(**{k: p.get(k) for k in INPUT_FIELDS}), cfg.score).as_dict()
             r["raw"] = p.get("raw")
             results.append(r)

@@ -51,6 +51,7 @@ class HistoryConfig(_Strict):
     tolerance_minutes: dict[str, float] = {"1h": 10, "4h": 20, "24h": 60}
     fine_hours: float = Field(2, gt=1)                  # keep every cycle's OI point this long ...
     coarse_step_minutes: float = Field(5, gt=0, le=60)  # ... then one per this many minutes
+    scores_fine_hours: float = Field(2, gt=0)           # every cycle's score rows kept this long, then one cycle a step
 
 
 class Contribution(_Strict):

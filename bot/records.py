@@ -9,6 +9,8 @@ No `from __future__ import annotations` here: TypedDict reads `NotRequired` at c
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, NotRequired, TypedDict
 
+from .vocabulary import REGIMES
+
 OutboxStatus = Literal["pending", "sending", "sent", "failed"]
 
 
@@ -207,3 +209,43 @@ class OIPoint:
     ts: int          # ms, exchange time
     oi: float        # contracts (base units)
     price: float | None
+
+
+# A score row repeats what it already has: `raw` its cycle's time and its funding inputs, `regime` (the label) what
+# its `regime_key` names (bot.vocabulary), `warning` its `quadrant` line (it starts with it). The stored (and
+# sealed) payload leaves them out when they are equal, so most rows stay under ~1 KB, within one page of the scores
+# table (bench/history_size.py); `scored_row` puts them back for every reader. Older rows keep them.
+_RAW_REPEATS = ("time", "funding_rate", "funding_interval_hours")
+_ROW_ORDER = tuple(ScoredRow.__annotations__)
+
+
+def stored_score(row: ScoredRow, cycle_ts: int) -> dict:
+    """What the store keeps and the seal hashes of a scored row: the row without the values it repeats."""
+    out = {k: v for k, v in row.items() if k != "regime" or v != REGIMES.get(row.get("regime_key"))}
+    warning, quadrant = row.get("warning"), row.get("quadrant")
+    if warning and quadrant and warning.startswith(quadrant + " "):
+        out["warning"] = warning[len(quadrant):]              # " under a LONG reading: ..."
+    raw = row.get("raw")
+    if not isinstance(raw, dict):
+        return out
+    same = {"time": cycle_ts, "funding_rate": row["funding_rate"],
+            "funding_interval_hours": row["funding_interval_hours"]}
+    slim = {k: v for k, v in raw.items() if not (k in same and v == same[k] and type(v) is type(same[k]))}
+    return {**out, "raw": slim}
+
+
+def scored_row(payload: dict, cycle_ts: int) -> ScoredRow:
+    """A stored payload as the scorer made it: the repeated values back (a no-op on older, full rows)."""
+    if "regime" not in payload and payload.get("regime_key") in REGIMES:
+        payload = {**payload, "regime": REGIMES[payload["regime_key"]]}
+        payload = {k: payload[k] for k in _ROW_ORDER if k in payload} | payload          # the scorer's own order
+    warning, quadrant = payload.get("warning"), payload.get("quadrant")
+    if warning and quadrant and not warning.startswith(quadrant):
+        payload["warning"] = quadrant + warning
+    raw = payload.get("raw")
+    if isinstance(raw, dict) and any(k not in raw for k in _RAW_REPEATS):
+        full = {"time": cycle_ts, "funding_rate": payload.get("funding_rate"),
+                "funding_interval_hours": payload.get("funding_interval_hours"), **raw}
+        order = [k for k in MarketReceipt.__annotations__ if k in full]          # the receipt's own order
+        payload["raw"] = {**{k: full[k] for k in order}, **full}
+    return payload  # type: ignore[return-value]

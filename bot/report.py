@@ -226,6 +226,9 @@ def verification_text(v: dict) -> str:
     if v["pruned_cycles"]:
         lines.append(f"{v['pruned_cycles']} of them had their scores pruned: manifest, chain and their signals' "
                      "proofs checked")
+    if v.get("thinned_cycles"):
+        lines.append(f"{v['thinned_cycles']} of them had their score rows thinned (older than the fine window, not on a "
+                     "coarse step): manifest, chain and their signals' and closings' proofs checked")
     if v["unsealed_cycles"]:
         lines.append(f"{v['unsealed_cycles']} cycles stored without a seal (from `scan`, or before sealing began)")
     lines.append("OK")

@@ -3,7 +3,8 @@ the maths, this module decides what is hashed and keeps the key); `verify_store`
 the stored rows.
 
 Records — what is hashed, exactly as stored:
-- a score row: ``{"type": "score", "cycle_ts": T, **the stored payload}`` (the JSON in ``scores.payload``);
+- a score row: ``{"type": "score", "cycle_ts": T, **the stored payload}`` (the JSON in ``scores.payload``: the
+  scored row without the values its ``raw`` repeats, ``records.stored_score``; rows stored before that are full);
 - a signal: ``{"type": "signal", "id", "cycle_ts", "symbol", "rule", "kind", "score", "bias", "regime",
   "receipt"}`` — every stored column but ``outcome``, which is written when the signal closes;
 - a closing: ``{"type": "closing", "cycle_ts", "signal", "outcome"}`` — a signal's outcome (bot.evaluation),
@@ -37,7 +38,8 @@ from .errors import UserError
 from .receipts import (canonical, inclusion_proof, leaf_hash, manifest, merkle_root, public_key_hex, record_hash, sign,
                        verify_inclusion, verify_signature)
 from .records import Closing, ManifestRow, ScoredRow, SealedCycle, SignalSeal, StoredManifest, StoredSignal
-from .store import SCORES_PRUNED_BEFORE, Store
+from .records import stored_score
+from .store import SCORES_PRUNED_BEFORE, SCORES_THINNED, Store
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +198,7 @@ class Sealer:
         leaves = []
         for r in sorted(results, key=lambda r: r["symbol"]):
             try:
-                leaves.append(leaf_hash(canonical(score_record(cycle_ts, r))))
+                leaves.append(leaf_hash(canonical(score_record(cycle_ts, stored_score(r, cycle_ts)))))
             except Exception as e:      # a non-finite number: a bug upstream, and nothing may go unsealed
                 raise ValueError(f"cannot seal {r['symbol']}'s score row: {e}") from e
         ordered = sorted(closings, key=lambda c: c["signal"])
@@ -228,6 +230,7 @@ class Verification:
     signals: int = 0                        # signal records recomputed
     closings: int = 0                       # closing records (outcomes) recomputed
     pruned: int = 0                         # sealed cycles whose scores were pruned (their signals checked by proof)
+    thinned: int = 0                        # sealed cycles whose scores were thinned (checked as pruned ones)
     unsealed: list[int] = field(default_factory=list)   # cycles stored without a seal (`scan`, or before sealing)
     problem: Problem | None = None
 
@@ -242,7 +245,7 @@ class Verification:
     def as_dict(self) -> dict:
         return {"ok": self.ok, "public_key": self.public_key, "key_source": self.key_source, "cycles": self.cycles,
                 "records": self.records, "scores": self.scores, "signals": self.signals, "closings": self.closings,
-                "pruned_cycles": self.pruned,
+                "pruned_cycles": self.pruned, "thinned_cycles": self.thinned,
                 "unsealed_cycles": len(self.unsealed),
                 "problem": self.problem.as_dict() if self.problem else None}
 
@@ -316,7 +319,30 @@ def _check_manifest(m: StoredManifest, prev: tuple[int, str] | None, key: str, k
     return None
 
 
-def _check_cycle(store: Store, m: StoredManifest, pruned_before: int, v: Verification) -> Problem | None:
+@dataclass(frozen=True)
+class ScoresGone:
+    """Where score rows may be gone with their cycles still sealed: before the pruning horizon, and before the
+    thinning horizon but for the cycles thinning keeps (Store.thin_scores)."""
+    pruned_before: int
+    thinned_before: int
+    kept: frozenset[int]
+
+    @classmethod
+    def of(cls, store: Store) -> ScoresGone:
+        thinned = store.get_meta(SCORES_THINNED) or {"before": 0, "step": 1}
+        return cls(int(store.get_meta(SCORES_PRUNED_BEFORE) or 0),   # type: ignore[arg-type]
+                   thinned["before"], frozenset(store.kept_score_cycles(thinned["before"], thinned["step"])))
+
+    def why(self, ts: int) -> str | None:
+        """'pruned', 'thinned', or None: this cycle's score rows were never removed on purpose."""
+        if ts < self.pruned_before:
+            return "pruned"
+        if ts < self.thinned_before and ts not in self.kept:
+            return "thinned"
+        return None
+
+
+def _check_cycle(store: Store, m: StoredManifest, gone: ScoresGone, v: Verification) -> Problem | None:
     mf = m["manifest"]
     ts, root = mf["cycle_ts"], bytes.fromhex(mf["root"])
     rows, signals, closings = store.cycle_score_rows(ts), store.cycle_signals(ts), store.cycle_closings(ts)
@@ -327,11 +353,16 @@ def _check_cycle(store: Store, m: StoredManifest, pruned_before: int, v: Verific
     if problem:
         return problem
     if not rows and len(signals) + len(closings) < mf["count"]:   # the scores are gone: pruned, or removed?
-        if ts >= pruned_before:
+        why = gone.why(ts)
+        if why is None:
+            kept = " (thinning keeps this cycle's)" if ts < gone.thinned_before else ""
             return Problem(ts, None, "missing", f"the seal covers {mf['count']} records, "
                                                 f"{len(signals) + len(closings)} are stored, "
-                                                "and this cycle's scores were never pruned")
-        v.pruned += 1
+                                                f"and this cycle's scores were never pruned or thinned{kept}")
+        if why == "pruned":
+            v.pruned += 1
+        else:
+            v.thinned += 1
     else:
         sealed = m["leaves"]
         sealed_leaves = [sealed[i:i + 32] for i in range(0, len(sealed), 32)] if sealed else None
@@ -392,17 +423,18 @@ def verify_store(store: Store, key: str | None, key_source: str) -> Verification
     """Recompute every leaf, root, chain link and signature the store holds; stop at the first problem.
 
     `key`: the trusted public key (None: the one the first manifest names, which proves consistency only).
-    Sealed cycles whose scores were pruned are checked by their manifest and their signals' proofs. Cycles
+    Sealed cycles whose scores were pruned or thinned are checked by their manifest and their signals' and
+    closings' proofs, and counted. Cycles
     without a seal are listed (written by `scan`, or before sealing began), except that a signal in an unsealed
     cycle after sealing began is a problem: the engine seals every cycle it commits."""
     with store.reading():
         manifests = store.manifests()
         key = key or (manifests[0]["public_key"] if manifests else None)
         v = Verification(key, key_source)
-        pruned_before = int(store.get_meta(SCORES_PRUNED_BEFORE) or 0)   # type: ignore[arg-type]
+        gone = ScoresGone.of(store)
         prev: tuple[int, str] | None = None
         for m in manifests:
-            v.problem = _check_manifest(m, prev, key, key_source) or _check_cycle(store, m, pruned_before, v)  # type: ignore[arg-type]
+            v.problem = _check_manifest(m, prev, key, key_source) or _check_cycle(store, m, gone, v)  # type: ignore[arg-type]
             if v.problem:
                 return v
             v.cycles += 1

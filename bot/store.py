@@ -39,7 +39,7 @@ from .dbschema import watchlists as T_watchlists
 from .liqmap import Print, Step
 from .records import (Closing, CycleRecord, FiredRow, InclusionProof, ManifestRow, OIPoint,  # noqa: F401
                       OutboxEntry, OutboxRow, OutboxStatus, ScoredRow, SealedCycle, SignalRecord, StoredCycle,
-                      StoredManifest, StoredSignal, SymbolStateRow)
+                      StoredManifest, StoredSignal, SymbolStateRow, scored_row, stored_score)
 from .score import rank_key
 
 # Seals the cycle being committed, inside its transaction: given the cycle's signals as stored (by id) and the
@@ -51,10 +51,23 @@ OUTBOX_COLUMNS = ("id", "key", "recipient", "channel", "address", "created", "du
 SIGNAL_COLUMNS = ("id", "ts", "symbol", "rule", "kind", "score", "bias", "regime", "receipt", "outcome", "record_hash")
 MANIFEST_COLUMNS = ("seq", "cycle_ts", "manifest", "hash", "signature", "public_key", "leaves")
 SCORES_PRUNED_BEFORE = "scores_pruned_before"    # meta: score rows (and leaf hashes) before this ts were pruned
+SCORES_THINNED = "scores_thinned"   # meta {"before": ts, "step": ms}: before ts only each step's first cycle keeps scores
+_COMPACT = (",", ":")               # score payloads: no blanks (the seal hashes the parsed payload, not its text)
 LEASE_MS = 60_000          # a claimed outbox row is its worker's this long; then another worker may take it over
 _OUTBOX = [T_outbox.c[c] for c in OUTBOX_COLUMNS]
 _SIGNAL_SELECT = select(*(T_signals.c[c] for c in SIGNAL_COLUMNS))
 _MANIFEST_SELECT = select(*(T_manifests.c[c] for c in MANIFEST_COLUMNS))
+
+
+def _score_payload(row: ScoredRow, ts: int) -> str:
+    """A score row as stored: records.stored_score (what the seal hashes), compact, UTF-8 as is."""
+    return json.dumps(stored_score(row, ts), separators=_COMPACT, ensure_ascii=False)
+
+
+def _kept_cycles(before_ms: int, step_ms: int):
+    """The cycles that keep their score rows when thinned: the first of each step (ms), counted from the epoch."""
+    return (select(func.min(T_cycles.c.ts)).where(T_cycles.c.ts < before_ms)
+            .group_by(T_cycles.c.ts // int(step_ms)))          # floor division on both engines
 
 
 class StoreUnavailable(Exception):
@@ -206,6 +219,28 @@ class Store:
         with self._tx() as db:
             return db.execute(delete(o).where(o.c.ts < before_ms, earlier_in_bucket)).rowcount
 
+    def thin_scores(self, before_ms: int, step_ms: int) -> int:
+        """Score rows of cycles before `before_ms` go, but for the first cycle of each `step_ms` step (counted from
+        the epoch, so the hour's first cycle stays too: bot.performance samples it); the thinned cycles' seals stay
+        (manifests, the signals' and closings' own proofs), their leaf hashes go with the rows, and the horizon is
+        noted for `verify` beside the pruning's (SCORES_THINNED)."""
+        kept = _kept_cycles(before_ms, step_ms)
+        with self._tx() as db:
+            n = db.execute(delete(T_scores).where(T_scores.c.ts < before_ms, T_scores.c.ts.not_in(kept))).rowcount
+            db.execute(update(T_manifests).where(T_manifests.c.cycle_ts < before_ms, T_manifests.c.leaves.is_not(None),
+                                                 T_manifests.c.cycle_ts.not_in(kept)).values(leaves=None))
+            row = db.execute(select(T_meta.c.value).where(T_meta.c.key == SCORES_THINNED)).first()
+            old = json.loads(row[0]) if row else None
+            if old is None or old["before"] < before_ms or old["step"] != step_ms:
+                value = json.dumps({"before": max(before_ms, old["before"] if old else 0), "step": step_ms})
+                db.execute(database.upsert(db, T_meta), {"key": SCORES_THINNED, "value": value})
+        return n
+
+    def kept_score_cycles(self, before_ms: int, step_ms: int) -> set[int]:
+        """The cycles before `before_ms` that `thin_scores` keeps the score rows of."""
+        with self._read() as c:
+            return set(c.execute(_kept_cycles(before_ms, step_ms)).scalars())
+
     # ---- cycles and scores ----------------------------------------------------------------
     @staticmethod
     def _cycle_row(ts: int, duration_s: float, requests: int, weight: int, scored: int, failed: dict) -> dict:
@@ -215,7 +250,7 @@ class Store:
     @staticmethod
     def _score_rows(ts: int, results: list[ScoredRow]) -> list[dict]:
         return [{"ts": ts, "symbol": r["symbol"], "score": r["score"], "bias": r["bias"], "regime": r["regime_key"],
-                 "payload": json.dumps(r)} for r in results]
+                 "payload": _score_payload(r, ts)} for r in results]
 
     def save_cycle(self, ts: int, duration_s: float, requests: int, weight: int,
                    results: list[ScoredRow], failed: dict[str, str]) -> None:
@@ -241,7 +276,7 @@ class Store:
             return None, []
         with self._read() as c:
             rows = c.execute(select(T_scores.c.payload).where(T_scores.c.ts == last["ts"])).all()
-        return last["ts"], sorted((json.loads(r[0]) for r in rows), key=rank_key)
+        return last["ts"], sorted((scored_row(json.loads(r[0]), last["ts"]) for r in rows), key=rank_key)
 
     def score_series(self, symbol: str, since_ms: int) -> list[tuple[int, int, str]]:
         with self._read() as c:
@@ -254,7 +289,7 @@ class Store:
             rows = c.execute(select(T_scores.c.ts, T_scores.c.payload)
                              .where(T_scores.c.symbol == symbol, T_scores.c.ts >= since_ms)
                              .order_by(T_scores.c.ts)).all()
-        return [(ts, json.loads(p)) for ts, p in rows]
+        return [(ts, scored_row(json.loads(p), ts)) for ts, p in rows]
 
     # ---- alert rules state, signals, outbox --------------------------------------------------
     def load_symbol_state(self) -> dict[str, SymbolStateRow]:

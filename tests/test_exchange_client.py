@@ -4,7 +4,10 @@ Pauses and retry back-off run on a `FakeClock`: the tests check how long the cli
 waiting themselves."""
 from __future__ import annotations
 
-from aiohttp import web
+import asyncio
+import socket
+
+import httpx
 import pytest
 
 from bot.clock import FakeClock
@@ -97,26 +100,17 @@ async def test_used_weight_near_the_limit_pauses_until_the_minute_rolls_over():
     until the next minute window (plus half a second)."""
     seen = []
 
-    async def handler(request: web.Request) -> web.Response:
-        seen.append(request.path)
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
         used = 1920 if len(seen) == 1 else 100           # 2400 * 0.8 headroom on the first reply
-        return web.json_response([], headers={"X-MBX-USED-WEIGHT-1M": str(used)})
+        return httpx.Response(200, json=[], headers={"X-MBX-USED-WEIGHT-1M": str(used)})
 
-    app = web.Application()
-    app.router.add_get("/fapi/v1/premiumIndex", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
     clock = FakeClock(time=1_800_000_030.0)              # 30 s into a minute
-    try:
-        async with BinanceClient(ExchangeConfig(), base_url=url, clock=clock) as c:
-            await c.premium_index()
-            assert c.paused_for == 30.5 and c.stats.max_used_weight_1m == 1920
-            await c.premium_index()
-    finally:
-        await runner.cleanup()
+    async with BinanceClient(ExchangeConfig(), base_url="http://binance.test", clock=clock,
+                             transport=httpx.MockTransport(handler)) as c:
+        await c.premium_index()
+        assert c.paused_for == 30.5 and c.stats.max_used_weight_1m == 1920
+        await c.premium_index()
     assert clock.sleeps == [30.5] and len(seen) == 2 and c.paused_for == 0
 
 
@@ -139,6 +133,29 @@ async def test_timeout_is_retried_and_reported(sim_server):
         with pytest.raises(BinanceError, match=r"exchangeInfo: timed out after 0.3s"):
             await c.exchange_info()
     assert c.stats.retries == 1
+
+
+async def test_refused_and_dropped_connections_are_network_errors_not_timeouts():
+    """httpx-aiohttp reports a refused connect as httpx.ConnectTimeout: the client says what happened."""
+    async def hang_up(reader, writer):
+        await reader.readline()
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    dropping = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    with socket.socket() as s:                                  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        refusing = f"http://127.0.0.1:{s.getsockname()[1]}"
+    try:
+        for url, what in ((refusing, "Cannot connect to host"), (dropping, "Server disconnected")):
+            async with BinanceClient(ExchangeConfig(max_retries=0), base_url=url, clock=FakeClock()) as c:
+                with pytest.raises(BinanceError, match=r"premiumIndex: network error: ") as e:
+                    await c.premium_index()
+            assert what in str(e.value) and "timed out" not in str(e.value) and e.value.retryable
+            assert c.stats.refusals == {"network error": 1}
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 async def test_binance_error_body_surfaces_and_is_not_retried(sim_server):

@@ -213,3 +213,19 @@ def test_closings_and_period_starts_on_both_engines(db_url):
         assert len(store.score_rows_between(0, 120_000)) == 2 and len(store.signals_since(100_000)) == 2
     finally:
         store.close()
+
+
+def test_thinning_scores_keeps_each_steps_first_cycle_on_both_engines(db_url):
+    store = Store(db_url)
+    try:
+        for ts in (60_000, 120_000, 3_600_000 + 60_000, 3_600_000 + 120_000, 7_200_000 + 60_000):
+            store.commit_alert_cycle({"ts": ts, "duration_s": 0, "requests": 0, "weight": 0, "failed": {}},
+                                     [{"symbol": "BTCUSDT", "score": 10, "bias": "LONG", "regime_key": "net_long"}],
+                                     {}, [], [], [])
+        assert store.kept_score_cycles(7_200_000, 3_600_000) == {60_000, 3_660_000}
+        assert store.thin_scores(7_200_000, 3_600_000) == 2            # 120 000 and 3 720 000 go
+        assert [t for t in store.cycle_times() if store.cycle_score_rows(t)] == [60_000, 3_660_000, 7_260_000]
+        assert store.get_meta("scores_thinned") == {"before": 7_200_000, "step": 3_600_000}
+        assert store.latest_scores()[1][0]["symbol"] == "BTCUSDT"       # read back through records.scored_row
+    finally:
+        store.close()

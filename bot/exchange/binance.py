@@ -1,9 +1,11 @@
-"""Binance USDⓈ-M futures public REST client (aiohttp, no API key).
+"""Binance USDⓈ-M futures public REST client (httpx, no API key).
 
-One aiohttp session with a keep-alive connection pool serves every request (made on first use, inside the running
-loop). aiohttp, not httpx: httpcore's pool rescans every connection (and asks each idle socket whether it is
-readable) on every request, which cost ~1.2 ms of CPU a request against 0.2 ms here (bench/profile_cycle.py,
-bench/freshness.py); at one-minute cycles over 600 symbols that CPU, not the network, bounded the cycle.
+One `httpx.AsyncClient` serves every request; its `transport=` seam is the one place the wire is chosen (tests
+pass an `httpx.MockTransport`). By default that transport is httpx-aiohttp's `AiohttpTransport` (one aiohttp
+keep-alive pool, made on first use inside the running loop), not httpcore's: httpcore's pool rescans every
+connection (and asks each idle socket whether it is readable) on every request, which cost ~1 ms of CPU a
+request more (bench/freshness.py measures both side by side); at one-minute cycles over 600 symbols that CPU,
+not the network, bounded the cycle.
 
 The client cannot hammer: every request it makes shares one back-off state.
 - request weight goes through a token bucket (aiolimiter) sized below the 2400/min limit, and the
@@ -37,11 +39,13 @@ import random
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+import httpx
 from aiolimiter import AsyncLimiter
+from httpx_aiohttp import AiohttpTransport
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..config import ExchangeConfig
@@ -92,22 +96,7 @@ class RequestStats:
         self.refusals.clear()
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """What the client keeps of a response: status, headers (case-insensitive) and the body, read in full."""
-    status_code: int
-    headers: Mapping[str, str]
-    content: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.content)
-
-    @property
-    def text(self) -> str:
-        return self.content.decode("utf-8", "replace")
-
-
-def _describe(resp: Reply) -> tuple[str, int | None]:
+def _describe(resp: httpx.Response) -> tuple[str, int | None]:
     """Binance error bodies are {"code": int, "msg": str}; anything else is summarised."""
     try:
         body = resp.json()
@@ -136,16 +125,23 @@ def parse_retry_after(value: str | None, cap: float) -> float | None:
     return min(float(value.strip()), cap)
 
 
-def _retry_after(resp: Reply) -> float | None:
+def _retry_after(resp: httpx.Response) -> float | None:
     return parse_retry_after(resp.headers.get("retry-after"), math.inf)
 
 
 class BinanceClient:
-    def __init__(self, cfg: ExchangeConfig, base_url: str | None = None, clock: Clock | None = None):
+    def __init__(self, cfg: ExchangeConfig, base_url: str | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None, clock: Clock | None = None):
         self.cfg = cfg
         self.clock: Clock = clock or SYSTEM_CLOCK
         self.base_url = (base_url or cfg.base_url).rstrip("/")
-        self._http: aiohttp.ClientSession | None = None     # made on first use, inside the running loop
+        limits = httpx.Limits(max_connections=cfg.max_concurrency + 4,
+                              max_keepalive_connections=cfg.max_concurrency + 4)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, timeout=cfg.timeout_s, limits=limits,
+            transport=transport or AiohttpTransport(limits=limits),
+            headers={"User-Agent": "derivatives-pressure-bot/0.1"},
+        )
         budget = cfg.weight_limit * cfg.weight_headroom
         self._weight_bucket = AsyncLimiter(budget, 60)
         self._data_bucket = AsyncLimiter(cfg.data_limit_per_5m * cfg.weight_headroom, 300)
@@ -186,22 +182,7 @@ class BinanceClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
-
-    def _session(self) -> aiohttp.ClientSession:
-        if self._http is None or self._http.closed:
-            self._http = aiohttp.ClientSession(
-                headers={"User-Agent": "derivatives-pressure-bot/0.1"},
-                connector=aiohttp.TCPConnector(limit=self.cfg.max_concurrency + 4, ttl_dns_cache=300),
-                timeout=aiohttp.ClientTimeout(total=None),     # `timeout_s` bounds each request below, body included
-                raise_for_status=False)
-        return self._http
-
-    async def _fetch(self, path: str, params: dict | None) -> Reply:
-        async with self._session().get(self.base_url + path, params=params) as r:
-            return Reply(r.status, r.headers, await r.read())
+        await self._http.aclose()
 
     # ---- endpoints -------------------------------------------------------------------------
     async def exchange_info(self) -> dict:
@@ -265,13 +246,17 @@ class BinanceClient:
         self.stats.by_path[path] += 1
         try:
             async with asyncio.timeout(self.cfg.timeout_s):     # connect + the whole body, not per read
-                resp = await self._fetch(path, params)
-        except TimeoutError as e:          # asyncio's, and aiohttp's ServerTimeoutError
-            raise self._failed(key, "timeout", BinanceError(
-                f"{path}: timed out after {self.cfg.timeout_s:g}s", path=path, retryable=True)) from e
-        except aiohttp.ClientError as e:
+                resp = await self._http.get(path, params=params)
+        except (TimeoutError, httpx.TransportError, aiohttp.ClientError) as e:   # aiohttp's: those left unmapped
+            wrapped = e.__cause__ if isinstance(e.__cause__, aiohttp.ClientError) else e
+            if isinstance(wrapped, TimeoutError) or (wrapped is e and isinstance(e, httpx.TimeoutException)):
+                raise self._failed(key, "timeout", BinanceError(
+                    f"{path}: timed out after {self.cfg.timeout_s:g}s", path=path, retryable=True)) from e
+            # httpx-aiohttp 0.2 maps every aiohttp connection error (a refused connect too) to httpx.ConnectTimeout:
+            # what it wraps says whether it was one
             raise self._failed(key, "network error", BinanceError(
-                f"{path}: network error: {e!r}", path=path, retryable=True)) from e
+                f"{path}: network error: {type(wrapped).__name__}: {str(wrapped) or '(no detail)'}", path=path,
+                retryable=True)) from e
         self._note_used_weight(resp)
         status = resp.status_code
         if status in (429, 418):
@@ -366,7 +351,7 @@ class BinanceClient:
         if weight:
             await self._weight_bucket.acquire(weight)
 
-    def _note_used_weight(self, resp: Reply) -> None:
+    def _note_used_weight(self, resp: httpx.Response) -> None:
         try:
             used = int(resp.headers[WEIGHT_HEADER])
         except (KeyError, ValueError):
@@ -378,7 +363,7 @@ class BinanceClient:
             self._extend_pause(until_next_minute, f"used weight {used}/{self.cfg.weight_limit}")
             log.warning("binance used weight %d/%d: pausing %.0fs", used, self.cfg.weight_limit, until_next_minute)
 
-    def _pause(self, resp: Reply, msg: str) -> float:
+    def _pause(self, resp: httpx.Response, msg: str) -> float:
         """429: everyone waits Retry-After (strict, capped); 418: no request until the ban's end."""
         seconds = parse_retry_after(resp.headers.get("retry-after"), self.cfg.max_retry_after_s)
         if resp.status_code == 418:
