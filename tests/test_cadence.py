@@ -101,7 +101,7 @@ class SlowSource:
 
 async def _run_with(make_services, caplog, slow_s: float, want_calls: int) -> SlowSource:
     caplog.set_level(logging.INFO)
-    cfg = Config.model_validate({"engine": {"interval_minutes": 0.01}})      # a tick every 0.6 s
+    cfg = Config.model_validate({"engine": {"interval_minutes": 0.0025}})    # a tick every 0.15 s
     svc = make_services(cfg, universe=["BTCUSDT"])
     source = SlowSource(cfg, slow_call=2, slow_s=slow_s)
     stop = asyncio.Event()
@@ -119,7 +119,7 @@ def _lines(caplog, text: str) -> list[str]:
 
 
 async def test_a_cycle_longer_than_its_interval_never_overlaps_the_next_and_is_reported_once(make_services, caplog):
-    source = await _run_with(make_services, caplog, slow_s=2.5, want_calls=5)     # ~4 ticks fall inside it
+    source = await _run_with(make_services, caplog, slow_s=1.0, want_calls=5)     # ~6 ticks fall inside it
     assert source.max_in_flight == 1
     overrun = _lines(caplog, "longer than its")
     assert len(overrun) == 1, overrun

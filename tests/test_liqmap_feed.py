@@ -60,7 +60,7 @@ def test_the_stream_follows_the_exchange_root_only_when_left_at_binance_s_defaul
 
 async def test_a_dropped_stream_reconnects_and_loses_only_the_gap(caplog):
     caplog.set_level(logging.INFO, logger="bot.exchange.force_orders")
-    sim = MarketSimulator(n_symbols=30, seed=7, speed=1800)        # half a simulated hour a second: prints flow
+    sim = MarketSimulator(n_symbols=30, seed=7, speed=7200)        # two simulated hours a second: prints flow
     got = []
 
     async def sink(batch):
