@@ -7,7 +7,7 @@ three 1h/4h/24h windows: rows, time, Python memory by tracemalloc). Stored score
 scored rows with realistic payloads (the scorer's output and a receipt) written through `Store.save_cycle`; their
 bytes per cycle are measured and multiplied out to 48 h: what they would take unthinned. Then the same scored rows
 for `--hours` of one-minute cycles in full, with the hourly housekeeping (`prune_history`, `thin_scores` past
-`history.scores_fine_hours` to the first cycle of each `history.coarse_step_minutes`): the database as it is at the
+`history.scores_fine_hours` to the first cycle of each `history.scores_step_minutes`): the database as it is at the
 end (target: a few hundred MB), and the same rows copied into a rowid table of the same columns and index, for the
 storage rewrite's choice of table.
 
@@ -149,10 +149,10 @@ def thinned_scores(n: int, hours: int, tmp: Path, cfg) -> dict:
         store.save_cycle(ts, 1.0, n + 2, n + 50, scored_cycle(rng, symbols, ts, cfg), {})
         if k % 60 == 59 or k == cycles - 1:                       # hourly housekeeping, as bot/app.py runs it
             store.prune_history(ts - h.retention_hours * HOUR_MS)
-            thinned += store.thin_scores(ts - int(h.scores_fine_hours * HOUR_MS), int(h.coarse_step_minutes * MIN))
+            thinned += store.thin_scores(ts - int(h.scores_fine_hours * HOUR_MS), h.scores_step_ms)
     write_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    store.thin_scores(ts - int(h.scores_fine_hours * HOUR_MS), int(h.coarse_step_minutes * MIN))
+    store.thin_scores(ts - int(h.scores_fine_hours * HOUR_MS), h.scores_step_ms)
     thin_s = time.perf_counter() - t0
     rows = store._db.execute("SELECT COUNT(*) FROM scores").fetchone()[0]
     store.close()
@@ -201,7 +201,7 @@ def main() -> None:
     kept_mb = (t["table"] or 0) + (t["index"] or 0)
     print(f"stored scores, thinned: {a.hours} h of one-minute cycles written in full ({t['written']:,} rows in "
           f"{t['write_s']:.0f}s), {t['rows']:,} kept (every cycle for {h.scores_fine_hours:g} h, then the first of each "
-          f"{h.coarse_step_minutes:g} min; {t['thinned']:,} thinned): database {t['bytes'] * mb:.1f} MB"
+          f"{h.scores_step_minutes:g} min; {t['thinned']:,} thinned): database {t['bytes'] * mb:.1f} MB"
           + (f" (scores {t['table'] * mb:.1f} MB + index {t['index'] * mb:.1f} MB)" if t["table"] else "")
           + f"; one hourly thinning pass {t['thin_s'] * 1000:.0f} ms")
     if t["rowid"]:

@@ -478,8 +478,7 @@ def hourly_housekeeping(svc: Services) -> None:
         pruned = svc.store.prune_history(last["ts"] - svc.cfg.history.retention_hours * 3_600_000)
         h = svc.cfg.history
         thinned = svc.store.thin_history(last["ts"] - int(h.fine_hours * 3_600_000), int(h.coarse_step_minutes * 60_000))
-        thinned_scores = svc.store.thin_scores(last["ts"] - int(h.scores_fine_hours * 3_600_000),
-                                               int(h.coarse_step_minutes * 60_000))
+        thinned_scores = svc.store.thin_scores(last["ts"] - int(h.scores_fine_hours * 3_600_000), h.scores_step_ms)
         log.info("history pruned rows=%d thinned=%d score rows thinned=%d", pruned, thinned, thinned_scores)
 
 

@@ -116,8 +116,7 @@ async def _scan_market(args, cfg: Config) -> tuple[int, list[dict], dict]:
         async with exchange_url(args) as url, BinanceClient(cfg.exchange, base_url=url) as client:
             out = await run_cycle(cfg, client, store, progress=progress_printer("backfilling OI history"))
         store.prune_history(out.ts - cfg.history.retention_hours * 3_600_000)   # scan from cron stays bounded
-        store.thin_scores(out.ts - int(cfg.history.scores_fine_hours * 3_600_000),
-                          int(cfg.history.coarse_step_minutes * 60_000))
+        store.thin_scores(out.ts - int(cfg.history.scores_fine_hours * 3_600_000), cfg.history.scores_step_ms)
         return out.ts, out.result_dicts(), out.data.failed
     finally:
         store.close()

@@ -52,6 +52,11 @@ class HistoryConfig(_Strict):
     fine_hours: float = Field(2, gt=1)                  # keep every cycle's OI point this long ...
     coarse_step_minutes: float = Field(5, gt=0, le=60)  # ... then one per this many minutes
     scores_fine_hours: float = Field(2, gt=0)           # every cycle's score rows kept this long, then one cycle a step
+    scores_step_minutes: float = Field(15, gt=0, le=60) # ... of this many minutes (charts of 48h need no finer step)
+
+    @property
+    def scores_step_ms(self) -> int:
+        return int(self.scores_step_minutes * 60_000)
 
 
 class Contribution(_Strict):
