@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import signal
+import socket
 import time
 from collections.abc import Awaitable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from .adapters.console import ConsoleSender
 from .clock import SYSTEM_CLOCK, Clock
 from .config import Config
 from .cycle import MarketSource
+from .database import Leadership
 from .engine import CycleReport, Engine, Recipient, Route
 from .errors import UserError
 from .exchange.binance import BinanceClient
@@ -38,6 +40,7 @@ from .outcomes import OutcomeTracker, performance_report
 from .progress import progress_printer
 from .publication import RootPublisher, publish_routes
 from .queries import MarketSnapshot, Snapshot, Stats
+from .roles import Gate, Role, follow_cycles, runs, shared_pacer
 from .rules import FilterSubscriber
 from .sealing import Sealer, SigningKey, check_bundle, load_signing_key, signal_bundle
 from .store import Store, StoreUnavailable
@@ -275,6 +278,7 @@ class Services:
     supervisors: list[AdapterSupervisor] = field(default_factory=list)   # one per adapter, same order
     engine: Engine | None = None
     worker: DeliveryWorker | None = None
+    gates: dict = field(default_factory=dict)                  # bot.roles.Gate per "exactly one" part (run_bot)
     queries: BotQueries = field(init=False)
     senders: SenderTable = field(init=False)
 
@@ -338,7 +342,10 @@ class AlreadyRunning(Exception):
 
 
 def engine_lock_path(db_path: str) -> Path | None:
-    """`<db>.lock` beside the database (None for an in-memory database: there is nothing to share)."""
+    """`<db>.lock` beside a SQLite database (None in memory: there is nothing to share; None for a server database,
+    where the engine's lock is an advisory lock in the database itself: bot.roles)."""
+    from .database import sqlite_file
+    db_path = sqlite_file(db_path) or ""
     return None if db_path in ("", ":memory:") or db_path.startswith("file:") else Path(f"{db_path}.lock")
 
 
@@ -369,6 +376,10 @@ def hold_engine_lock(db_path: str):
 def engine_holder(db_path: str) -> str | None:
     """The pid (as the holder wrote it) of the engine running on `db_path`, or None. A probe: holds nothing."""
     import fcntl
+    from .database import engine_lock_holder, sqlite_file
+    if sqlite_file(db_path) is None:          # a server database: who holds the engine's advisory lock
+        holder = engine_lock_holder(db_path, "engine")
+        return None if holder is None else f"server process {holder}"
     path = engine_lock_path(db_path)
     if path is None:
         return None
@@ -392,12 +403,20 @@ def build_services(cfg: Config, db_path: str, watchlist_dir: str | Path, alert_l
     client = BinanceClient(cfg.exchange, base_url=exchange_url)
     market = MarketSnapshot()
     watchlists = WatchlistRegistry(watchlist_dir, universe=lambda: market.current().universe,
-                                   include_examples=include_examples)
+                                   include_examples=include_examples, documents=watchlist_documents(store))
     svc = Services(cfg=cfg, store=store, client=client, watchlists=watchlists, market=market,
                    console=ConsoleSender(alert_log=alert_log), signing=signing)
     for problem in svc.watchlists.load_all():
         log.warning("watchlist problem: %s", problem)
     return svc
+
+
+def watchlist_documents(store: Store):
+    """Where the watchlists live: in the database when it was given as a URL (DATABASE_URL: hosted, where the
+    disk does not last), else files in the watchlist folder (None: the registry's default)."""
+    from .database import is_url
+    from .watchlists import DatabaseDocuments, Limits
+    return DatabaseDocuments(store, Limits()) if is_url(store.path) else None
 
 
 def enable_chat_adapters(svc: Services) -> None:
@@ -465,12 +484,21 @@ def hourly_housekeeping(svc: Services) -> None:
 
 async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True,
                   on_ready: Callable[[], None] | None = None, adapter_retry: tuple[float, float] = ADAPTER_RETRY_S,
-                  clock: Clock = SYSTEM_CLOCK, source: MarketSource | None = None) -> None:
+                  clock: Clock = SYSTEM_CLOCK, source: MarketSource | None = None, role: Role = "all") -> None:
     """Run until `stop` is set; then finish or park work and return within ~10 s. `on_ready` is called once
     the cold start (backfill) is done, right before the first cycle. `adapter_retry` is the adapters' retry
     schedule (first delay, cap); `clock` is the delivery worker's and the adapter supervisors' clock; `source`
-    replaces the exchange as the engine's market source (tests)."""
+    replaces the exchange as the engine's market source (tests). `role` (bot.roles) says which parts this process
+    runs; on a shared database (PostgreSQL) the engine and Telegram polling run only while this process is the
+    one in charge of them (a `Gate`), and the others take over when it stops."""
     cfg = svc.cfg
+    with_engine, with_delivery, with_chat = (runs(role, p) for p in ("engine", "delivery", "chat"))
+    if svc.store.shared:              # several processes may send as the bot: one rate between them
+        for adapter in svc.adapters:
+            sender = getattr(adapter, "sender", None)
+            if hasattr(sender, "pace"):
+                sender.pace = shared_pacer(svc.store.reserve_send_slot, f"{adapter.channel}-bot",
+                                           cfg.telegram.bot_messages_per_s)
     engine = Engine(cfg, svc.store, svc.client, svc.recipients, progress=_backfill_progress(), source=source,
                     sealer=Sealer(svc.signing),
                     # signals close on the exchange's candles: only when the cycles come from the exchange
@@ -478,6 +506,8 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True,
     svc.engine = engine
     worker = delivery_worker(svc, clock)
     svc.worker = worker
+    gates = role_gates(svc, engine, with_engine, with_chat)
+    svc.gates = gates
 
     printer = TablePrinter(svc, cfg.engine.table_every_cycles) if show_table else None
     publishing: set[asyncio.Task] = set()
@@ -500,6 +530,8 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True,
         """On the loop, right after the commit: deliver now; publish the new scores to the snapshot the chat
         commands read (the read runs in a thread, so the loop never waits on the store)."""
         worker.wake()
+        log.info("heartbeat role=%s cycle_ts=%d scored=%d events=%d", role, report.ts, report.scored,
+                 len(report.events))
         if engine.collector is not None and engine.collector.universe:
             svc.market.set_universe(engine.collector.universe)
         task = asyncio.get_running_loop().create_task(publish(report))
@@ -512,40 +544,83 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True,
     except Exception as e:
         log.warning("no stored scores to publish yet: %s", e)
 
-    for sup in svc.supervisors:       # each adapter starts (and retries) on its own: one down stops nothing else
+    # chat adapters start where chat or delivery runs; the web page (no channel of its own: /healthz) wherever PORT
+    launched = [s for s in svc.supervisors if with_chat or with_delivery or not s.adapter.senders()]
+    for adapter in svc.adapters:              # only the process in charge of Telegram polls it; the rest send
+        if hasattr(adapter, "poll"):
+            adapter.poll = with_chat and gates["chat"].leadership is None
+    for sup in launched:              # each adapter starts (and retries) on its own: one down stops nothing else
         sup.clock = clock
         sup.launch(*adapter_retry)
-    if svc.supervisors:               # wait (bounded) for each first attempt, so a reachable platform is up at once
-        waits = [asyncio.create_task(s.first_attempt.wait()) for s in svc.supervisors]
+    if launched:                      # wait (bounded) for each first attempt, so a reachable platform is up at once
+        waits = [asyncio.create_task(s.first_attempt.wait()) for s in launched]
         await asyncio.wait(waits, timeout=ADAPTER_FIRST_START_S)
         for w in waits:
             w.cancel()
-    try:
-        await engine.warm_up()
-    except Exception as e:   # the exchange is down at start: the scheduled cycles keep trying
-        log.error("warm-up failed (the cycles will retry): %s", e)
+    gate_stop = asyncio.Event()
+    background = [asyncio.create_task(g.run(gate_stop), name=f"gate-{name}") for name, g in gates.items()]
+    if not with_engine:
+        background.append(asyncio.create_task(follow_cycles(
+            lambda: asyncio.to_thread(lambda: (svc.store.last_cycle() or {}).get("ts")), svc.refresh_market,
+            gate_stop), name="follow-cycles"))
+    warmed = False
+
+    async def warm_up() -> None:
+        nonlocal warmed
+        if warmed:
+            return
+        warmed = True
+        try:
+            await engine.warm_up()
+        except Exception as e:   # the exchange is down at start: the scheduled cycles keep trying
+            log.error("warm-up failed (the cycles will retry): %s", e)
+
+    async def scheduled_cycle() -> None:
+        if not with_engine or not gates["engine"].leading:
+            return                        # another process runs the engine (or none of this role's business)
+        await warm_up()
+        await engine.scheduled_cycle()
+
+    if with_engine and gates["engine"].leading:
+        await warm_up()
     if on_ready is not None:
         on_ready()
     interval_s = cfg.engine.interval_minutes * 60
     scheduler = AsyncIOScheduler(timezone=timezone.utc, job_defaults={
         "coalesce": True, "max_instances": 1, "misfire_grace_time": cfg.engine.misfire_grace_s})
-    # max_instances 2: a tick during an overrunning cycle reaches Engine.scheduled_cycle, which skips it quietly and
-    # reports the overrun once (APScheduler would warn on every tick); the engine's lock keeps cycles one at a time
-    scheduler.add_job(engine.scheduled_cycle, IntervalTrigger(seconds=interval_s, start_date=_next_boundary(interval_s)),
-                      id="cycle", next_run_time=datetime.now(timezone.utc), max_instances=2)
+    if with_engine:
+        # max_instances 2: a tick during an overrunning cycle reaches Engine.scheduled_cycle, which skips it quietly
+        # and reports the overrun once (APScheduler would warn on every tick); the engine's lock keeps cycles one at
+        # a time
+        scheduler.add_job(scheduled_cycle, IntervalTrigger(seconds=interval_s, start_date=_next_boundary(interval_s)),
+                          id="cycle", next_run_time=datetime.now(timezone.utc), max_instances=2)
+        scheduler.add_job(_when_leading(gates["engine"], hourly_housekeeping), IntervalTrigger(hours=1), args=[svc],
+                          id="prune", next_run_time=datetime.now(timezone.utc) + timedelta(minutes=1))
     scheduler.add_job(housekeeping, IntervalTrigger(seconds=HOUSEKEEPING_S), args=[svc], id="watchlists")
-    scheduler.add_job(hourly_housekeeping, IntervalTrigger(hours=1), args=[svc], id="prune",
-                      next_run_time=datetime.now(timezone.utc) + timedelta(minutes=1))
-    feed = liqmap_feed(svc) if source is None else None     # a replaced market source (tests): no LiqMap
+    # the LiqMap's refresh and force-order recorder go with the engine (one process records); a replaced market
+    # source (tests): no LiqMap
+    feed = liqmap_feed(svc) if source is None and with_engine else None
     if feed is not None:
-        scheduler.add_job(feed.scheduled_refresh, IntervalTrigger(seconds=cfg.liqmap.refresh_minutes * 60),
-                          id="liqmap", next_run_time=datetime.now(timezone.utc))
-        feed.start_recording()
+        scheduler.add_job(_when_leading_async(gates["engine"], feed.scheduled_refresh),
+                          IntervalTrigger(seconds=cfg.liqmap.refresh_minutes * 60), id="liqmap",
+                          next_run_time=datetime.now(timezone.utc))
+        if gates["engine"].leading:
+            feed.start_recording()
+
+    async def engine_gained() -> None:        # took over: a cycle at once, and the recorder
+        await _run_now(scheduler, "cycle")
+        if feed is not None:
+            feed.start_recording()
+
+    async def engine_lost() -> None:
+        if feed is not None:
+            await feed.stop()
+    gates["engine"].on_gain, gates["engine"].on_loss = engine_gained, engine_lost
     scheduler.start()
     worker_stop = asyncio.Event()
-    worker_task = asyncio.create_task(worker.run(worker_stop))
-    log.info("engine started interval=%.0fs adapters=%s receipts signed by public key %s", interval_s,
-             [type(a).__name__ for a in svc.adapters] or ["console"], svc.signing.public_key)
+    worker_task = asyncio.create_task(worker.run(worker_stop)) if with_delivery else None
+    log.info("engine started interval=%.0fs adapters=%s receipts signed by public key %s role=%s", interval_s,
+             [type(a).__name__ for a in svc.adapters] or ["console"], svc.signing.public_key, role)
     await stop.wait()
 
     deadline = time.monotonic() + SHUTDOWN_BUDGET_S
@@ -556,14 +631,16 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True,
     while engine.cycle_lock.locked() and time.monotonic() < deadline - 3:
         await asyncio.sleep(0.05)
     scheduler.shutdown(wait=False)        # cancels a cycle still running: it commits atomically, nothing half-done
+    gate_stop.set()
     if publishing:                        # a snapshot read in flight finishes before the store closes
         await asyncio.wait(publishing, timeout=max(0.1, deadline - 2 - time.monotonic()))
     worker_stop.set()
     worker.wake()
-    try:
-        await asyncio.wait_for(worker_task, timeout=max(0.1, deadline - 1.5 - time.monotonic()))
-    except asyncio.TimeoutError:
-        log.warning("delivery still running at shutdown: parked, it resumes on the next start")
+    if worker_task is not None:
+        try:
+            await asyncio.wait_for(worker_task, timeout=max(0.1, deadline - 1.5 - time.monotonic()))
+        except asyncio.TimeoutError:
+            log.warning("delivery still running at shutdown: parked, it resumes on the next start")
     for adapter in reversed(svc.adapters):
         try:
             await asyncio.wait_for(adapter.stop(), timeout=max(0.1, deadline - time.monotonic()))
@@ -571,6 +648,9 @@ async def run_bot(svc: Services, stop: asyncio.Event, show_table: bool = True,
             log.warning("adapter %s stop: %s", type(adapter).__name__, e)
     if feed is not None:
         await feed.stop()
+    await asyncio.wait(background, timeout=max(0.1, deadline - time.monotonic()))
+    for g in gates.values():
+        g.release()
     await svc.client.aclose()
     svc.store.close()
     log.info("stopped")
@@ -588,12 +668,59 @@ def liqmap_feed(svc: Services):
     return feed
 
 
+def role_gates(svc: Services, engine: Engine, with_engine: bool, with_chat: bool) -> dict[str, Gate]:
+    """The "exactly one process" parts: the engine and Telegram polling. On a shared database each is a Gate over
+    an advisory lock; on SQLite (one process) they always lead. Telegram polling follows its gate."""
+    shared = svc.store.shared
+
+    def leadership(name: str) -> Leadership | None:
+        return Leadership(svc.store.engine, name) if shared else None
+
+    telegram = [a for a in svc.adapters if hasattr(a, "start_polling")]
+
+    async def poll() -> None:
+        for a in telegram:
+            a.poll = True                 # (an adapter still starting polls once it is up)
+            await a.start_polling()
+
+    async def unpoll() -> None:
+        for a in telegram:
+            a.poll = False
+            await a.stop_polling()
+
+    gates = {"engine": Gate("engine", leadership("engine") if with_engine else None)}
+    gates["chat"] = Gate("telegram-poller", leadership("telegram-poller") if with_chat and telegram else None,
+                         on_gain=poll, on_loss=unpoll)
+    return gates
+
+
+async def _run_now(scheduler: AsyncIOScheduler, job_id: str) -> None:
+    job = scheduler.get_job(job_id)
+    if job is not None:
+        job.modify(next_run_time=datetime.now(timezone.utc))
+
+
+def _when_leading(gate: Gate, fn: Callable[[Services], None]) -> Callable[[Services], None]:
+    def run(svc: Services) -> None:
+        if gate.leading:
+            fn(svc)
+    return run
+
+
+def _when_leading_async(gate: Gate, fn: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        if gate.leading:
+            await fn()
+    return run
+
+
 def delivery_worker(svc: Services, clock: Clock = SYSTEM_CLOCK) -> DeliveryWorker:
     """The outbox worker over the registered senders; a permanent failure disables the route; the channels of an
     adapter that is down are paused (their rows stay pending) and a retryable failure lets its supervisor check
     the platform. `clock` says when rows are due (tests pass a FakeClock)."""
     return DeliveryWorker(svc.store, svc.senders, on_permanent=lambda *a: _on_permanent(svc, *a), clock=clock,
-                          paused=svc.paused_channels, on_retry=svc.suspect)
+                          paused=svc.paused_channels, on_retry=svc.suspect,
+                          name=f"{socket.gethostname()}:{os.getpid()}", lease_s=svc.cfg.storage.outbox_lease_s)
 
 
 def _on_permanent(svc: Services, recipient: str, channel: str, address: str, error: str) -> None:

@@ -23,7 +23,7 @@ from .exchange.binance import BinanceClient, BinanceError
 from .logsetup import setup_logging
 from .progress import progress_printer
 from .score import ScoreInputs, api_item, score_all
-from .store import Store
+from .store import DatabaseError, Store
 from .symbols import normalize, suggest
 
 
@@ -80,7 +80,8 @@ def open_store(path: str) -> Store:
         raise UserError(f"--db {path}: is a folder; give a file path such as {Path(path) / 'bot.db'}")
     try:
         return Store(path)
-    except (OSError, sqlite3.Error) as e:
+    except (OSError, sqlite3.Error, DatabaseError) as e:
+        e = getattr(e, "orig", None) or e
         raise UserError(f"--db {path}: cannot open the database there: {getattr(e, 'strerror', None) or e}") from None
 
 
@@ -193,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli_signals.register(sub)
     from . import cli_liqmap
     cli_liqmap.register(sub)
+    from . import cli_watchlists
+    cli_watchlists.register(sub)
     return parser
 
 
@@ -215,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     except BinanceError as e:
         print(f"error: exchange request failed: {e}", file=sys.stderr)
         return 1
-    except sqlite3.Error as e:
-        print(f"error: database: {e}", file=sys.stderr)
+    except (sqlite3.Error, DatabaseError) as e:
+        print(f"error: database: {getattr(e, 'orig', None) or e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

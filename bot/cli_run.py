@@ -54,7 +54,9 @@ async def _serve(cfg: Config, db: str, args, exchange_url: str | None, seconds: 
                  include_examples: bool = False, on_ready=None, web: tuple[str, int] | None = None) -> None:
     from .app import (build_services, enable_chat_adapters, enable_web, hold_engine_lock, install_signal_handlers,
                       run_bot)
-    lock = hold_engine_lock(db)          # one engine per database: before the store is even opened
+    role = getattr(args, "role", "all")
+    check_role(db, role)
+    lock = hold_engine_lock(db)          # one engine per SQLite database: before the store is even opened
     try:
         stop = asyncio.Event()
         install_signal_handlers(stop)
@@ -65,10 +67,27 @@ async def _serve(cfg: Config, db: str, args, exchange_url: str | None, seconds: 
         enable_chat_adapters(svc)
         if web is not None:
             enable_web(svc, *web, announce=_announce)
-        await run_bot(svc, stop, on_ready=on_ready)
+        await run_bot(svc, stop, on_ready=on_ready, role=role)
     finally:
         if lock is not None:
             lock.close()
+
+
+def check_role(db: str, role: str) -> None:
+    """Roles apart need a database several processes share (PostgreSQL); a server database needs its signing key
+    from the environment (a hosted worker's disk, where a key file would live, does not last)."""
+    from .database import describe, sqlite_file
+    from .errors import UserError
+    from .sealing import SIGNING_KEY_ENV
+    if sqlite_file(db) is not None:
+        if role != "all":
+            raise UserError(f"--role {role}: {describe(db)} is a SQLite database, which serves one process: run "
+                            "--role all there, or set DATABASE_URL to a PostgreSQL database to run roles apart")
+        return
+    if not os.environ.get(SIGNING_KEY_ENV, "").strip():
+        raise UserError(f"{describe(db)}: set {SIGNING_KEY_ENV} (64 hex characters, e.g. `openssl rand -hex 32`, "
+                        "the same for every process): receipts are signed with it, and with a server database there "
+                        "is no lasting disk to keep a key file on")
 
 
 def _one_engine(run) -> int:
@@ -178,7 +197,8 @@ def cmd_verify(args, cfg: Config) -> int:
                             f"(or set {sealing.SIGNING_KEY_ENV})")
         print(signing.public_key)
         return 0
-    if not Path(db).is_file():
+    from .database import sqlite_file
+    if sqlite_file(db) is not None and not Path(sqlite_file(db)).is_file():
         raise UserError(f"--db {db}: no database there")
     key, source = sealing.trusted_key(db, args.key)
     store = Store(db)
@@ -223,8 +243,10 @@ def cmd_check_config(args, cfg_unused: Config | None = None) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     def engine_opts(p):
-        p.add_argument("--db", default=None, help="SQLite path (also BOT_DB_PATH)")
-        p.add_argument("--watchlists", default=DEFAULT_WATCHLISTS, help="directory of per-user YAML watchlists")
+        p.add_argument("--db", default=None, help="SQLite path or database URL (also DATABASE_URL, BOT_DB_PATH)")
+        p.add_argument("--watchlists", default=DEFAULT_WATCHLISTS, help="directory of per-user YAML watchlists "
+                                                                         "(with a database URL they live in the "
+                                                                         "database instead)")
         p.add_argument("--alert-log", default=os.environ.get("BOT_ALERT_LOG"),
                        help="also append delivered console alerts to this JSON-lines file")
         p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds")
@@ -234,6 +256,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     run = sub.add_parser("run", help="run the engine: scheduled cycles, alerts, chat adapters")
     run.add_argument("--exchange-url", default=None, help="Binance USDⓈ-M API root (default: config)")
+    run.add_argument("--role", choices=["all", "engine", "delivery", "chat"], default=os.environ.get("BOT_ROLE", "all"),
+                     help="which part this process runs (default all, or BOT_ROLE); roles apart need DATABASE_URL "
+                          "(PostgreSQL): one engine and one Telegram poller at a time, any number of delivery "
+                          "workers (docs/deploy.md)")
     engine_opts(run)
     run.set_defaults(func=cmd_run)
 

@@ -143,6 +143,9 @@ class RulesConfig(_Strict):
 
 class StorageConfig(_Strict):
     db_path: str = "data/bot.db"
+    # how long a delivery worker's claim on outbox rows lasts: a worker that dies mid-send leaves its rows to the
+    # next worker after this (hosted roles; bot/outbox.py)
+    outbox_lease_s: float = Field(default=60.0, gt=0)
 
 
 class TelegramConfig(_Strict):
@@ -150,6 +153,8 @@ class TelegramConfig(_Strict):
     allowed_user_ids: list[int] = []                  # empty: anyone may use the bot
     admin_ids: list[int] = []                         # may run /stats and /reload
     poll_timeout_s: int = Field(20, ge=0, le=50)      # getUpdates long-poll timeout
+    # the bot's message rate across all hosted delivery workers together (one schedule in the database)
+    bot_messages_per_s: float = Field(30.0, gt=0)
 
 
 class AlertFilter(_Strict):
@@ -343,6 +348,6 @@ def load_config(path: Path | str | None = None) -> Config:
 
 
 def resolve_db_path(cli_value: str | None, cfg: Config) -> str:
-    """--db, else BOT_DB_PATH, else storage.db_path."""
-    return cli_value or os.environ.get("BOT_DB_PATH") or cfg.storage.db_path
-
+    """--db (a SQLite path or a database URL), else DATABASE_URL, else BOT_DB_PATH, else storage.db_path."""
+    return (cli_value or os.environ.get("DATABASE_URL", "").strip() or os.environ.get("BOT_DB_PATH")
+            or cfg.storage.db_path)

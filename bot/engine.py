@@ -34,7 +34,7 @@ from .outcomes import OutcomeTracker
 from .records import Closing, CycleRecord, FiredRow, OutboxEntry, SignalReceipt, SignalRecord, SymbolStateRow
 from .rules import Delivery, Event, SymbolState, Subscriber, detect, route, thresholds_in_use
 from .sealing import Sealer
-from .store import Store, StoreUnavailable
+from .store import DatabaseError, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,8 @@ class Engine:
         except StoreUnavailable as e:  # every cycle until a restart: the bot must not write to a vanished file
             log.error("cycle skipped: %s; the engine commits nothing until the bot is restarted on a real file "
                       "(queued alerts are still delivered)", e)
-        except sqlite3.Error as e:     # disk full, read-only file system, I/O error: nothing of the cycle was kept
+        except (sqlite3.Error, DatabaseError) as e:  # disk full, read-only file system, I/O error, server gone:
+            e = getattr(e, "orig", None) or e          # nothing of the cycle was kept (the driver's own error)
             log.error("cycle failed: the database could not be written (%s: %s); nothing from this cycle was "
                       "committed, the next cycle tries again", type(e).__name__, e)
         except Exception as e:

@@ -26,6 +26,11 @@ durable against a killed process (SQLite WAL); a power loss may also drop the la
 Notices (a day's published root, a LiqMap proximity) are rows that carry a `Notice` instead of signal ids
 (`notice_entries` builds them, `Store.enqueue_notices` queues them once per key). Each is its own digest
 (`Digest.notice`), rendered by the same senders and delivered under the same guarantee; it is never a signal.
+
+Several workers (PostgreSQL; `python -m bot run --role delivery`): each claims at most `batch` routes at a time,
+with a lease (`store.LEASE_MS`). A worker that dies leaves its rows 'sending'; once their lease is over, any worker
+settles them (`recover`, also run every `RECOVER_EVERY_S`) as after a restart, and the next claim sends the rest.
+On SQLite there is one process, so at start it settles every 'sending' row at once, leased or not.
 """
 from __future__ import annotations
 
@@ -37,11 +42,13 @@ from typing import Any, Callable, Collection, Iterable, Protocol, Sequence, Type
 
 from .clock import SYSTEM_CLOCK, Clock
 from .records import Notice, OutboxEntry, OutboxRow, OutboxStatus, StoredSignal
-from .store import Store
+from .store import LEASE_MS, Store
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
+BATCH_ROUTES = 100       # routes one worker claims at a time: a batch is sent well inside its lease
+RECOVER_EVERY_S = 5.0    # how often a worker looks for rows whose worker died (their lease over)
 
 
 @dataclass
@@ -107,8 +114,11 @@ class DeliveryWorker:
 
     def __init__(self, store: Store, senders: dict[str, Sender[Any]], on_permanent: OnPermanent | None = None,
                  concurrency: int = 8, now_ms: Callable[[], int] | None = None, clock: Clock = SYSTEM_CLOCK,
-                 paused: Callable[[], Collection[str]] | None = None, on_retry: OnRetry | None = None):
+                 paused: Callable[[], Collection[str]] | None = None, on_retry: OnRetry | None = None,
+                 name: str = "", batch: int = BATCH_ROUTES, lease_s: float = LEASE_MS / 1000):
         self.store, self.senders = store, senders
+        self.name, self.batch = name, batch      # who claims (kept on the rows), routes per claim
+        self.lease_ms = int(lease_s * 1000)      # a claim's lease: after it, another worker may take the rows
         self.on_permanent = on_permanent
         self.paused = paused or (lambda: ())
         self.on_retry = on_retry
@@ -121,22 +131,32 @@ class DeliveryWorker:
     def wake(self) -> None:
         self._wake.set()
 
-    async def recover(self) -> None:
+    async def recover(self, *, at_start: bool = True) -> None:
         """Rows left 'sending' by a crash: delivered (sink can tell) -> sent, else pending again (with the
-        parts already recorded: the next delivery resumes after them)."""
-        for row in await asyncio.to_thread(self.store.outbox_by_status, "sending"):
+        parts already recorded: the next delivery resumes after them). A shared database (several workers) only
+        gives up rows whose lease is over, each only if no one settled or claimed it meanwhile; a database of one
+        process (SQLite) gives up all of them at start."""
+        if at_start and not self.store.shared:
+            claims = [(row, None) for row in await asyncio.to_thread(self.store.outbox_by_status, "sending")]
+        else:
+            claims = await asyncio.to_thread(self.store.expired_claims, self._now_ms())
+        for row, lease in claims:
             sender = self.senders.get(row["channel"])
             done = await sender.was_delivered(row["key"]) if sender else None
             status: OutboxStatus = "sent" if done else "pending"
-            await asyncio.to_thread(self.store.mark_outbox, [row["id"]], status,
-                                    sent=self._now_ms() if done else None)
+            sent = self._now_ms() if done else None
+            if lease is None and not self.store.shared:
+                await asyncio.to_thread(self.store.mark_outbox, [row["id"]], status, sent=sent)
+            elif not await asyncio.to_thread(self.store.settle_expired, row["id"], lease, status, sent):
+                continue
             log.info("outbox recover %s -> %s (parts sent %d)", row["key"], status, row["parts_sent"])
 
     async def deliver_due(self) -> int:
         """Claim the due rows and send them: one digest per route, or per begun digest (whose rows stay
         together). A route's digests go out one after the other, a begun one first; routes concurrently.
         Returns the number of digests attempted."""
-        rows = await asyncio.to_thread(self.store.claim_due, self._now_ms(), self.paused())
+        rows = await asyncio.to_thread(self.store.claim_due, self._now_ms(), self.paused(), worker=self.name,
+                                       max_routes=self.batch, lease_ms=self.lease_ms)
         routes: dict[tuple[str, str, str], dict[str | None, list[OutboxRow]]] = {}
         for r in rows:
             route = routes.setdefault((r["recipient"], r["channel"], r["address"]), {})
@@ -215,9 +235,15 @@ class DeliveryWorker:
 
     async def run(self, stop: asyncio.Event, poll_s: float = 1.0) -> None:
         await self.recover()
+        loop = asyncio.get_running_loop()
+        next_recover = loop.time() + RECOVER_EVERY_S
         while not stop.is_set():
             try:
-                await self.deliver_due()
+                if self.store.shared and loop.time() >= next_recover:    # rows of a worker that died
+                    next_recover = loop.time() + RECOVER_EVERY_S
+                    await self.recover(at_start=False)
+                if await self.deliver_due():
+                    continue              # a full batch may have left more due: claim again at once
             except Exception:
                 log.exception("delivery loop error")
             self._wake.clear()

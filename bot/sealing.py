@@ -33,6 +33,7 @@ from typing import Any, Mapping
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
+from .database import sqlite_file
 from .errors import UserError
 from .receipts import (canonical, inclusion_proof, leaf_hash, manifest, merkle_root, public_key_hex, record_hash, sign,
                        verify_inclusion, verify_signature)
@@ -59,9 +60,10 @@ class SigningKey:
 
 
 def key_path(db_path: str | Path) -> Path | None:
-    """`<db>.signing-key` beside the database (None for an in-memory database)."""
-    db = str(db_path)
-    return None if db in ("", ":memory:") or db.startswith("file:") else Path(f"{db}{KEY_SUFFIX}")
+    """`<db>.signing-key` beside a SQLite database (None in memory, and for a server database such as PostgreSQL,
+    whose key must come from BOT_SIGNING_KEY: a hosted worker's disk does not last)."""
+    db = sqlite_file(str(db_path))
+    return None if db is None or db in ("", ":memory:") or db.startswith("file:") else Path(f"{db}{KEY_SUFFIX}")
 
 
 def _parse_key(text: str, where: str) -> Ed25519PrivateKey:

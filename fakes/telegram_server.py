@@ -118,7 +118,9 @@ Telegram behaviour emulated (because our bugs live there)
 * ``set_admins(chat, [a, b, ...])``: the FIRST id is reported as ``creator`` (owner),
   the others as ``administrator``; anyone else is ``member``.
 
-Not emulated: flood limits (inject them with ``fail_next``), webhooks (only ``deleteWebhook``,
+Flood limits are emulated only when asked (``bot_rate``/``chat_rate``, ``--bot-rate 30 --chat-rate 1``: a token
+bucket per bot, one message a second per chat, 429 with ``retry_after`` beyond; ``/sim/stats`` counts refusals);
+otherwise inject them with ``fail_next``. Not emulated: webhooks (only ``deleteWebhook``,
 which polling sends), ``@channelusername`` chat ids (400 ``chat not found``), chat-not-found for
 unknown chats (any numeric chat id is accepted; positive ids are private chats, ``-100...``
 supergroups, other negative ids groups), url/mention entities in pushed messages (only
@@ -134,6 +136,7 @@ import copy
 import itertools
 import json
 import logging
+import math
 import mimetypes
 import re
 import struct
@@ -651,8 +654,16 @@ def _as_bool(value: Any) -> bool:
 class TelegramSimServer:
     """Bot-API-shaped server. See the module docstring."""
 
-    def __init__(self, token: str = "123456:TEST-TOKEN", bot_username: str = "pressure_test_bot"):
+    def __init__(self, token: str = "123456:TEST-TOKEN", bot_username: str = "pressure_test_bot", *,
+                 bot_rate: float | None = None, chat_rate: float | None = None):
         self.token = token
+        #: Telegram's flood limits, enforced when set (None: not emulated): at most `bot_rate` messages a second for
+        #: the bot (a token bucket holding one second's worth) and `chat_rate` a second per chat (a bucket of one).
+        #: Over either, a send is refused with 429 "Too Many Requests: retry after N" and parameters.retry_after.
+        self.bot_rate, self.chat_rate = bot_rate, chat_rate
+        self._bot_bucket: tuple[float, float] | None = None        # (tokens, at monotonic time)
+        self._chat_last: dict[Any, float] = {}
+        self.flood_refusals = 0
         self.bot_username = bot_username
         head = token.split(":", 1)[0]
         self.bot_id = int(head) if head.isdigit() else 123456
@@ -1006,6 +1017,33 @@ class TelegramSimServer:
         with self._lock:
             self._admins[_norm_chat_id(chat_id)] = [int(u) for u in user_ids]
 
+    _SENDS = {"sendmessage", "sendphoto", "senddocument"}
+
+    def _flood(self, method: str, params: dict) -> ApiError | None:
+        """The flood limits (when set): a send over the bot's or the chat's rate is refused with a 429."""
+        if method.lower() not in self._SENDS or (self.bot_rate is None and self.chat_rate is None):
+            return None
+        now = time.monotonic()
+        wait = 0.0
+        if self.bot_rate is not None:
+            tokens, at = self._bot_bucket or (self.bot_rate, now)
+            tokens = min(self.bot_rate, tokens + (now - at) * self.bot_rate)
+            if tokens < 1:
+                wait = (1 - tokens) / self.bot_rate
+            self._bot_bucket = (tokens, now)
+        chat = _norm_chat_id(params.get("chat_id"))
+        if self.chat_rate is not None and chat in self._chat_last:
+            wait = max(wait, self._chat_last[chat] + 1 / self.chat_rate - now)
+        if wait > 0:
+            self.flood_refusals += 1
+            secs = max(1, math.ceil(wait))
+            return ApiError(429, f"Too Many Requests: retry after {secs}", {"retry_after": secs})
+        if self.bot_rate is not None:
+            tokens, at = self._bot_bucket
+            self._bot_bucket = (tokens - 1, at)
+        self._chat_last[chat] = now
+        return None
+
     def _take_fault(self, method: str, params: dict) -> ApiError | None:
         chat = _norm_chat_id(params.get("chat_id")) if "chat_id" in params else None
         for fault in self._faults:
@@ -1091,7 +1129,7 @@ class TelegramSimServer:
                 return self._reply(method, params, error=ApiError(401, "Unauthorized"))
             if entry is None:
                 return self._reply(method, params, error=ApiError(404, "Not Found"))
-            fault = self._take_fault(method, params)
+            fault = self._take_fault(method, params) or self._flood(method, params)
             if fault is not None:
                 return self._reply(method, params, error=fault)
         func = entry[1]
@@ -1590,6 +1628,10 @@ class TelegramSimServer:
             return [{k: v for k, v in r.items() if k != "params"} for r in self.sent(int(chat) if chat not in (None, "") else None)]
         if action == "calls":
             return self.calls_of(b.get("method") or None)
+        if action == "stats":
+            with self._lock:
+                return {"flood_refusals": self.flood_refusals, "sent": len(self._sent),
+                        "errors": len(self.errors)}
         if action == "clear":
             self.clear_calls()
             return True
@@ -1627,8 +1669,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token", default="123456:TEST-TOKEN")
     parser.add_argument("--username", default="pressure_test_bot")
     parser.add_argument("--quiet", action="store_true", help="do not log sent messages to stderr")
+    parser.add_argument("--bot-rate", type=float, default=None, help="enforce at most this many sends a second for "
+                                                                     "the bot (429 beyond; Telegram: about 30)")
+    parser.add_argument("--chat-rate", type=float, default=None, help="enforce at most this many sends a second per "
+                                                                      "chat (429 beyond; Telegram: about 1)")
     args = parser.parse_args(argv)
-    server = TelegramSimServer(token=args.token, bot_username=args.username)
+    server = TelegramSimServer(token=args.token, bot_username=args.username, bot_rate=args.bot_rate,
+                               chat_rate=args.chat_rate)
 
     async def start() -> str:
         root = await server.start(args.host, args.port)

@@ -162,3 +162,70 @@ def copy_database(src: Path, dst: Path) -> None:
     for f in src.parent.glob(src.name + "*"):
         if not f.name.endswith(".lock"):
             shutil.copy2(f, dst.parent / (dst.name + f.name[len(src.name):]))
+
+
+# ---------------------------------------------------------------------------------------------- the two engines
+# The storage, outbox, sealing and watchlist tests run on SQLite and on PostgreSQL: `db_url` is a fresh database
+# of each. PostgreSQL is a throwaway cluster started once per test session (per xdist worker) on loopback
+# (tests/pgcluster.py), or BOT_TEST_POSTGRES_URL's server (.ci/run starts one). Without a server the PostgreSQL
+# cases skip, saying why; under CI (CI or REQUIRE_POSTGRES set) they fail instead: there they must run.
+ENGINES = ("sqlite", "postgresql")
+
+
+def postgres_required() -> bool:
+    return any(os.environ.get(k, "").strip().lower() not in ("", "0", "false") for k in ("CI", "REQUIRE_POSTGRES"))
+
+
+@pytest.fixture(scope="session")
+def postgres_server(worker_id):
+    """(admin URL, template database) of a PostgreSQL server, or pytest.skip with the reason."""
+    import pgcluster        # tests/pgcluster.py (this folder is on sys.path, as for `from conftest import`)
+    import psycopg
+    cluster = None
+    url = os.environ.get("BOT_TEST_POSTGRES_URL")
+    if not url:
+        try:
+            cluster = pgcluster.start()
+        except pgcluster.NoPostgres as e:
+            if postgres_required():
+                pytest.fail(f"PostgreSQL is required here (CI/REQUIRE_POSTGRES) but cannot start: {e}")
+            pytest.skip(f"PostgreSQL cases skipped: {e}")
+        url = cluster.url
+    template = f"tmpl_{worker_id}_{os.getpid()}"
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{template}"')
+        c.execute(f'CREATE DATABASE "{template}"')
+    from bot.store import Store
+    Store(_with_db(url, template)).close()             # migrated once: each test's database is a copy
+    try:
+        yield url, template
+    finally:
+        if cluster is not None:
+            cluster.stop()
+
+
+def _with_db(url: str, name: str) -> str:
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A fresh, migrated PostgreSQL database (dropped afterwards)."""
+    import uuid
+
+    import psycopg
+    admin, template = postgres_server
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    yield _with_db(admin, name)
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=ENGINES)
+def db_url(request, tmp_path):
+    """A fresh database on each engine: a SQLite file path, or a PostgreSQL URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "bot.db")
+    return request.getfixturevalue("postgres_url")

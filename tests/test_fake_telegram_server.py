@@ -358,3 +358,23 @@ def test_standalone_runner_prints_root():
     finally:
         proc.terminate()
         proc.wait(timeout=5)
+
+
+async def test_flood_limits_when_asked_refuse_with_429_and_retry_after():
+    """--bot-rate / --chat-rate: the bot's bucket holds one second's worth; a chat gets one message a second."""
+    from fakes.telegram_server import TelegramSimServer
+    import httpx
+    server = TelegramSimServer(token="1:T", bot_rate=5, chat_rate=1)
+    root = await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"{root}/bot1:T") as http:
+            codes = [(await http.post("/sendMessage", data={"chat_id": 10 + i, "text": "x"})).status_code
+                     for i in range(7)]
+            assert codes == [200] * 5 + [429] * 2                       # the bot's burst of 5, then refused
+            again = await http.post("/sendMessage", data={"chat_id": 10, "text": "y"})
+            body = again.json()
+            assert again.status_code == 429 and body["parameters"]["retry_after"] >= 1
+            assert body["description"].startswith("Too Many Requests: retry after")
+        assert server.flood_refusals == 3 and len(server.sent()) == 5
+    finally:
+        await server.stop()

@@ -40,7 +40,7 @@ from bot.market import CycleData
 from bot.outbox import DeliveryWorker
 from bot.records import OIPoint
 from bot.score import ScoreInputs, score_all
-from bot.store import Store, StoreUnavailable
+from bot.store import Store, StoreClosed, StoreUnavailable
 from fakes.discord_server import DiscordSimServer
 from fakes.telegram_server import TelegramSimServer
 
@@ -120,7 +120,7 @@ def rows_of(svc, channel: str) -> list[dict]:
     """The outbox rows of a channel (after run_bot closed the store: read from the file again)."""
     try:
         rows = svc.store.outbox_rows()
-    except sqlite3.ProgrammingError:
+    except StoreClosed:
         store = Store(svc.store.path)
         try:
             rows = store.outbox_rows()

@@ -11,8 +11,8 @@ MIN = 60_000
 T0 = 1_795_046_400_000
 
 
-def test_points_older_than_the_fine_window_are_thinned_to_one_per_step(tmp_path):
-    store = Store(tmp_path / "h.db")
+def test_points_older_than_the_fine_window_are_thinned_to_one_per_step(db_url):        # SQLite and PostgreSQL
+    store = Store(db_url)
     end = T0 + 26 * HOUR_MS
     store.add_oi_points([OIPoint(s, t, 1000.0 + (t - T0) / MIN, 1.0) for s in ("AUSDT", "BUSDT")
                          for t in range(T0 + 7_000, end + 1, MIN)])          # every minute, 7 s past it

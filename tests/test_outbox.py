@@ -13,7 +13,7 @@ from bot.engine import Engine, Recipient, Route
 from bot.outbox import DeliveryError, DeliveryWorker
 from bot.rules import FilterSubscriber, route
 from bot.rules import Event
-from bot.store import Store
+from bot.store import LEASE_MS, Store
 
 NOW = 1_800_000_000_000
 
@@ -52,10 +52,17 @@ class FlakySender:
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "o.db")
+def store(db_url):
+    """A store on each engine (tests/conftest.py `db_url`: SQLite, PostgreSQL)."""
+    s = Store(db_url)
     yield s
     s.close()
+
+
+def after_a_crash(store: Store) -> int:
+    """When a restarted worker may take over a dead worker's claims: at once on SQLite (one process: every claim
+    is its own), after the lease on a shared database (the claimer might still be alive)."""
+    return NOW + (LEASE_MS + 1 if store.shared else 0)
 
 
 async def test_held_rows_and_new_rows_go_out_as_one_digest_ordered_by_score(store, tmp_path):
@@ -109,7 +116,7 @@ async def test_crash_between_send_and_mark_is_recovered_without_a_duplicate(stor
     [part] = sender.render(d)
     await sender.send_part("alice", part, d)                     # ... and delivered k1 only
     assert {r["status"] for r in claimed} == {"sending"}
-    worker = DeliveryWorker(store, {"console": sender}, now_ms=lambda: NOW)
+    worker = DeliveryWorker(store, {"console": sender}, now_ms=lambda: after_a_crash(store))
     await worker.recover()
     await worker.deliver_due()
     assert sorted(sender.delivered_keys()) == ["k1", "k2"]      # k1 not sent twice, k2 sent once
@@ -170,12 +177,12 @@ async def test_permanent_error_on_a_later_part_is_reported_once_with_the_progres
     assert row["status"] == "failed" and row["parts_sent"] == 2 and sender.accepted == ["k1 1/3", "k1 2/3"]
 
 
-async def test_restart_resumes_at_the_first_part_not_recorded(tmp_path):
+async def test_restart_resumes_at_the_first_part_not_recorded(db_url):
     """Killed between parts: a new worker on the same database file sends only the rest. Killed after the
     platform accepted a part but before its commit (the documented window): that one part, and no earlier
     one, is sent again."""
     import asyncio
-    path = tmp_path / "kill.db"
+    path = db_url
     first = Store(path)
     queue(first, [("k1", NOW, ["A"])], [signal("A", "AUSDT", 40)])
     accepted: list[str] = []
@@ -201,7 +208,8 @@ async def test_restart_resumes_at_the_first_part_not_recorded(tmp_path):
 
     second = Store(path)                           # the restart
     try:
-        restarted = DeliveryWorker(second, {"console": PartsSender(accepted=accepted)}, now_ms=lambda: NOW)
+        restarted = DeliveryWorker(second, {"console": PartsSender(accepted=accepted)},
+                                   now_ms=lambda: after_a_crash(second))
         await restarted.recover()
         await restarted.deliver_due()
         assert accepted == ["k1 1/3", "k1 2/3", "k1 2/3", "k1 3/3"]   # part 2 repeats once; part 1 never
@@ -238,7 +246,7 @@ def test_an_existing_database_gets_the_progress_columns(tmp_path):
         finally:
             s.close()
     columns = [r[1] for r in sqlite3.connect(path).execute("PRAGMA table_info(outbox)")]
-    assert {"parts_sent", "digest_key"} <= set(columns) and len(columns) == len(set(columns))
+    assert {"parts_sent", "digest_key", "lease_until", "worker", "notice"} <= set(columns) and len(columns) == len(set(columns))
 
 
 def test_store_answers_named_outbox_queries_with_the_typed_records(store):
@@ -270,7 +278,7 @@ def test_channel_filter_watches_the_whole_market_at_or_above_min_score():
     assert [e.rule for e in d.events] == ["regime:long_crowded", "cross:60"]
 
 
-async def test_engine_commits_alerts_and_state_together(tmp_path):
+async def test_engine_commits_alerts_and_state_together(db_url):
     """A cycle through the real Engine against the simulator: signals, outbox and state land together."""
     from bot.exchange.binance import BinanceClient
     from bot.demo_market.binance_server import BinanceSimServer
@@ -279,7 +287,7 @@ async def test_engine_commits_alerts_and_state_together(tmp_path):
     server = BinanceSimServer(MarketSimulator(n_symbols=60, seed=5, clock=lambda: now[0]))
     url = await server.start()
     cfg = Config(universe={"min_quote_volume": 0})
-    store = Store(tmp_path / "e.db")
+    store = Store(db_url)
     sub = FilterSubscriber.from_filter(AlertFilter(min_score=15, bands=["lean", "stretched", "stressed"],
                                                    cooldown_minutes=0))
     try:

@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-LOCAL_MODULES = {"bot", "fakes", "conftest", "_common", "_simserver", "__future__"}
+LOCAL_MODULES = {"bot", "fakes", "conftest", "_common", "_simserver", "__future__", "pgcluster"}
 
 
 @functools.cache                        # three tests read the same files
@@ -104,6 +104,7 @@ def test_wheel_ships_the_demo_market_but_not_the_fakes(tmp_path):
     for module in ("market.py", "binance_server.py", "serve.py"):
         assert f"bot/demo_market/{module}" in names
     assert "bot/sim/market.py" not in names
+    assert {"bot/migrations/env.py", "bot/migrations/versions/0001_baseline.py"} <= set(names)   # run at start
     requires = {_norm(re.match(r"Requires-Dist: ([A-Za-z0-9._-]+)", line).group(1))
                 for line in metadata.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line}
     assert {"aiohttp", "yarl"} <= requires

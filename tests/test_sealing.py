@@ -76,31 +76,43 @@ class Cycles:
             await self.engine.run_once()
 
 
+TEST_KEY = "11" * 32      # PostgreSQL has no key file beside it: the key comes from BOT_SIGNING_KEY there
+
+
 @pytest.fixture
-async def db(tmp_path) -> Path:
-    """A database of four sealed cycles (signals in the 2nd and 4th), closed: verify and hand edits open it."""
-    path = tmp_path / "bot.db"
+async def db(db_url, monkeypatch) -> Path | str:
+    """A database of four sealed cycles (signals in the 2nd and 4th), closed: verify and hand edits open it.
+    On each engine: a SQLite file (its key in the file beside it) or a PostgreSQL URL (key from the environment)."""
+    if "://" in db_url:
+        monkeypatch.setenv(SIGNING_KEY_ENV, TEST_KEY)
+    path = Path(db_url) if "://" not in db_url else db_url
     store = Store(path)
     await Cycles(store, REARM_AT_ONCE).run(CALM, HOT, CALM, HOT)
     store.close()
     return path
 
 
-def verify(db: Path, capsys, *args: str) -> tuple[int, str, str]:
+def verify(db: Path | str, capsys, *args: str) -> tuple[int, str, str]:
     capsys.readouterr()
     rc = cli.main(["verify", "--db", str(db), *args])
     out = capsys.readouterr()
     return rc, out.out, out.err
 
 
-def sql(db: Path, query: str, *params) -> list[tuple]:
-    con = sqlite3.connect(db)
-    try:
-        rows = con.execute(query, params).fetchall()
-        con.commit()
-        return rows
-    finally:
-        con.close()
+def sql(db: Path | str, query: str, *params) -> list[tuple]:
+    """Raw SQL on either engine, `?` placeholders (a hand edit behind the bot's back)."""
+    if "://" not in str(db):
+        con = sqlite3.connect(db)
+        try:
+            rows = con.execute(query, params).fetchall()
+            con.commit()
+            return rows
+        finally:
+            con.close()
+    import psycopg
+    with psycopg.connect(str(db)) as con:
+        cur = con.execute(query.replace("?", "%s"), params)
+        return cur.fetchall() if cur.description else []
 
 
 def edit_json(db: Path, table: str, column: str, where: str, params: tuple, change) -> None:
@@ -135,7 +147,8 @@ async def test_every_cycle_is_sealed_in_its_commit_and_verifies(db, capsys):
             assert f"Receipt hash: {sig['record_hash']}" in text and f"/verify {sid}" in text
     finally:
         store.close()
-    assert (db.parent / "bot.db.signing-key").stat().st_mode & 0o777 == 0o600
+    if isinstance(db, Path):
+        assert (db.parent / "bot.db.signing-key").stat().st_mode & 0o777 == 0o600
     rc, out, _ = verify(db, capsys)
     n_signals = len(signal_ids(db))
     assert rc == 0, out
@@ -211,6 +224,8 @@ def test_deleted_score_rows_are_missing_records(db, capsys):
 
 
 def test_a_replaced_key_file_fails_every_signature(db, capsys):
+    if not isinstance(db, Path):
+        pytest.skip("a key file exists only beside a SQLite database")
     key_file = db.parent / "bot.db.signing-key"
     original = load_signing_key(db).public_key
     key_file.write_text(Ed25519PrivateKey.generate().private_bytes(Encoding.Raw, PrivateFormat.Raw,

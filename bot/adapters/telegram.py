@@ -308,6 +308,10 @@ class TelegramAdapter:
         self.allowed = set(self.cfg.allowed_user_ids)
         self.admins = set(self.cfg.admin_ids)
         self.app: Application | None = None
+        # Poll for updates once started? Hosted roles (bot.roles) run several processes on one bot token and let
+        # exactly one poll (Telegram refuses two getUpdates at once): the others start with poll=False and only
+        # send; the one in charge calls start_polling()/stop_polling() as it gains or loses that charge.
+        self.poll = True
         self.disabled: dict[int, str] = {}     # chat id -> why we stopped sending there
         self.sender = TelegramSender(lambda: self.bot, self.disabled, self._migrated)
 
@@ -358,15 +362,33 @@ class TelegramAdapter:
             await app.shutdown()
             raise
         self.app = app
-        await self.set_commands()
         try:
             await app.start()
-            await app.updater.start_polling(poll_interval=0.0, timeout=self.cfg.poll_timeout_s,
-                                            drop_pending_updates=True, allowed_updates=["message", "callback_query"])
+            if self.poll:
+                await self.start_polling()
         except BaseException:
             await self.stop()                  # never leave a half-started Application behind
             raise
+        if not self.poll:
+            log.info("telegram: sending only (another process polls) via %s as @%s", self.api_root,
+                     app.bot.username)
+
+    async def start_polling(self) -> None:
+        """Set the command menu and poll for updates (at start, or when this process takes over polling)."""
+        app = self.app
+        if app is None or app.updater is None or app.updater.running:
+            return
+        await self.set_commands()
+        await app.updater.start_polling(poll_interval=0.0, timeout=self.cfg.poll_timeout_s,
+                                        drop_pending_updates=True, allowed_updates=["message", "callback_query"])
         log.info("telegram: polling %s as @%s", self.api_root, app.bot.username)
+
+    async def stop_polling(self) -> None:
+        """Stop polling, keep sending (this process is no longer the one in charge of polling)."""
+        app = self.app
+        if app is not None and app.updater is not None and app.updater.running:
+            await app.updater.stop()
+            log.info("telegram: stopped polling (sending only)")
 
     async def probe(self) -> None:
         """Raise unless the Bot API answers (getMe); the app asks after a failed delivery, until it passes."""
@@ -658,6 +680,9 @@ class TelegramSender:
         self.clock = clock
         self._migrated: dict[int, int] = {}     # old chat id -> the supergroup it became
         self._flood_until = 0.0                 # on clock.monotonic()
+        # waits for this message's turn in the bot's rate shared with other processes (hosted delivery workers:
+        # bot.roles.shared_pacer); None in one process, where the rate limiter of this process is the bot's
+        self.pace: Callable[[], Awaitable[None]] | None = None
 
     async def was_delivered(self, key: str) -> bool | None:
         return None                             # Telegram has no idempotency key: cannot tell
@@ -683,6 +708,8 @@ class TelegramSender:
         wait = self._flood_until - self.clock.monotonic()
         if wait > 0:
             raise DeliveryError(f"Telegram flood control: waiting {wait:.1f}s more", retry_after=wait)
+        if self.pace is not None:
+            await self.pace()
         sent_to = await self._send_one(bot, chat_id, part, digest)
         if sent_to != chat_id and isinstance(chat_id, int):
             self._migrated[int(address)] = sent_to

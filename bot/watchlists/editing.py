@@ -3,16 +3,17 @@
 Reading is PyYAML's job (model.py). Editing uses ruamel.yaml's round-trip mode, so comments, blank lines, key
 order, quoting and the file's own indentation survive and only the changed values are rewritten. Every edit
 1. is serialized per user (`UserLocks`: an asyncio.Lock per user and event loop, plus a threading.Lock per user)
-   and across processes (`files.folder_lock`: an flock on the folder, held around read-modify-write),
-2. re-reads the file from disk (`files.read_file`, which refuses symlinks leaving the folder), so hand edits
+   and across processes (`documents.lock`: files: an flock on the folder; database: an advisory lock; held
+   around read-modify-write),
+2. re-reads the document (files: `files.read_file`, which refuses symlinks leaving the folder), so hand edits
    and other processes' edits made meanwhile are respected,
 3. validates the *resulting text* with the same parser and model as loading (`parse_watchlist`); a refused edit
    raises EditError and leaves the file untouched,
-4. replaces the file atomically (`_atomic_write`).
+4. replaces the document atomically (files: `atomic_write`; database: one UPDATE).
 
 `Editing` is the edit API (create, ensure, add_symbols, remove_symbols, set_fields, mute, unmute, export_yaml,
 import_yaml). WatchlistRegistry mixes it in and provides what it uses: `path(user_id)`, `limits`, `quote`,
-`_universe()`, `_locks` (a UserLocks), `get(user_id)` and `_remember(user_id, watchlist, path)`.
+`_universe()`, `_locks` (a UserLocks), `get(user_id)`, `_remember(user_id, watchlist)` and `documents`.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from ..symbols import SYMBOL_RE, clean, normalize, suggest, with_quote
 from ..yamlerrors import Problem
-from .files import folder_lock, read_file
+from .documents import Documents
 from .model import IDENTITY_FIELDS, TEMPLATE, Limits, Watchlist, WatchlistError, as_utc, parse_watchlist
 from .quiet import UTC, aware
 
@@ -219,7 +220,7 @@ def _rt_datetime(v: Any) -> datetime | None:
         return None
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
     """Temp file in the same directory, flush + fsync, os.replace, fsync the directory."""
     directory = path.parent
     directory.mkdir(parents=True, exist_ok=True)
@@ -253,75 +254,77 @@ def _atomic_write(path: Path, text: str) -> None:
 
 class Editing:
     """The edit API of WatchlistRegistry (mixed in). Besides these attributes the host provides the methods
-    path(user_id), _universe(), get(user_id) and _remember(user_id, watchlist, path)."""
+    path(user_id) (checks the id), _universe(), get(user_id) and _remember(user_id, watchlist); `documents` is
+    where the text lives (files, or the database: bot.watchlists.documents)."""
     directory: Path
     limits: Limits
     quote: str
+    documents: Documents
     _locks: UserLocks
 
     async def _run(self, user_id: str, fn: Callable[[], Any]) -> Any:
         self.path(user_id)                                   # fail fast on a bad id
 
         def locked():
-            with self._locks.thread(user_id), folder_lock(self.directory):   # this process, then all of them
+            with self._locks.thread(user_id), self.documents.lock(user_id):   # this process, then all of them
                 return fn()
 
         async with self._locks.task(user_id):
             return await asyncio.to_thread(locked)
 
-    def _read_raw(self, user_id: str, path: Path) -> bytes:
-        """The file's bytes through `files.read_file` (symlinks leaving the folder refused, size bounded)."""
+    def _read_raw(self, user_id: str) -> bytes:
+        """The document's bytes (files: `files.read_file`, symlinks leaving the folder refused; size bounded)."""
         try:
-            return read_file(path, self.directory, self.limits)
+            return self.documents.read(user_id)
         except FileNotFoundError:
             raise EditError(f"no watchlist for {user_id} yet") from None
         except WatchlistError as e:
             hint = "; fix it or import a corrected one" if "too large" in str(e) else ""
             raise EditError(f"{e}{hint}", e.problems) from None
 
-    def _read_current(self, user_id: str, path: Path) -> tuple[str, Watchlist]:
+    def _read_current(self, user_id: str) -> tuple[str, Watchlist]:
         """The file's text and its structural validation (universe not applied: delisted symbols stay editable)."""
-        raw = self._read_raw(user_id, path)
+        raw = self._read_raw(user_id)
         try:
-            current = parse_watchlist(raw, path, limits=self.limits)
+            current = parse_watchlist(raw, self.documents.name(user_id), limits=self.limits)
         except WatchlistError as e:
             raise EditError(f"{user_id}'s watchlist has problems; fix the file or import a corrected one first:\n{e}",
                             e.problems) from None
         return raw.decode("utf-8-sig"), current
 
-    def _commit(self, user_id: str, path: Path, old_text: str | None, new_text: str,
-                grandfathered: Iterable[str]) -> Watchlist:
+    def _commit(self, user_id: str, old_text: str | None, new_text: str, grandfathered: Iterable[str]) -> Watchlist:
         """Validate the resulting text like a load would, then write it atomically and update memory."""
         try:
-            wl = parse_watchlist(new_text, path, universe=self._universe(), limits=self.limits,
-                                 grandfathered=grandfathered)
+            wl = parse_watchlist(new_text, self.documents.name(user_id), universe=self._universe(),
+                                 limits=self.limits, grandfathered=grandfathered)
         except WatchlistError as e:
             raise EditError("; ".join(p.short() for p in e.problems), e.problems) from None
         if new_text != old_text:
-            _atomic_write(path, new_text)
-        self._remember(user_id, wl, path)
+            self.documents.write(user_id, new_text)
+        self._remember(user_id, wl)
         return wl
 
     def _edit(self, user_id: str, mutate: Callable[[CommentedMap, Watchlist], Any]) -> tuple[Watchlist, Any]:
-        path = self.path(user_id)
-        text, current = self._read_current(user_id, path)
+        self.path(user_id)
+        text, current = self._read_current(user_id)
         try:
             rt = _rt_load(text)
         except EditError:
             raise
         except Exception as e:
-            raise EditError(f"{path}: cannot be edited automatically ({e}); fix it by hand") from None
+            raise EditError(f"{self.documents.name(user_id)}: cannot be edited automatically ({e}); fix it by hand") \
+                from None
         extra = mutate(rt.doc, current)
         new_text = rt.dump()
-        return self._commit(user_id, path, text, new_text, current.symbols), extra
+        return self._commit(user_id, text, new_text, current.symbols), extra
 
     def _create(self, user_id: str, fields: dict[str, Any]) -> Watchlist:
-        path = self.path(user_id)
-        if path.exists():
+        self.path(user_id)
+        if self.documents.exists(user_id):
             raise EditError(f"a watchlist for {user_id} already exists")
         rt = _rt_load(TEMPLATE)
         self._apply_fields(rt.doc, fields)
-        return self._commit(user_id, path, None, rt.dump(), ())
+        return self._commit(user_id, None, rt.dump(), ())
 
     @staticmethod
     def _apply_fields(doc: CommentedMap, fields: dict[str, Any]) -> None:
@@ -340,10 +343,10 @@ class Editing:
 
         `fields` are used only when creating. An existing file that is invalid raises EditError."""
         def run():
-            path = self.path(user_id)
-            if path.exists():
-                text, current = self._read_current(user_id, path)
-                return self._commit(user_id, path, text, text, current.symbols), False
+            self.path(user_id)
+            if self.documents.exists(user_id):
+                text, current = self._read_current(user_id)
+                return self._commit(user_id, text, text, current.symbols), False
             return self._create(user_id, fields), True
         return await self._run(user_id, run)
 
@@ -475,9 +478,9 @@ class Editing:
     # -- whole file
     def export_yaml(self, user_id: str) -> str:
         """The file's text, comments included."""
-        path = self.path(user_id)
+        self.path(user_id)
         with self._locks.thread(user_id):
-            return self._read_raw(user_id, path).decode("utf-8-sig", errors="replace")
+            return self._read_raw(user_id).decode("utf-8-sig", errors="replace")
 
     async def import_yaml(self, user_id: str, text: str, *, source: str = "import") -> Watchlist:
         """Replace the user's file with `text`, validated fully first (errors name `source`:line).
@@ -485,14 +488,14 @@ class Editing:
         Identity fields (telegram_chat_id, discord_user_id) are kept from the existing file, never taken from
         the import; the user must already have a watchlist. Bad input raises EditError; the file is unchanged."""
         def run():
-            path = self.path(user_id)
+            self.path(user_id)
             universe = self._universe()
             try:
                 parse_watchlist(text, source, universe=universe, limits=self.limits)
             except WatchlistError as e:
                 raise EditError(str(e), e.problems) from None
-            old_text = self._read_raw(user_id, path).decode("utf-8-sig", errors="replace")
-            identity = self._identity(user_id, path)
+            old_text = self._read_raw(user_id).decode("utf-8-sig", errors="replace")
+            identity = self._identity(user_id)
             try:
                 rt = _rt_load(text)
             except EditError:
@@ -504,13 +507,13 @@ class Editing:
                     _set(rt.doc, k, identity[k])
                 elif k in rt.doc:
                     del rt.doc[k]
-            return self._commit(user_id, path, old_text, rt.dump(), ())
+            return self._commit(user_id, old_text, rt.dump(), ())
         return await self._run(user_id, run)
 
-    def _identity(self, user_id: str, path: Path) -> dict[str, int | None]:
-        raw = self._read_raw(user_id, path)
+    def _identity(self, user_id: str) -> dict[str, int | None]:
+        raw = self._read_raw(user_id)
         try:
-            wl = parse_watchlist(raw, path, limits=self.limits)
+            wl = parse_watchlist(raw, self.documents.name(user_id), limits=self.limits)
         except WatchlistError:
             wl = self.get(user_id)
             if wl is None:

@@ -14,29 +14,21 @@ from __future__ import annotations
 import re
 import threading
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Hashable, Iterable
 
-from ..yamlerrors import show
+from ..yamlerrors import Problem, show
+from .documents import EXAMPLE_PREFIX, Documents, FileDocuments
 from .editing import EditError, Editing, UserLocks
 from .files import load_file
-from .model import Limits, Watchlist, WatchlistError
+from .model import Limits, Watchlist, WatchlistError, parse_watchlist
 
 DEFAULT_DIRECTORY = Path("config/watchlists")
-EXAMPLE_PREFIX = "example-"
 _USER_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+=-]{0,99}$")
 
 
-_Sig = tuple[int, int, int]
-
-
-def _sig(path: Path) -> _Sig | None:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    except OSError:            # e.g. a symlink loop: still read (and reported) by load_file, once
-        return -1, -1, -1
-    return st.st_mtime_ns, st.st_size, st.st_ino
+def valid_user_id(user_id: object) -> bool:
+    """A user id that is a safe file name (and so a safe key anywhere)."""
+    return isinstance(user_id, str) and bool(_USER_ID_RE.match(user_id)) and ".." not in user_id
 
 
 class WatchlistRegistry(Editing):
@@ -49,16 +41,19 @@ class WatchlistRegistry(Editing):
     """
 
     def __init__(self, directory: str | Path = DEFAULT_DIRECTORY, universe: Callable[[], set[str]] | None = None,
-                 limits: Limits = Limits(), *, quote: str = "USDT", include_examples: bool = False):
+                 limits: Limits = Limits(), *, quote: str = "USDT", include_examples: bool = False,
+                 documents: Documents | None = None):
         self.directory = Path(directory)
         self.limits = limits
+        # where the YAML documents live: files in `directory` (default) or the database (DatabaseDocuments)
+        self.documents = documents or FileDocuments(self.directory, limits, include_examples)
         self.quote = quote
         self.include_examples = include_examples
         self._universe_fn = universe
         self._state = threading.RLock()
         self._lists: dict[str, Watchlist] = {}
         self._errors: dict[str, str] = {}
-        self._sigs: dict[str, _Sig] = {}
+        self._sigs: dict[str, Hashable] = {}
         self._locks = UserLocks()
 
     # ----------------------------------------------------------------------------------------- reading
@@ -94,7 +89,7 @@ class WatchlistRegistry(Editing):
 
     def path(self, user_id: str) -> Path:
         """The file of `user_id`; raises EditError for ids that are not safe file names."""
-        if not isinstance(user_id, str) or not _USER_ID_RE.match(user_id) or ".." in user_id:
+        if not valid_user_id(user_id):
             raise EditError(f"invalid user id {show(user_id)}")
         if user_id.startswith(EXAMPLE_PREFIX) and not self.include_examples:
             raise EditError(f"user ids starting with {EXAMPLE_PREFIX!r} are reserved for example files")
@@ -110,29 +105,14 @@ class WatchlistRegistry(Editing):
             return None
         return set(u) if u else None
 
-    def _scan(self) -> dict[str, Path]:
-        try:
-            entries = list(self.directory.iterdir())
-        except (FileNotFoundError, NotADirectoryError):
-            return {}
-        out = {}
-        for p in entries:
-            if p.suffix != ".yaml" or p.name.startswith("."):
-                continue
-            if p.stem.startswith(EXAMPLE_PREFIX) and not self.include_examples:
-                continue
-            if p.is_symlink() or p.is_file():    # a symlink is read (and refused if it leaves the folder)
-                out[p.stem] = p
-        return out
-
-    def _load_one(self, uid: str, path: Path, universe: set[str] | None) -> tuple[bool, list[str]]:
-        """(Re)load one file under its user lock; (active version changed, problems)."""
+    def _load_one(self, uid: str, universe: set[str] | None) -> tuple[bool, list[str]]:
+        """(Re)load one document under its user lock; (active version changed, problems)."""
         with self._locks.thread(uid):
-            sig = _sig(path)
+            sig = self.documents.sig(uid)
             if sig is None:
                 return self._forget(uid), []
             try:
-                _, wl = load_file(path, self.directory, limits=self.limits, universe=universe)
+                wl = self._load_document(uid, universe)
             except FileNotFoundError:
                 return self._forget(uid), []
             except WatchlistError as e:
@@ -147,12 +127,25 @@ class WatchlistRegistry(Editing):
                 self._lists[uid] = wl
             return changed, []
 
-    def _remember(self, uid: str, wl: Watchlist, path: Path) -> None:
+    def _load_document(self, uid: str, universe: set[str] | None) -> Watchlist:
+        """Read and parse one document: WatchlistError (anything wrong with it) or FileNotFoundError (gone)."""
+        if isinstance(self.documents, FileDocuments):
+            return load_file(self.documents.path(uid), self.directory, limits=self.limits, universe=universe)[1]
+        try:
+            raw = self.documents.read(uid)
+        except (WatchlistError, FileNotFoundError):
+            raise
+        except Exception as e:     # a last resort: one document's trouble never becomes anyone else's
+            raise WatchlistError([Problem(self.documents.name(uid), None, None,
+                                          f"cannot read: {type(e).__name__}")]) from None
+        return parse_watchlist(raw, self.documents.name(uid), universe=universe, limits=self.limits)
+
+    def _remember(self, uid: str, wl: Watchlist) -> None:
         """An edit's result becomes the active version (it was validated and written)."""
         with self._state:
             self._lists[uid] = wl
             self._errors.pop(uid, None)
-            sig = _sig(path)
+            sig = self.documents.sig(uid)
             if sig is not None:
                 self._sigs[uid] = sig
 
@@ -164,16 +157,16 @@ class WatchlistRegistry(Editing):
 
     def load_all(self) -> list[str]:
         """(Re)load every *.yaml; returns problem messages. A bad file keeps its last good version (never raises)."""
-        found = self._scan()
+        found = self.documents.scan()
         universe = self._universe()
         problems: list[str] = []
         for uid in sorted(found):
-            problems += self._load_one(uid, found[uid], universe)[1]
+            problems += self._load_one(uid, universe)[1]
         with self._state:
             gone = [uid for uid in set(self._lists) | set(self._sigs) | set(self._errors) if uid not in found]
         for uid in gone:
             with self._locks.thread(uid):
-                if _sig(self.directory / f"{uid}.yaml") is None:
+                if self.documents.sig(uid) is None:
                     self._forget(uid)
         return problems
 
@@ -183,18 +176,18 @@ class WatchlistRegistry(Editing):
         Returns (user ids whose active watchlist changed, problems found in this pass). A file that stays
         broken is reported once, not on every call; `errors` holds the current state.
         """
-        found = self._scan()
+        found = self.documents.scan()
         universe = None
         changed: list[str] = []
         problems: list[str] = []
         with self._state:
             known = dict(self._sigs)
         for uid in sorted(found):
-            if known.get(uid) == _sig(found[uid]):
+            if known.get(uid) == found[uid]:
                 continue
             if universe is None:
                 universe = self._universe() or set()
-            did, errs = self._load_one(uid, found[uid], universe or None)
+            did, errs = self._load_one(uid, universe or None)
             if did:
                 changed.append(uid)
             problems += errs
@@ -202,7 +195,7 @@ class WatchlistRegistry(Editing):
             gone = [uid for uid in set(self._lists) | set(self._sigs) if uid not in found]
         for uid in sorted(gone):
             with self._locks.thread(uid):
-                if _sig(self.directory / f"{uid}.yaml") is None and self._forget(uid):
+                if self.documents.sig(uid) is None and self._forget(uid):
                     changed.append(uid)
         return changed, problems
 
