@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bot.config import load_config
 from bot.demo_market.market import HOUR_MS, MarketSimulator
+from bot.performance import spearman as rank_correlation
 from bot.score import CONTRIBUTIONS, ScoreInputs, score, score_all
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,27 +24,9 @@ DATA = ROOT / "tests" / "data"
 API_KEYS = {api: name for name, (_, api) in CONTRIBUTIONS.items()}
 
 
-def ranks(values: list[float]) -> list[float]:
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    out = [0.0] * len(values)
-    i = 0
-    while i < len(order):                      # average ranks for ties
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            out[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    return out
-
-
 def spearman(a: list[float], b: list[float]) -> float:
-    ra, rb = ranks(a), ranks(b)
-    n = len(a)
-    ma, mb = sum(ra) / n, sum(rb) / n
-    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
-    var = (sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb)) ** 0.5
-    return cov / var
+    """Spearman's rho of two paired lists (bot.performance's, which the /perf report uses)."""
+    return rank_correlation(list(zip(a, b)))[0]
 
 
 def api_items(cfg) -> None:

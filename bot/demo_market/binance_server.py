@@ -203,6 +203,27 @@ def _invalid(name: str) -> web.Response:
     return _error(-1130, f"Data sent for parameter '{name}' is not valid.")
 
 
+def _window(query: dict, default_limit: int, max_limit: int) -> tuple[int, int | None, int | None] | web.Response:
+    """(limit, startTime, endTime) of a history request as Binance reads them, or its error reply."""
+    ints: dict[str, int | None] = {}
+    for name in ("limit", "startTime", "endTime"):
+        raw = query.get(name)
+        if raw is None or raw == "":
+            ints[name] = None
+            continue
+        try:
+            ints[name] = int(raw)
+        except ValueError:
+            return _invalid(name)
+    limit = default_limit if ints["limit"] is None else ints["limit"]
+    if not 1 <= limit <= max_limit:
+        return _invalid("limit")
+    start, end = ints["startTime"], ints["endTime"]
+    if start is not None and end is not None and start > end:
+        return _error(-1023, "Start time is greater than end time.")
+    return limit, start, end
+
+
 def _bad_symbol() -> web.Response:
     return _error(-1121, "Invalid symbol.")
 
@@ -493,23 +514,10 @@ class BinanceSimServer:
             return err
         if period not in MarketSimulator.PERIODS_MS:
             return _error(-1120, "Invalid interval.")
-        ints: dict[str, int | None] = {}
-        for name in ("limit", "startTime", "endTime"):
-            raw = query.get(name)
-            if raw is None or raw == "":
-                ints[name] = None
-                continue
-            try:
-                ints[name] = int(raw)
-            except ValueError:
-                return _invalid(name)
-        limit = 30 if ints["limit"] is None else ints["limit"]
-        if not 1 <= limit <= 500:
-            return _invalid("limit")
-        start, end = ints["startTime"], ints["endTime"]
-        if start is not None and end is not None and start > end:
-            return _error(-1023, "Start time is greater than end time.")
-        rows = self.sim.open_interest_hist(symbol, period, limit, start, end)
+        window = _window(query, default_limit=30, max_limit=500)
+        if isinstance(window, web.Response):
+            return window
+        rows = self.sim.open_interest_hist(symbol, period, *window)
         listed = self.faults.listed_at.get(symbol)
         if listed is not None:
             rows = [r for r in rows if r["timestamp"] >= listed]
@@ -528,23 +536,10 @@ class BinanceSimServer:
             return _bad_symbol()
         if interval not in MarketSimulator.KLINE_INTERVALS_MS:
             return _error(-1120, "Invalid interval.")
-        ints: dict[str, int | None] = {}
-        for name in ("limit", "startTime", "endTime"):
-            raw = query.get(name)
-            if raw is None or raw == "":
-                ints[name] = None
-                continue
-            try:
-                ints[name] = int(raw)
-            except ValueError:
-                return _invalid(name)
-        limit = 500 if ints["limit"] is None else ints["limit"]
-        if not 1 <= limit <= 1500:
-            return _invalid("limit")
-        start, end = ints["startTime"], ints["endTime"]
-        if start is not None and end is not None and start > end:
-            return _error(-1023, "Start time is greater than end time.")
-        rows = self.sim.klines(symbol, interval, limit, start, end)
+        window = _window(query, default_limit=500, max_limit=1500)
+        if isinstance(window, web.Response):
+            return window
+        rows = self.sim.klines(symbol, interval, *window)
         listed = self.faults.listed_at.get(symbol)
         if listed is not None:
             rows = [r for r in rows if r[0] >= listed]
