@@ -14,10 +14,24 @@ import pytest
 from bot import cli
 from bot.store import Store
 from bot.watchlists import DatabaseDocuments, EditError, FileDocuments, Limits, WatchlistRegistry
-from test_watchlists import ALICE, UNIVERSE      # one hand-written list and universe for the file and database cases
 
 
 ROOT = Path(__file__).resolve().parent.parent
+UNIVERSE = {"BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT", "1000PEPEUSDT"} | {f"C{i}USDT" for i in range(120)}
+ALICE = """\
+# Alice's list — hand written
+name: Alice          # me
+telegram_chat_id: 42
+
+# majors
+symbols:
+  - BTCUSDT   # the big one
+  - ETHUSDT
+min_score: 30        # keep it quiet
+timezone: Europe/Berlin
+quiet_hours: "23:00-07:00"
+# trailing note
+"""
 
 
 class Place:
