@@ -116,6 +116,7 @@ class ScoreConfig(_Strict):
 class EngineConfig(_Strict):
     interval_minutes: float = Field(1, gt=0)
     misfire_grace_s: int = Field(60, ge=1)
+    cycle_time_limit_min_s: float = Field(5.0, gt=0)   # a cycle is cut off at 90 % of its interval, never sooner
     table_every_cycles: int = Field(12, ge=1)
     clock_skew_warn_s: float | None = Field(120, gt=0)   # null: never warn (the demo's market runs fast on purpose)
 

@@ -219,7 +219,7 @@ class Engine:
             self.ticks_skipped += 1
             return
         interval = self.cfg.engine.interval_minutes * 60
-        timeout = max(5.0, interval * 0.9)
+        timeout = max(self.cfg.engine.cycle_time_limit_min_s, interval * 0.9)
         started = time.monotonic()
         try:
             await asyncio.wait_for(self.run_once(), timeout=timeout)

@@ -44,6 +44,7 @@ def share_one_tls_context() -> None:
     as each would have built it. Other arguments (a custom `verify`, a client cert) go through unchanged; if httpx
     moves the function, nothing is shared."""
     try:
+        import httpx
         from httpx._transports import default as transports
         build = transports.create_ssl_context
     except (ImportError, AttributeError):
@@ -59,6 +60,7 @@ def share_one_tls_context() -> None:
         return shared[key]
 
     transports.create_ssl_context = create_ssl_context
+    httpx.create_ssl_context = create_ssl_context       # what httpx-aiohttp's transport (our exchange client) calls
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -67,6 +69,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("process"):
             item.add_marker(pytest.mark.xdist_group("process"))
+
+
+@pytest.fixture(autouse=True)
+def logging_put_back():
+    """Each test leaves logging as it found it. `bot.cli.main` (called in-process by many tests) and some fixtures
+    install handlers and levels; one left behind writes to a later test's closed capture stream, and every record
+    from then on costs a printed "--- Logging error ---" stack (seconds over a run)."""
+    import logging
+    root = logging.getLogger()
+    loggers = logging.root.manager.loggerDict
+    handlers, level = root.handlers[:], root.level
+    levels = {name: lg.level for name, lg in loggers.items() if isinstance(lg, logging.Logger)}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, lg in list(loggers.items()):
+        if isinstance(lg, logging.Logger) and lg.level != levels.get(name, logging.NOTSET):
+            lg.setLevel(levels.get(name, logging.NOTSET))
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from datetime import datetime, timezone
 
 from bot import app as app_mod
@@ -99,9 +100,10 @@ class SlowSource:
             self.in_flight -= 1
 
 
-async def _run_with(make_services, caplog, slow_s: float, want_calls: int) -> SlowSource:
+async def _run_with(make_services, caplog, slow_s: float, want_calls: int, limit_s: float = 5) -> SlowSource:
     caplog.set_level(logging.INFO)
-    cfg = Config.model_validate({"engine": {"interval_minutes": 0.0025}})    # a tick every 0.15 s
+    cfg = Config.model_validate({"engine": {"interval_minutes": 0.001,            # a tick every 0.06 s,
+                                            "cycle_time_limit_min_s": limit_s}})   # a cycle cut off after limit_s
     svc = make_services(cfg, universe=["BTCUSDT"])
     source = SlowSource(cfg, slow_call=2, slow_s=slow_s)
     stop = asyncio.Event()
@@ -119,17 +121,18 @@ def _lines(caplog, text: str) -> list[str]:
 
 
 async def test_a_cycle_longer_than_its_interval_never_overlaps_the_next_and_is_reported_once(make_services, caplog):
-    source = await _run_with(make_services, caplog, slow_s=1.0, want_calls=5)     # ~6 ticks fall inside it
+    source = await _run_with(make_services, caplog, slow_s=0.4, want_calls=5)     # ~6 ticks fall inside it
     assert source.max_in_flight == 1
     overrun = _lines(caplog, "longer than its")
     assert len(overrun) == 1, overrun
-    assert "tick(s) skipped (never two cycles at once)" in overrun[0] and not overrun[0].startswith("cycle took 0")
+    assert "tick(s) skipped (never two cycles at once)" in overrun[0]
+    assert float(re.match(r"cycle took ([0-9.]+)s,", overrun[0])[1]) >= 0.4    # the slow cycle's own duration
     assert int(overrun[0].split(": ")[1].split()[0]) >= 2          # the ticks it cost are in that one line
     assert _lines(caplog, "maximum number of running instances") == []
 
 
 async def test_a_cycle_cut_off_by_its_time_limit_is_reported_once_and_the_next_one_runs(make_services, caplog):
-    source = await _run_with(make_services, caplog, slow_s=60, want_calls=4)      # cut off at the 5 s limit
+    source = await _run_with(make_services, caplog, slow_s=60, want_calls=4, limit_s=0.4)   # cut off
     assert source.max_in_flight == 1
     timed_out = _lines(caplog, "cycle timed out after")
     assert len(timed_out) == 1 and "tick(s) skipped" in timed_out[0], timed_out

@@ -29,26 +29,17 @@ def bot(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.Com
 @pytest.fixture
 def cli(monkeypatch):
     """`python -m bot ...` in this process: `main(args)` from the repository root, its stdout, stderr and exit code
-    (argparse's SystemExit included) as a CompletedProcess. The root logger `main` sets up is put back after."""
+    (argparse's SystemExit included) as a CompletedProcess. (The logging `main` sets up is put back after each test
+    by conftest.)"""
     monkeypatch.chdir(ROOT)
-    root = logging.getLogger()
-    loggers = logging.root.manager.loggerDict
-    saved = root.handlers[:], root.level, {n: lg.level for n, lg in loggers.items() if isinstance(lg, logging.Logger)}
 
     def run(*args: str) -> subprocess.CompletedProcess:
         out, err = io.StringIO(), io.StringIO()
-        try:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                try:
-                    code = main(list(args))
-                except SystemExit as e:
-                    code = e.code
-        finally:
-            root.handlers[:] = saved[0]
-            root.setLevel(saved[1])
-            for name, lg in list(loggers.items()):
-                if isinstance(lg, logging.Logger):
-                    lg.setLevel(saved[2].get(name, logging.NOTSET))
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as e:
+                code = e.code
         return subprocess.CompletedProcess(["bot", *args], code, out.getvalue(), err.getvalue())
     return run
 

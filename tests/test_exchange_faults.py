@@ -390,18 +390,9 @@ def test_scan_json_never_carries_nan_and_names_the_dropped_symbol(tmp_path, caps
                       value=float("inf"), times=None)
     cfg_file = tmp_path / "bot.yaml"
     cfg_file.write_text("universe: {min_quote_volume: 0}\n")
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level          # the CLI sets up logging its own way
-    try:
-        with _ServerThread(server) as url:
-            rc = cli.main(["--config", str(cfg_file), "scan", "--exchange-url", url, "--db", str(tmp_path / "s.db"),
-                           "--json"])
-    finally:
-        for h in list(root.handlers):
-            root.removeHandler(h)
-        for h in handlers:
-            root.addHandler(h)
-        root.setLevel(level)
+    with _ServerThread(server) as url:             # (the logging the CLI sets up is put back by conftest)
+        rc = cli.main(["--config", str(cfg_file), "scan", "--exchange-url", url, "--db", str(tmp_path / "s.db"),
+                       "--json"])
     out = capsys.readouterr()
     assert rc == 0, out.err
     rows = json.loads(out.out, parse_constant=lambda c: pytest.fail(f"bare {c} in scan --json"))
