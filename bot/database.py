@@ -20,7 +20,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, Table, create_engine, event, text
+from sqlalchemy import Engine, Table, create_engine, event, inspect, text
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, make_url
@@ -73,11 +73,16 @@ def describe(target: str) -> str:
 def connect(target: str) -> Engine:
     """The engine for a path or URL, its schema migrated to `bot.dbschema` (raises what the driver raises when the
     database cannot be opened)."""
-    target = normalize_url(target)
-    path = sqlite_file(target)
-    engine = _sqlite_engine(path) if path is not None else _postgres_engine(target)
+    engine = engine_of(target)
     migrate(engine)
     return engine
+
+
+def engine_of(target: str) -> Engine:
+    """The engine for a path or URL, as it is (no migration)."""
+    target = normalize_url(target)
+    path = sqlite_file(target)
+    return _sqlite_engine(path) if path is not None else _postgres_engine(target)
 
 
 def _sqlite_engine(path: str) -> Engine:
@@ -120,8 +125,8 @@ def upsert(bind: Engine | Connection, table: Table):
 
 
 # ------------------------------------------------------------------------------------------------ migrations
-_head_lock = threading.Lock()
-_head: list[str] = []
+_script_lock = threading.Lock()
+_script: list = []
 
 
 def _alembic_config():
@@ -131,12 +136,17 @@ def _alembic_config():
     return cfg
 
 
-def head_revision() -> str:
-    with _head_lock:
-        if not _head:
+def _scripts():
+    """The migration scripts, read once per process (alembic would re-read every revision file per call)."""
+    with _script_lock:
+        if not _script:
             from alembic.script import ScriptDirectory
-            _head.append(ScriptDirectory.from_config(_alembic_config()).get_current_head())
-        return _head[0]
+            _script.append(ScriptDirectory.from_config(_alembic_config()))
+        return _script[0]
+
+
+def head_revision() -> str:
+    return _scripts().get_current_head()
 
 
 def current_revision(conn: Connection) -> str | None:
@@ -147,21 +157,40 @@ def current_revision(conn: Connection) -> str | None:
 def migrate(engine: Engine) -> None:
     """Bring the schema to head. Cheap when it is there already; otherwise one process at a time runs the
     migrations (PostgreSQL: a transaction-scoped advisory lock; SQLite: BEGIN IMMEDIATE) and re-reads the revision
-    inside the lock, so the second of two processes starting together finds the work done."""
+    inside the lock, so the second of two processes starting together finds the work done. A database with no
+    tables at all is made from `bot.dbschema` in one step and stamped at head (Alembic's recipe for a new
+    database: the revisions only bring older databases there; tests/test_storage.py checks both agree)."""
     head = head_revision()
     with engine.connect() as conn:
         if current_revision(conn) == head:
             return
-    from alembic import command
-    cfg = _alembic_config()
     with engine.connect() as conn:
         conn.execution_options(write=True)
         with conn.begin():
             if is_postgres(conn):
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key("migrate")})
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            if inspect(conn).get_table_names():
+                run_migrations(conn)
+            else:
+                create_at_head(conn)
     log.info("database schema at revision %s", head)
+
+
+def run_migrations(conn: Connection) -> None:
+    """Every revision from the database's own to head, on `conn` (in its transaction)."""
+    from alembic import command
+    cfg = _alembic_config()
+    cfg.attributes["connection"] = conn
+    command.upgrade(cfg, "head")
+
+
+def create_at_head(conn: Connection) -> None:
+    """An empty database: the schema as `bot.dbschema` defines it, recorded as at head."""
+    from alembic.runtime.migration import MigrationContext
+
+    from .dbschema import metadata
+    metadata.create_all(conn)
+    MigrationContext.configure(conn).stamp(_scripts(), "head")
 
 
 # ------------------------------------------------------------------------------------------------ leadership

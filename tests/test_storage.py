@@ -17,6 +17,7 @@ from sqlalchemy import text
 from bot import database
 from bot.dbschema import metadata
 from bot.store import LEASE_MS, Store
+from conftest import ENGINES
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = 1_800_000_000_000
@@ -37,6 +38,23 @@ def test_the_migrated_schema_is_the_one_the_code_uses(db_url):
     finally:
         store.close()
     # an index or unique constraint reflected under another name is no difference worth failing on
+    assert [d for d in diff if d[0] not in ("remove_index", "add_index", "add_constraint", "remove_constraint")] == []
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_revisions_from_an_empty_database_give_the_same_schema(engine, tmp_path, request):
+    """A new database is made from bot.dbschema and stamped at head (bot.database.create_at_head); every revision
+    run from an empty database instead must end at that same schema."""
+    url = str(tmp_path / "bot.db") if engine == "sqlite" else request.getfixturevalue("empty_postgres")
+    db = database.engine_of(url)
+    try:
+        with db.connect() as conn:
+            with conn.begin():
+                database.run_migrations(conn)
+            diff = compare_metadata(MigrationContext.configure(conn), metadata)
+            assert database.current_revision(conn) == database.head_revision()
+    finally:
+        db.dispose()
     assert [d for d in diff if d[0] not in ("remove_index", "add_index", "add_constraint", "remove_constraint")] == []
 
 
