@@ -284,7 +284,7 @@ async def test_engine_commits_alerts_and_state_together(db_url):
     from bot.demo_market.binance_server import BinanceSimServer
     from bot.demo_market.market import MarketSimulator
     now = [1_795_000_000.0]                                   # the market's clock: 10 minutes a cycle
-    server = BinanceSimServer(MarketSimulator(n_symbols=60, seed=5, clock=lambda: now[0]))
+    server = BinanceSimServer(MarketSimulator(n_symbols=30, seed=5, clock=lambda: now[0]))
     url = await server.start()
     cfg = Config(universe={"min_quote_volume": 0})
     store = Store(db_url)
