@@ -12,19 +12,23 @@ import sys
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import TypeAdapter, ValidationError
 
 from . import report
 from .config import Config, ConfigError, load_config, resolve_db_path
-from .cycle import NothingScored, run_cycle
 from .errors import UserError
-from .exchange.binance import BinanceClient, BinanceError
 from .logsetup import setup_logging
-from .progress import progress_printer
 from .score import ScoreInputs, api_item, score_all
-from .store import DatabaseError, Store
 from .symbols import normalize, suggest
+
+if TYPE_CHECKING:
+    from .store import Store
+
+# Every invocation (`--help` too) imports this module and builds every parser, so it imports at the top only what
+# they and `scan --input` need; the database layer (SQLAlchemy) and the exchange client (httpx, aiohttp) are
+# imported by the functions that open a database or talk to the exchange (bench/cli_startup.py; test_cli_startup.py).
 
 
 INPUT_ROW = TypeAdapter(ScoreInputs)   # one row of `scan --input`, validated into the scorer's own type
@@ -76,6 +80,7 @@ def read_input_rows(path: str) -> list[ScoreInputs]:
 
 def open_store(path: str) -> Store:
     """The SQLite store at `path`, or one clear line saying why it cannot be opened there."""
+    from .store import DatabaseError, Store
     if Path(path).is_dir():
         raise UserError(f"--db {path}: is a folder; give a file path such as {Path(path) / 'bot.db'}")
     try:
@@ -108,6 +113,9 @@ async def exchange_url(args):
 
 async def _scan_market(args, cfg: Config) -> tuple[int, list[dict], dict]:
     from .cli_run import engine_last_cycle
+    from .cycle import run_cycle
+    from .exchange.binance import BinanceClient
+    from .progress import progress_printer
     live = engine_last_cycle(resolve_db_path(args.db, cfg))    # a `run` holds the database: read, never compete
     if live is not None:
         return live
@@ -199,6 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def loaded(module: str, name: str) -> tuple[type[BaseException], ...]:
+    """`(module.name,)` when a command has imported `module`, else `()` (an `except` of it catches nothing): an
+    error of a module the command never imported cannot have been raised, and importing it only to name it in an
+    `except` would load the exchange client or the database layer for every command."""
+    m = sys.modules.get(module)
+    return (getattr(m, name),) if m is not None else ()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level or ("INFO" if args.command == "run" else "WARNING"))
@@ -212,13 +228,13 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except NothingScored as e:
+    except loaded("bot.cycle", "NothingScored") as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except BinanceError as e:
+    except loaded("bot.exchange.binance", "BinanceError") as e:
         print(f"error: exchange request failed: {e}", file=sys.stderr)
         return 1
-    except (sqlite3.Error, DatabaseError) as e:
+    except (sqlite3.Error, *loaded("sqlalchemy.exc", "DBAPIError")) as e:     # bot.store.DatabaseError
         print(f"error: database: {getattr(e, 'orig', None) or e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -15,14 +15,12 @@ from pathlib import Path
 
 from .config import Config, resolve_db_path
 from .errors import UserError
-from .exchange.binance import BinanceClient
-from .exchange.force_orders import parse_force_order
 from .liqmap import Params, Print, text
 from .liqmap.view import WARM_UP_MS, WINDOWS_MS, build, window_ms
-from .liqmap_chart import render
-from .liqmap_feed import fetch_steps
-from .store import Store
 from .symbols import with_quote
+
+# The parser is built on every invocation (bot/cli.py): the exchange client, the database layer and matplotlib are
+# imported by the functions below that use them, when `liqmap` runs.
 
 
 @asynccontextmanager
@@ -34,6 +32,7 @@ async def _market(args, cfg: Config):
     from .demo_market.binance_server import BinanceSimServer
     from .demo_market.liquidations import force_orders
     from .demo_market.market import MarketSimulator
+    from .exchange.force_orders import parse_force_order
     sim = MarketSimulator(n_symbols=args.sim_symbols, seed=args.sim_seed)
     server = BinanceSimServer(sim)
     url = await server.start()
@@ -47,6 +46,7 @@ def _recorded(args, cfg: Config, symbol: str, since: int) -> list[Print]:
     path = resolve_db_path(args.db, cfg)
     if not Path(path).is_file():
         return []
+    from .store import Store
     store = Store(path)
     try:
         return store.liq_prints(symbol, since)
@@ -55,6 +55,8 @@ def _recorded(args, cfg: Config, symbol: str, since: int) -> list[Print]:
 
 
 async def _view(args, cfg: Config):
+    from .exchange.binance import BinanceClient
+    from .liqmap_feed import fetch_steps
     symbol = with_quote(args.symbol, cfg.universe.quote_asset)
     now = int(time.time() * 1000)
     since = now - window_ms(args.window) - WARM_UP_MS
@@ -67,6 +69,7 @@ async def _view(args, cfg: Config):
 
 
 def cmd_liqmap(args, cfg: Config) -> int:
+    from .liqmap_chart import render
     v = asyncio.run(_view(args, cfg))
     out = Path(args.out or f"{v.symbol.lower()}-liqmap-{args.window}.png")
     try:

@@ -11,7 +11,9 @@ from pathlib import Path
 
 from . import report
 from .config import Config, ConfigError, load_config, resolve_db_path
-from .store import Store
+
+# As in bot/cli.py: parsers are built on every invocation; each command imports the layers it uses (the database,
+# the composition root) when it runs.
 
 DEFAULT_WATCHLISTS = "config/watchlists"
 DEMO_TIMEOUT_HOURS = 2.0          # a demo signal's life (simulated hours)
@@ -153,6 +155,7 @@ def engine_last_cycle(db: str) -> tuple[int, list[dict], dict] | None:
     engine runs there. UserError when the engine has not committed a cycle yet."""
     from .app import engine_holder
     from .errors import UserError
+    from .store import Store
     pid = engine_holder(db)
     if pid is None:
         return None
@@ -172,6 +175,7 @@ def engine_last_cycle(db: str) -> tuple[int, list[dict], dict] | None:
 
 
 def cmd_signal(args, cfg: Config) -> int:
+    from .store import Store
     store = Store(resolve_db_path(args.db, cfg))
     try:
         sig = store.signal(args.id)
@@ -189,6 +193,7 @@ def cmd_verify(args, cfg: Config) -> int:
     import json
     from . import sealing
     from .errors import UserError
+    from .store import Store
     db = resolve_db_path(args.db, cfg)
     if args.public_key:
         signing = sealing.load_signing_key(db)

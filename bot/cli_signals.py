@@ -9,7 +9,6 @@ from .cli import dumps, open_store, positive_int
 from .cli_run import utc_ms
 from .config import Config, load_config, resolve_db_path
 from .errors import UserError
-from .outcomes import performance_report
 from .symbols import normalize
 
 WINDOWS = (30, 90, 180)
@@ -50,6 +49,7 @@ def cmd_signals(args, cfg: Config) -> int:
 
 
 def cmd_perf(args, cfg: Config) -> int:
+    from .outcomes import performance_report     # the exchange client and the database: only when it runs
     store = _store(args, cfg)
     try:
         symbol = None

@@ -8,11 +8,12 @@ from pathlib import Path
 
 from .config import Config, resolve_db_path
 from .errors import UserError
-from .store import Store
-from .watchlists import DatabaseDocuments, FileDocuments, Limits, copy_documents
 
 
 def cmd_watchlists(args, cfg: Config) -> int:
+    # the database layer and the watchlist documents: only when it runs, not for every command's parser
+    from .store import Store
+    from .watchlists import DatabaseDocuments, FileDocuments, Limits, copy_documents
     target = resolve_db_path(args.db, cfg)
     folder = Path(args.directory)
     if args.action == "import" and not folder.is_dir():
