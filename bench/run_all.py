@@ -3,7 +3,7 @@
 Each benchmark is a standalone script run here as a child process (`python bench/<name>.py`); its full
 output is shown, and its `BENCH-RESULT {...}` lines are collected into the summary.
 
-Run: python bench/run_all.py [--only cycle,scoring,rules,memory,freshness,alert_latency,history_size]
+Run: python bench/run_all.py [--only cycle,scoring,rules,memory,freshness,alert_latency,history_size,cli_startup]
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from _common import banner, load
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ("cycle", "scoring", "rules", "memory", "freshness", "alert_latency", "history_size")
+BENCHES = ("cycle", "scoring", "rules", "memory", "freshness", "alert_latency", "history_size", "cli_startup")
 
 
 def run(name: str) -> tuple[list[dict], float, int]:

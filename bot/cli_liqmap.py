@@ -3,11 +3,10 @@ and its text read.
 
 Candles and open interest come from the exchange for the window plus a day of warm-up. Realised prints: with
 `--simulate`, the simulator's force orders over the window (what the recorder would have stored had the bot been
-running); otherwise those the running bot recorded in its database (`--db`), if any.
+running); otherwise those the running bot recorded in its database (`--db`), if any. Its parser: bot/cli.py.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 from contextlib import asynccontextmanager
@@ -18,7 +17,7 @@ from .errors import UserError
 from .exchange.binance import BinanceClient
 from .exchange.force_orders import parse_force_order
 from .liqmap import Params, Print, text
-from .liqmap.view import WARM_UP_MS, WINDOWS_MS, build, window_ms
+from .liqmap.view import WARM_UP_MS, build, window_ms
 from .liqmap_chart import render
 from .liqmap_feed import fetch_steps
 from .store import Store
@@ -77,16 +76,3 @@ def cmd_liqmap(args, cfg: Config) -> int:
     print(v.footnote)
     print(f"wrote {out}")
     return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("liqmap", help="estimated liquidation heatmap (PNG) and the nearest clusters")
-    p.add_argument("symbol", help="e.g. BTCUSDT or btc")
-    p.add_argument("--window", choices=list(WINDOWS_MS), default="24h")
-    p.add_argument("--out", default=None, help="PNG path (default SYMBOL-liqmap-WINDOW.png)")
-    p.add_argument("--exchange-url", default=None, help="Binance USDⓈ-M API root (default: config)")
-    p.add_argument("--db", default=None, help="the running bot's SQLite (its recorded liquidation prints)")
-    p.add_argument("--simulate", action="store_true", help="use the built-in market simulator on loopback")
-    p.add_argument("--sim-symbols", type=int, default=30, help=argparse.SUPPRESS)
-    p.add_argument("--sim-seed", type=int, default=7, help=argparse.SUPPRESS)
-    p.set_defaults(func=cmd_liqmap)

@@ -1,4 +1,4 @@
-"""CLI commands of the live engine: run, demo, signal, verify, check-config."""
+"""CLI commands of the live engine: run, demo, signal, verify (their parsers: bot/cli.py)."""
 from __future__ import annotations
 
 import argparse
@@ -10,32 +10,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import report
-from .config import Config, ConfigError, load_config, resolve_db_path
+from .cli import utc_ms, web_address  # noqa: F401  (argparse types, defined with the parsers in bot/cli.py)
+from .config import Config, resolve_db_path
 from .store import Store
 
-DEFAULT_WATCHLISTS = "config/watchlists"
 DEMO_TIMEOUT_HOURS = 2.0          # a demo signal's life (simulated hours)
-
-
-def utc_ms(text: str) -> int:
-    """An ISO-8601 time (UTC unless it says otherwise) as epoch milliseconds, for argparse."""
-    try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO time: {text!r} (e.g. 2026-03-29T01:30Z)") from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
-    return int(t.timestamp() * 1000)
-
-
-def web_address(text: str) -> tuple[str, int]:
-    """`HOST:PORT` (or just `PORT`, on 127.0.0.1) for `--web`; port 0 picks a free one."""
-    host, _, port = text.strip().rpartition(":")
-    host = host.strip("[]") or "127.0.0.1"
-    if not port.isdigit() or int(port) > 65535:
-        raise argparse.ArgumentTypeError(f"not HOST:PORT: {text!r} (e.g. 127.0.0.1:8080, or 0.0.0.0:8080 to be "
-                                         "reachable from other machines)")
-    return host, int(port)
 
 
 def _web_from_env(args) -> tuple[str, int] | None:
@@ -222,74 +201,3 @@ def cmd_verify(args, cfg: Config) -> int:
         store.close()
     print(json.dumps(v.as_dict(), indent=1) if args.json else report.verification_text(v.as_dict()))
     return 0 if v.ok else 1
-
-
-def cmd_check_config(args, cfg_unused: Config | None = None) -> int:
-    from .watchlists import check_watchlists
-    problems = []
-    try:
-        load_config(args.config)
-        print(f"ok  {args.config or 'config/bot.yaml'}")
-    except ConfigError as e:
-        problems.append(str(e))
-    wl = check_watchlists(args.watchlists)
-    problems += wl
-    for p in problems:
-        print(f"ERROR {p}", file=sys.stderr)
-    count = len(list(Path(args.watchlists).glob("*.yaml"))) if Path(args.watchlists).is_dir() else 0
-    print(f"{count} watchlist file(s) checked in {args.watchlists}, {len(problems)} problem(s)")
-    return 1 if problems else 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    def engine_opts(p):
-        p.add_argument("--db", default=None, help="SQLite path or database URL (also DATABASE_URL, BOT_DB_PATH)")
-        p.add_argument("--watchlists", default=DEFAULT_WATCHLISTS, help="directory of per-user YAML watchlists "
-                                                                         "(with a database URL they live in the "
-                                                                         "database instead)")
-        p.add_argument("--alert-log", default=os.environ.get("BOT_ALERT_LOG"),
-                       help="also append delivered console alerts to this JSON-lines file")
-        p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds")
-        p.add_argument("--web", type=web_address, default=None, metavar="HOST:PORT",
-                       help="serve the pressure page and JSON API there (run: default PORT from the environment on "
-                            "127.0.0.1, else none; demo: 127.0.0.1 on a free port)")
-
-    run = sub.add_parser("run", help="run the engine: scheduled cycles, alerts, chat adapters")
-    run.add_argument("--exchange-url", default=None, help="Binance USDⓈ-M API root (default: config)")
-    run.add_argument("--role", choices=["all", "engine", "delivery", "chat"], default=os.environ.get("BOT_ROLE", "all"),
-                     help="which part this process runs (default all, or BOT_ROLE); roles apart need DATABASE_URL "
-                          "(PostgreSQL): one engine and one Telegram poller at a time, any number of delivery "
-                          "workers (docs/deploy.md)")
-    engine_opts(run)
-    run.set_defaults(func=cmd_run)
-
-    demo = sub.add_parser("demo", help="offline demo: simulated market on loopback + the real engine")
-    engine_opts(demo)
-    demo.add_argument("--symbols", type=int, default=300)
-    demo.add_argument("--speed", type=float, default=200.0, help="simulated seconds per wall second")
-    demo.add_argument("--interval", type=float, default=1.5, help="wall seconds between cycles")
-    demo.add_argument("--seed", type=int, default=7, help="the market's seed: same seed, same market")
-    demo.add_argument("--start", type=utc_ms, default=None, metavar="UTC",
-                      help="simulated start, e.g. 2026-03-29T01:30Z (default: now); the market is the same "
-                           "for any start, only its timestamps move")
-    demo.set_defaults(func=cmd_demo)
-
-    sig = sub.add_parser("signal", help="print a signal's receipt: the exact inputs that fired it")
-    sig.add_argument("id")
-    sig.add_argument("--db", default=None)
-    sig.set_defaults(func=cmd_signal)
-
-    verify = sub.add_parser("verify", help="recompute every receipt, root, chain link and signature (exit 0/1)")
-    verify.add_argument("--db", default=None, help="SQLite path (also BOT_DB_PATH)")
-    verify.add_argument("--signal", default=None, metavar="ID", help="check one signal: its receipt hash, inclusion "
-                                                                     "proof and its cycle's signed manifest")
-    verify.add_argument("--json", action="store_true", help="with --signal: the proof bundle anyone can check "
-                                                            "(docs/receipts.md); without: the summary as JSON")
-    verify.add_argument("--public-key", action="store_true", help="print the public key receipts are signed with")
-    verify.add_argument("--key", default=None, metavar="HEX", help="the published public key to trust (default: "
-                                                                   "the database's own signing key)")
-    verify.set_defaults(func=cmd_verify)
-
-    check = sub.add_parser("check-config", help="validate config/bot.yaml and every watchlist (exit 0/1)")
-    check.add_argument("--watchlists", default=DEFAULT_WATCHLISTS)
-    check.set_defaults(func=cmd_check_config, no_config=True)

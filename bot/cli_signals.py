@@ -1,12 +1,11 @@
-"""CLI commands of closed signals: `signals` (the feed, open and closed) and `perf` (the performance report)."""
+"""CLI commands of closed signals: `signals` (the feed, open and closed) and `perf` (the performance report); their
+parsers: bot/cli.py."""
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from . import report
-from .cli import dumps, open_store, positive_int
-from .cli_run import utc_ms
+from .cli import dumps, open_store
 from .config import Config, load_config, resolve_db_path
 from .errors import UserError
 from .outcomes import performance_report
@@ -81,28 +80,3 @@ def cmd_backtest(args, cfg: Config) -> int:
         print(rep["note"] + f" · {rep['cycles']} cycles · thresholds {', '.join(map(str, rep['thresholds']))}")
         print(report.perf_text(rep, label="BACKTEST"))
     return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    sig = sub.add_parser("signals", help="the signal feed: open and closed, with outcome, net bps and receipt hash")
-    sig.add_argument("--db", default=None, help="SQLite path (also BOT_DB_PATH)")
-    sig.add_argument("--closed", action="store_true", help="closed signals only (TP1, SL or TIMEOUT)")
-    sig.add_argument("--limit", type=positive_int, default=30)
-    sig.add_argument("--json", action="store_true", help="machine-readable, with each closing record")
-    sig.set_defaults(func=cmd_signals)
-
-    perf = sub.add_parser("perf", help="performance of closed signals: per symbol, per rule, follow and fade")
-    perf.add_argument("symbol", nargs="?", default=None)
-    perf.add_argument("--db", default=None, help="SQLite path (also BOT_DB_PATH)")
-    perf.add_argument("--window", type=positive_int, default=30, metavar="DAYS", help="days back from the last cycle")
-    perf.add_argument("--json", action="store_true")
-    perf.set_defaults(func=cmd_perf)
-
-    bt = sub.add_parser("backtest", help="replay stored cycles through the current score, rules and evaluation")
-    bt.add_argument("--db", default=None, help="SQLite path (also BOT_DB_PATH)")
-    bt.add_argument("--since", type=utc_ms, default=None, metavar="DATE", help="first cycle, e.g. 2026-03-29 "
-                                                                               "(default: the oldest stored)")
-    bt.add_argument("--config", dest="config_file", default=None, metavar="FILE",
-                    help="the settings to judge (default: the bot's --config)")
-    bt.add_argument("--json", action="store_true")
-    bt.set_defaults(func=cmd_backtest)

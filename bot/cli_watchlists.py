@@ -1,8 +1,8 @@
 """`python -m bot watchlists import DIR` / `export DIR`: move the per-user YAML documents between a folder of files
-and the database (DATABASE_URL, or --db): byte for byte, comments included; each document checked first."""
+and the database (DATABASE_URL, or --db): byte for byte, comments included; each document checked first. Its
+parser: bot/cli.py."""
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -32,12 +32,3 @@ def cmd_watchlists(args, cfg: Config) -> int:
     print(f"{len(copied)} watchlist(s) copied {direction}" + (f": {', '.join(copied)}" if copied else "")
           + f"; {len(problems)} problem(s)")
     return 1 if problems else 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    wl = sub.add_parser("watchlists", help="move watchlists between a folder of YAML files and the database")
-    wl.add_argument("action", choices=["import", "export"], help="import: folder -> database; export: database -> "
-                                                                 "folder")
-    wl.add_argument("directory", help="the folder of <user id>.yaml files")
-    wl.add_argument("--db", default=None, help="database URL or SQLite path (default: DATABASE_URL, BOT_DB_PATH)")
-    wl.set_defaults(func=cmd_watchlists)

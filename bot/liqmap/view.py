@@ -3,11 +3,13 @@ footnote (pure; numpy holds the grid)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .model import LiqMap, Params, Print, Step, run
 from .read import Reading, footnote, read
+
+if TYPE_CHECKING:
+    import numpy as np
 
 WINDOWS_MS = {"1h": 3_600_000, "4h": 4 * 3_600_000, "12h": 12 * 3_600_000, "24h": 24 * 3_600_000,
               "1w": 7 * 24 * 3_600_000}
@@ -49,6 +51,7 @@ def window_ms(label: str) -> int:
 def build(symbol: str, window: str, steps: list[Step], prints: list[Print], params: Params,
           top_fraction: float = 0.25) -> View:
     """`steps` ascending (warm-up included); `prints` of the symbol. The window ends at the last step."""
+    import numpy as np      # here, not at the top: `python -m bot` imports WINDOWS_MS for every command's parser
     if not steps:
         raise ValueError(f"{symbol}: no candles and open interest stored yet for the LiqMap")
     start = steps[-1].ts - window_ms(window)
