@@ -107,7 +107,7 @@ def test_scan_against_the_simulated_exchange(tmp_path, cli):
 
 def test_unreachable_exchange_is_a_clear_error(tmp_path, cli):
     cfg = tmp_path / "bot.yaml"
-    cfg.write_text("exchange: {max_retries: 1}\n")        # the default's back-off takes ~15 s to give up
+    cfg.write_text("exchange: {max_retries: 0}\n")        # one try: the default's back-off takes ~15 s to give up
     out = cli("--config", str(cfg), "scan", "--exchange-url", "http://127.0.0.1:9", "--db", str(tmp_path / "s.db"))
     assert out.returncode == 1
     assert "exchange request failed" in out.stderr and "network error" in out.stderr
