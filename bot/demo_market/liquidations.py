@@ -66,18 +66,17 @@ def force_orders(sim: MarketSimulator, symbol: str, start_ms: int, end_ms: int) 
     as on Binance: the stream is a floor. Depends only on the market, never on the range asked for."""
     lo = (start_ms - LOOKBACK_MS) // STEP_MS * STEP_MS
     first_minute = lo // MINUTE_MS
-    states = [sim.state(symbol, m * MINUTE_MS) for m in range(first_minute, -(-end_ms // MINUTE_MS) + 1)]
-    marks = [st.mark_price for st in states]
+    marks, ois, episodes = sim.minute_path(symbol, first_minute, -(-end_ms // MINUTE_MS) + 1)
     lows = [min(a, b) for a, b in zip(marks, marks[1:])]
     mins, maxs = _sparse(lows), _sparse([-max(a, b) for a, b in zip(marks, marks[1:])])
     per = STEP_MS // MINUTE_MS
     crossings: dict[int, tuple[str, float, float]] = {}      # second (ms) -> (side, price, notional)
     for k in range(0, len(lows) - per, per):
-        grown = states[k + per].open_interest - states[k].open_interest
+        grown = ois[k + per] - ois[k]
         if grown <= 0:
             continue
         entry = sum(marks[k:k + per + 1]) / (per + 1)
-        ep = states[k].episode
+        ep = episodes[k]
         long_share = LONG_SHARE.get((ep.kind, ep.side), 0.5) if ep is not None else 0.5
         limit = min(len(lows), k + per + LOOKBACK_MS // MINUTE_MS)
         for lev, share, mmr in TRADERS:
