@@ -68,6 +68,17 @@ def test_an_hour_of_force_orders_is_the_same_after_its_neighbours_as_alone(symbo
     assert [e for c in chunks for e in c if e["o"]["T"] >= START - 2 * hour + 1234] == span
     again = force_orders(warm, symbol, START - 2 * hour, START - hour)       # an earlier hour, asked again
     assert again == chunks[0]
+    far = force_orders(warm, symbol, START + 200 * hour, START + 201 * hour)   # a jump: its tape starts afresh
+    assert far == force_orders(market(), symbol, START + 200 * hour, START + 201 * hour)
+    assert force_orders(warm, symbol, START + 5 * hour, START + 6 * hour) == alone     # and back
+
+
+def test_a_market_keeps_a_bounded_number_of_force_order_tapes(monkeypatch):
+    import bot.demo_market.liquidations as liquidations
+    monkeypatch.setattr(liquidations, "TAPES_PER_MARKET", 1)
+    sim = MarketSimulator(n_symbols=30, seed=7, start_ms=START, clock=lambda: 0.0)
+    first = [force_orders(sim, s, START, START + 3_600_000) for s in ("BTCUSDT", "ETHUSDT", "BTCUSDT")]
+    assert list(liquidations._TAPES[sim]) == ["BTCUSDT"] and first[0] == first[2]
 
 
 def test_the_stream_follows_the_exchange_root_only_when_left_at_binance_s_default():
