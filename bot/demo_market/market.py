@@ -75,6 +75,14 @@ def _u01(x: int) -> float:
     return _mix(x) * _INV64
 
 
+def _knot(x: int) -> float:
+    """A noise knot in [-1, 1): ``_u01(x) * 2.0 - 1.0``, with the mixing inlined (the noise's innermost call)."""
+    x &= _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return (x ^ (x >> 31)) * _INV64 * 2.0 - 1.0
+
+
 def _key64(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
 
@@ -469,8 +477,8 @@ class MarketSimulator:
             c = cs[lv]
             if c[0] != q:
                 lb = base + lv * _K_LEVEL
-                c[1] = c[2] if q == c[0] + 1 else _u01(lb + q * _K_KNOT) * 2.0 - 1.0
-                c[2] = _u01(lb + (q + 1) * _K_KNOT) * 2.0 - 1.0
+                c[1] = c[2] if q == c[0] + 1 else _knot(lb + q * _K_KNOT)
+                c[2] = _knot(lb + (q + 1) * _K_KNOT)
                 c[0] = q
             v0 = c[1]
             total += amp * (v0 + (c[2] - v0) * (r / scale))
@@ -490,8 +498,8 @@ class MarketSimulator:
             for i, t in enumerate(rel):
                 q, r = divmod(t, scale)
                 if q != cq:
-                    v0 = v1 if q == cq + 1 else _u01(lb + q * _K_KNOT) * 2.0 - 1.0
-                    v1 = _u01(lb + (q + 1) * _K_KNOT) * 2.0 - 1.0
+                    v0 = v1 if q == cq + 1 else _knot(lb + q * _K_KNOT)
+                    v1 = _knot(lb + (q + 1) * _K_KNOT)
                     cq = q
                 totals[i] += amp * (v0 + (v1 - v0) * (r / scale))
         return totals
@@ -873,24 +881,19 @@ class MarketSimulator:
             return self._premium(self._spec(symbol), t)
         return [self._premium(s, t) for s in self._specs]
 
-    def _grid_price(self, spec: _Spec, hour: int) -> float:
-        ck = (spec.idx, hour)
-        p = self._grid_cache.get(ck)
-        if p is None:
-            if len(self._grid_cache) > 80_000:
-                self._grid_cache.clear()
-            t = self.start_ms + hour * HOUR_MS
-            eps = self._relevant(spec, t)
-            p = self._index_price(spec, t, eps, 2) * (1.0 + self._basis(spec, t, eps, 2))
-            self._grid_cache[ck] = p
-        return p
-
     def _grid_range(self, spec: _Spec, hour: int) -> tuple[float, float]:
-        """(max, min) of the hourly grid prices in the 24 hours ending at ``hour``."""
+        """(max, min) of the hourly grid prices (marks on the hour) in the 24 hours ending at ``hour``; the missing
+        grid prices are computed in one batch (bounded: the cache is cleared past 80,000 entries, ~10 MB)."""
         ck = (spec.idx, hour, "range")
         got = self._grid_cache.get(ck)
         if got is None:
-            ps = [self._grid_price(spec, h) for h in range(hour - 23, hour + 1)]
+            if len(self._grid_cache) > 80_000:
+                self._grid_cache.clear()
+            hours = range(hour - 23, hour + 1)
+            missing = [h for h in hours if (spec.idx, h) not in self._grid_cache]
+            for h, p in zip(missing, self._marks(spec, [self.start_ms + h * HOUR_MS for h in missing])):
+                self._grid_cache[(spec.idx, h)] = p
+            ps = [self._grid_cache[(spec.idx, h)] for h in hours]
             got = (max(ps), min(ps))
             self._grid_cache[ck] = got
         return got
