@@ -18,6 +18,7 @@ from _common import banner, load
 
 HERE = Path(__file__).resolve().parent
 BENCHES = ("cycle", "scoring", "rules", "memory", "freshness", "alert_latency", "history_size")
+BENCHES += ("simulator",)         # the simulated exchange's own cost, against a baseline commit
 
 
 def run(name: str) -> tuple[list[dict], float, int]:
