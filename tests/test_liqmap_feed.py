@@ -162,3 +162,17 @@ def test_the_cli_writes_the_png_and_prints_the_read(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "bot", "liqmap", "FOO", "--simulate", "--out", str(out)], cwd=root,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "FOOUSDT): Binance error -1121: Invalid symbol." in bad.stderr
+
+
+def test_a_market_s_force_order_tapes_go_with_it():
+    import gc
+    import weakref
+
+    import bot.demo_market.liquidations as liquidations
+    sim = MarketSimulator(n_symbols=30, seed=7, start_ms=START, clock=lambda: 0.0)
+    force_orders(sim, "BTCUSDT", START, START + 3_600_000)
+    assert sim in liquidations._TAPES
+    gone = weakref.ref(sim)
+    del sim
+    gc.collect()
+    assert gone() is None

@@ -57,11 +57,11 @@ def force_orders(sim: MarketSimulator, symbol: str, start_ms: int, end_ms: int) 
         tapes = _TAPES.setdefault(sim, {})
         tape = tapes.pop(symbol, None)
         if tape is None or not tape.serves(lo, start_ms):
-            tape = _Tape(sim, symbol, lo)
+            tape = _Tape(symbol, lo)
         tapes[symbol] = tape                                  # most recently used last
         while len(tapes) > TAPES_PER_MARKET:
             del tapes[next(iter(tapes))]
-        tape.advance(-(-end_ms // MINUTE_MS))
+        tape.advance(sim, -(-end_ms // MINUTE_MS))
         hits = sorted((h for hour in range(start_ms // HOUR_MS, (end_ms - 1) // HOUR_MS + 1)
                        for h in tape.hits.get(hour, ()) if start_ms <= h[0] < end_ms), key=lambda h: h[1])
     crossings = {ts: (side, price, notional) for ts, _, side, price, notional in hits}   # the last in a second wins
@@ -70,6 +70,7 @@ def force_orders(sim: MarketSimulator, symbol: str, start_ms: int, end_ms: int) 
 
 
 _LOCK = threading.Lock()         # the CLI asks from a worker thread; a tape is advanced by one caller at a time
+# per market (gone with it: a tape holds no reference to its market), its symbols' tapes, least recently used first
 _TAPES: weakref.WeakKeyDictionary[MarketSimulator, dict[str, "_Tape"]] = weakref.WeakKeyDictionary()
 
 
@@ -82,8 +83,8 @@ class _Tape:
     [step, limit (first minute no longer searched), positions (order, side, level, notional), highest long level,
     lowest short level]."""
 
-    def __init__(self, sim: MarketSimulator, symbol: str, origin: int) -> None:
-        self.sim, self.symbol, self.origin = sim, symbol, origin
+    def __init__(self, symbol: str, origin: int) -> None:
+        self.symbol, self.origin = symbol, origin
         self.next_step = origin
         self.searched = origin
         self.kept_from = origin          # the first minute whose prints are still kept
@@ -94,19 +95,19 @@ class _Tape:
         """Whether the prints from ``start_ms`` on (whose positions open from step ``lo``) can come from here."""
         return self.origin <= lo <= self.searched and start_ms >= self.kept_from * MINUTE_MS
 
-    def advance(self, to: int) -> None:
+    def advance(self, sim: MarketSimulator, to: int) -> None:
         """Search every minute below ``to``, an hour at a time (the range-minimum test then skips most steps)."""
         while self.searched < to:
-            self._search(self.searched, min(to, self.searched + 60))
+            self._search(sim, self.searched, min(to, self.searched + 60))
         oldest = self.searched // 60 - KEEP_HOURS
         if oldest * 60 > self.kept_from:
             for hour in [h for h in self.hits if h < oldest]:
                 del self.hits[hour]
             self.kept_from = oldest * 60
 
-    def _search(self, a: int, b: int) -> None:
+    def _search(self, sim: MarketSimulator, a: int, b: int) -> None:
         base = min(self.next_step, a)
-        marks, ois, episodes = self.sim.minute_path(self.symbol, base, b + 1)
+        marks, ois, episodes = sim.minute_path(self.symbol, base, b + 1)
         while self.next_step + PER < b:
             self._open(self.next_step, marks, ois, episodes, self.next_step - base)
             self.next_step += PER

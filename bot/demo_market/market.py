@@ -125,7 +125,7 @@ _P_GROUP = 0.31              # probability of a group in a window -> ~6-7 % of s
 _FADE_MS = 72 * HOUR_MS      # OI / price moves of an episode fade out over this after its end
 _LOOKBACK_WINDOWS = 4        # windows that can still influence "now" (group <= 16h + 72h fade)
 # minute_path keeps at most this many hour blocks (60 marks, OIs, episodes: ~4.5 kB each, so ~5.4 MB): 12 symbols'
-# 100 hours, more than the 73 hours the force-order stream replays per symbol
+# 100 hours, more than the 73 hours a fresh force-order tape reads per symbol
 _MINUTE_BLOCKS_MAX = 1200
 
 # ---------------------------------------------------------------------------------------------
@@ -756,7 +756,7 @@ class MarketSimulator:
                     ) -> tuple[list[float], list[float], list[Episode | None]]:
         """Mark price, open interest and active episode at every whole minute m in [first_minute, end_minute)
         (minutes since the epoch): the values of ``state(symbol, m * MINUTE_MS)``, from hour blocks cached per
-        symbol (the force-order stream replays 3 days of minutes for every hour it serves)."""
+        symbol (a force-order tape reads 3 days of minutes when it starts; several read the same minutes)."""
         spec = self._spec(symbol)
         marks: list[float] = []
         ois: list[float] = []
