@@ -444,7 +444,7 @@ def test_batched_klines_and_oi_history_are_the_states_at_their_instants():
 
 
 def test_the_minute_path_is_the_states_and_its_cache_is_bounded(monkeypatch):
-    import bot.demo_market.market as market
+    from bot.demo_market import market
     monkeypatch.setattr(market, "_MINUTE_BLOCKS_MAX", 5)
     s = MarketSimulator(n_symbols=40, seed=7, start_ms=START, clock=fixed_clock)
     kick = s.kickoff_episodes()[0].symbol

@@ -74,7 +74,7 @@ def test_an_hour_of_force_orders_is_the_same_after_its_neighbours_as_alone(symbo
 
 
 def test_a_market_keeps_a_bounded_number_of_force_order_tapes(monkeypatch):
-    import bot.demo_market.liquidations as liquidations
+    from bot.demo_market import liquidations
     monkeypatch.setattr(liquidations, "TAPES_PER_MARKET", 1)
     sim = MarketSimulator(n_symbols=30, seed=7, start_ms=START, clock=lambda: 0.0)
     first = [force_orders(sim, s, START, START + 3_600_000) for s in ("BTCUSDT", "ETHUSDT", "BTCUSDT")]
@@ -168,7 +168,7 @@ def test_a_market_s_force_order_tapes_go_with_it():
     import gc
     import weakref
 
-    import bot.demo_market.liquidations as liquidations
+    from bot.demo_market import liquidations
     sim = MarketSimulator(n_symbols=30, seed=7, start_ms=START, clock=lambda: 0.0)
     force_orders(sim, "BTCUSDT", START, START + 3_600_000)
     assert sim in liquidations._TAPES

@@ -116,7 +116,7 @@ class _Tape:
         low, high = min(lows), max(highs)
         still = []
         for entry in self.open:
-            step, limit, positions, top_long, bottom_short = entry
+            step, limit, _, top_long, bottom_short = entry
             i0, i1 = max(a, step + PER), min(b, limit)
             if i0 < i1:
                 if i0 == a and i1 == b:
