@@ -120,11 +120,11 @@ class _Tape:
             i0, i1 = max(a, step + PER), min(b, limit)
             if i0 < i1:
                 if i0 == a and i1 == b:
-                    crossed = low <= top_long or high >= bottom_short
+                    lo, hi = low, high
                 else:
-                    crossed = min(lows[i0 - a:i1 - a]) <= top_long or max(highs[i0 - a:i1 - a]) >= bottom_short
-                if crossed:
-                    self._liquidate(entry, i0, i1, a, lows, highs, marks, base)
+                    lo, hi = min(lows[i0 - a:i1 - a]), max(highs[i0 - a:i1 - a])
+                if lo <= top_long or hi >= bottom_short:
+                    self._liquidate(entry, i0, i1, a, lo, hi, lows, highs, marks, base)
             if entry[2] and limit > b:
                 still.append(entry)
         self.open = still
@@ -144,12 +144,16 @@ class _Tape:
                 positions.append((step * 16 + t * 2 + si, side, level, grown * entry_price * part * share * STILL_OPEN))
         self.open.append([step, step + PER + LOOKBACK_MIN, positions, *_bounds(positions)])
 
-    def _liquidate(self, entry: list, i0: int, i1: int, a: int, lows: list[float], highs: list[float],
-                   marks: list[float], base: int) -> None:
-        """Record the first crossing in [i0, i1) of each of the step's positions that has one; keep the others."""
+    def _liquidate(self, entry: list, i0: int, i1: int, a: int, lo: float, hi: float, lows: list[float],
+                   highs: list[float], marks: list[float], base: int) -> None:
+        """Record the first crossing in [i0, i1) (whose lowest low is ``lo``, highest high ``hi``) of each of the
+        step's positions that has one; keep the others."""
         left = []
         for pos in entry[2]:
             order, side, level, notional = pos
+            if (lo > level) if side == "long" else (hi < level):
+                left.append(pos)
+                continue
             for i in range(i0, i1):
                 if (lows[i - a] <= level) if side == "long" else (highs[i - a] >= level):
                     x, y = marks[i - base], marks[i + 1 - base]
