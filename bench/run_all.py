@@ -17,7 +17,8 @@ from pathlib import Path
 from _common import banner, load
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ("cycle", "scoring", "rules", "memory", "freshness", "alert_latency", "history_size", "cli_startup")
+BENCHES = ("cycle", "scoring", "rules", "memory", "freshness", "alert_latency", "history_size", "cli_startup",
+           "simulator")
 
 
 def run(name: str) -> tuple[list[dict], float, int]:

@@ -417,3 +417,42 @@ def test_history_before_start_is_available(sim):
     assert st.index_price > 0 and st.open_interest > 0
     hist = sim.open_interest_hist("SOLUSDT", "1h", 500, start_time=t, at_ms=START)
     assert len(hist) == 500 and hist[0]["timestamp"] >= t
+
+
+# ---------------------------------------------------------------------------------------------
+# the cached and batched paths serve the values of the plain per-instant ones
+
+
+def test_batched_klines_and_oi_history_are_the_states_at_their_instants():
+    s = MarketSimulator(n_symbols=40, seed=7, start_ms=START, clock=fixed_clock)
+    now = START + 5 * HOUR_MS + 17_000
+    kick = s.kickoff_episodes()[0].symbol            # an episode's moves are in the path too
+    for symbol in ("BTCUSDT", kick, "BTCUSDT_261225"):
+        digits = s._spec(symbol).price_digits
+        for interval, step in (("1h", HOUR_MS), ("5m", 5 * MINUTE_MS)):
+            rows = s.klines(symbol, interval, 80, at_ms=now)
+            fresh = MarketSimulator(n_symbols=40, seed=7, start_ms=START, clock=fixed_clock)
+            for row in rows:
+                close_at = min(row[0] + step, now)
+                assert row[1] == f"{fresh.state(symbol, row[0]).mark_price:.{digits}f}"      # open
+                assert row[4] == f"{fresh.state(symbol, close_at).mark_price:.{digits}f}"    # close
+        qty = s._spec(symbol).qty_digits
+        for row in s.open_interest_hist(symbol, "5m", 100, at_ms=now):
+            oi = round(MarketSimulator(n_symbols=40, seed=7, start_ms=START).state(symbol, row["timestamp"])
+                       .open_interest, qty)
+            assert row["sumOpenInterest"] == f"{oi:.{max(qty, 8)}f}"
+
+
+def test_the_minute_path_is_the_states_and_its_cache_is_bounded(monkeypatch):
+    from bot.demo_market import market
+    monkeypatch.setattr(market, "_MINUTE_BLOCKS_MAX", 5)
+    s = MarketSimulator(n_symbols=40, seed=7, start_ms=START, clock=fixed_clock)
+    kick = s.kickoff_episodes()[0].symbol
+    first = (START - 2 * HOUR_MS) // MINUTE_MS + 7
+    for symbol in ("ETHUSDT", kick):
+        for _ in range(2):                           # computed, then (partly evicted and) served again
+            marks, ois, episodes = s.minute_path(symbol, first, first + 4 * 60 + 3)
+            assert len(s._minute_blocks) <= 5 and len(marks) == len(ois) == len(episodes) == 4 * 60 + 3
+            states = [s.state(symbol, (first + i) * MINUTE_MS) for i in range(len(marks))]
+            assert marks == [st.mark_price for st in states] and ois == [st.open_interest for st in states]
+            assert episodes == [st.episode for st in states] and any(episodes) == (symbol == kick)

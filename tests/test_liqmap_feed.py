@@ -51,6 +51,36 @@ def test_the_simulator_speaks_the_binance_wire_format():
     assert all(parse_force_order(e) for e in events)
 
 
+START = 1_794_999_960_000          # a fixed minute: the same market on every run
+
+
+@pytest.mark.parametrize("symbol", ["BTCUSDT", "kickoff"])
+def test_an_hour_of_force_orders_is_the_same_after_its_neighbours_as_alone(symbol):
+    def market():
+        return MarketSimulator(n_symbols=30, seed=7, start_ms=START, clock=lambda: 0.0)
+    warm = market()
+    symbol = warm.kickoff_episodes()[0].symbol if symbol == "kickoff" else symbol    # a cascade of its own
+    hour = 3_600_000
+    chunks = [force_orders(warm, symbol, START + h * hour, START + (h + 1) * hour) for h in range(-2, 6)]
+    alone = force_orders(market(), symbol, START + 5 * hour, START + 6 * hour)
+    assert chunks[-1] == alone and alone                                     # after hours H-7..H-1, or cold
+    span = force_orders(market(), symbol, START - 2 * hour + 1234, START + 6 * hour)   # one long range, cold
+    assert [e for c in chunks for e in c if e["o"]["T"] >= START - 2 * hour + 1234] == span
+    again = force_orders(warm, symbol, START - 2 * hour, START - hour)       # an earlier hour, asked again
+    assert again == chunks[0]
+    far = force_orders(warm, symbol, START + 200 * hour, START + 201 * hour)   # a jump: its tape starts afresh
+    assert far == force_orders(market(), symbol, START + 200 * hour, START + 201 * hour)
+    assert force_orders(warm, symbol, START + 5 * hour, START + 6 * hour) == alone     # and back
+
+
+def test_a_market_keeps_a_bounded_number_of_force_order_tapes(monkeypatch):
+    from bot.demo_market import liquidations
+    monkeypatch.setattr(liquidations, "TAPES_PER_MARKET", 1)
+    sim = MarketSimulator(n_symbols=30, seed=7, start_ms=START, clock=lambda: 0.0)
+    first = [force_orders(sim, s, START, START + 3_600_000) for s in ("BTCUSDT", "ETHUSDT", "BTCUSDT")]
+    assert list(liquidations._TAPES[sim]) == ["BTCUSDT"] and first[0] == first[2]
+
+
 def test_the_stream_follows_the_exchange_root_only_when_left_at_binance_s_default():
     default = Config().liqmap.stream_url
     assert stream_url_for(default, "https://fapi.binance.com") == "wss://fstream.binance.com/ws"
@@ -60,7 +90,7 @@ def test_the_stream_follows_the_exchange_root_only_when_left_at_binance_s_defaul
 
 async def test_a_dropped_stream_reconnects_and_loses_only_the_gap(caplog):
     caplog.set_level(logging.INFO, logger="bot.exchange.force_orders")
-    sim = MarketSimulator(n_symbols=30, seed=7, speed=7200)        # two simulated hours a second: prints flow
+    sim = MarketSimulator(n_symbols=30, seed=7, speed=14_400)      # four simulated hours a second: prints flow
     got = []
 
     async def sink(batch):
@@ -70,7 +100,7 @@ async def test_a_dropped_stream_reconnects_and_loses_only_the_gap(caplog):
         server.force_orders.tick_s = 0.05
         server.force_orders.symbols = ["BTCUSDT", "ETHUSDT"]
         url = stream_url_for(Config().liqmap.stream_url, server.base_url)
-        rec = ForceOrderRecorder(url, ["BTCUSDT", "ETHUSDT"], sink, backoff_s=(0.2, 1), flush_s=0.1,
+        rec = ForceOrderRecorder(url, ["BTCUSDT", "ETHUSDT"], sink, backoff_s=(0.02, 0.1), flush_s=0.05,
                                  now_ms=sim.now_ms)
         task = asyncio.create_task(rec.run())
         try:
@@ -132,3 +162,17 @@ def test_the_cli_writes_the_png_and_prints_the_read(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "bot", "liqmap", "FOO", "--simulate", "--out", str(out)], cwd=root,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "FOOUSDT): Binance error -1121: Invalid symbol." in bad.stderr
+
+
+def test_a_market_s_force_order_tapes_go_with_it():
+    import gc
+    import weakref
+
+    from bot.demo_market import liquidations
+    sim = MarketSimulator(n_symbols=30, seed=7, start_ms=START, clock=lambda: 0.0)
+    force_orders(sim, "BTCUSDT", START, START + 3_600_000)
+    assert sim in liquidations._TAPES
+    gone = weakref.ref(sim)
+    del sim
+    gc.collect()
+    assert gone() is None

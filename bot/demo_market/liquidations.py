@@ -16,18 +16,19 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 import weakref
 
 from aiohttp import WSCloseCode, web
 
-from bot.demo_market.market import MINUTE_MS, MarketSimulator
+from bot.demo_market.market import HOUR_MS, MINUTE_MS, MarketSimulator
 
 __all__ = ["force_orders", "ForceOrderStream", "STREAM_PATH"]
 
 STREAM_PATH = "/ws/!forceOrder@arr"
 LOOKBACK_MS = 3 * 24 * 3_600_000   # a position lives at most this long (then it is closed, not liquidated)
-STEP_MS = 5 * MINUTE_MS
-CHUNK_MS = 60 * MINUTE_MS         # the stream computes its prints an hour at a time           # positions are opened per 5-minute step, as open interest grows
+STEP_MS = 5 * MINUTE_MS           # positions are opened per 5-minute step, as open interest grows
+CHUNK_MS = 60 * MINUTE_MS         # the stream computes its prints an hour at a time
 # The simulator's own traders (deliberately not the estimate's default mix): (leverage, share, maintenance margin)
 TRADERS = ((3, 0.10, 0.01), (10, 0.30, 0.008), (20, 0.30, 0.006), (50, 0.20, 0.005), (100, 0.10, 0.004))
 STILL_OPEN = 0.1                  # the share of a level still open (not closed, not topped up) when price gets there
@@ -35,25 +36,10 @@ LONG_SHARE = {("long_crowding", "long"): 0.8, ("short_ramp", "short"): 0.2, ("sq
               ("squeeze", "short"): 0.3}    # who opens the new positions during an episode (else half and half)
 
 
-def _first_cross(table: list[list[float]], start: int, limit: int, level: float, below: bool) -> int | None:
-    """The first minute index i in [start, limit) whose low <= level (below) / high >= level, by binary lifting
-    over a sparse table of range minima (of lows, or of negated highs)."""
-    key = level if below else -level
-    pos = start
-    for j in range(len(table) - 1, -1, -1):
-        if pos + (1 << j) <= limit and table[j][pos] > key:
-            pos += 1 << j
-    return pos if pos < limit else None
-
-
-def _sparse(values: list[float]) -> list[list[float]]:
-    table = [values]
-    j = 1
-    while (1 << j) <= len(values):
-        prev, half = table[-1], 1 << (j - 1)
-        table.append([min(prev[i], prev[i + half]) for i in range(len(values) - (1 << j) + 1)])
-        j += 1
-    return table
+LOOKBACK_MIN = LOOKBACK_MS // MINUTE_MS
+PER = STEP_MS // MINUTE_MS
+KEEP_HOURS = 48                   # a tape keeps the prints of its last 48 hours (older ones are recomputed cold)
+TAPES_PER_MARKET = 8              # symbols whose tape a market keeps (~1 MB each: <= 865 steps x 10 positions)
 
 
 def force_orders(sim: MarketSimulator, symbol: str, start_ms: int, end_ms: int) -> list[dict]:
@@ -63,36 +49,129 @@ def force_orders(sim: MarketSimulator, symbol: str, start_ms: int, end_ms: int) 
     crowded side of an episode takes the larger share), over its own leverage mix; a position is liquidated at the
     first minute whose price range reaches its isolated liquidation price, within LOOKBACK_MS of opening. The print
     is at that price, in the second the path crosses it; when two fall in the same second only the last is sent,
-    as on Binance: the stream is a floor. Depends only on the market, never on the range asked for."""
-    lo = (start_ms - LOOKBACK_MS) // STEP_MS * STEP_MS
-    first_minute = lo // MINUTE_MS
-    states = [sim.state(symbol, m * MINUTE_MS) for m in range(first_minute, -(-end_ms // MINUTE_MS) + 1)]
-    marks = [st.mark_price for st in states]
-    lows = [min(a, b) for a, b in zip(marks, marks[1:])]
-    mins, maxs = _sparse(lows), _sparse([-max(a, b) for a, b in zip(marks, marks[1:])])
-    per = STEP_MS // MINUTE_MS
-    crossings: dict[int, tuple[str, float, float]] = {}      # second (ms) -> (side, price, notional)
-    for k in range(0, len(lows) - per, per):
-        grown = states[k + per].open_interest - states[k].open_interest
-        if grown <= 0:
-            continue
-        entry = sum(marks[k:k + per + 1]) / (per + 1)
-        ep = states[k].episode
-        long_share = LONG_SHARE.get((ep.kind, ep.side), 0.5) if ep is not None else 0.5
-        limit = min(len(lows), k + per + LOOKBACK_MS // MINUTE_MS)
-        for lev, share, mmr in TRADERS:
-            for side, part in (("long", long_share), ("short", 1 - long_share)):
-                level = entry * ((1 - 1 / lev) / (1 - mmr) if side == "long" else (1 + 1 / lev) / (1 + mmr))
-                i = _first_cross(mins if side == "long" else maxs, k + per, limit, level, side == "long")
-                if i is None:
-                    continue
-                a, b = marks[i], marks[i + 1]
-                frac = min(1.0, max(0.0, (level - a) / (b - a))) if b != a else 0.0
-                ts = (first_minute + i) * MINUTE_MS + min(59, int(frac * 60)) * 1000
-                if start_ms <= ts < end_ms:
-                    crossings[ts] = (side, level, grown * entry * part * share * STILL_OPEN)
+    as on Binance: the stream is a floor. Depends only on the market, never on the range asked for: a tape per
+    (market, symbol) follows the positions forward minute by minute, so consecutive ranges (the stream asks an
+    hour at a time) cost only their new minutes, and a range it cannot serve starts a fresh one 3 days earlier."""
+    lo = (start_ms - LOOKBACK_MS) // STEP_MS * STEP_MS // MINUTE_MS
+    with _LOCK:
+        tapes = _TAPES.setdefault(sim, {})
+        tape = tapes.pop(symbol, None)
+        if tape is None or not tape.serves(lo, start_ms):
+            tape = _Tape(symbol, lo)
+        tapes[symbol] = tape                                  # most recently used last
+        while len(tapes) > TAPES_PER_MARKET:
+            del tapes[next(iter(tapes))]
+        tape.advance(sim, -(-end_ms // MINUTE_MS))
+        hits = sorted((h for hour in range(start_ms // HOUR_MS, (end_ms - 1) // HOUR_MS + 1)
+                       for h in tape.hits.get(hour, ()) if start_ms <= h[0] < end_ms), key=lambda h: h[1])
+    crossings = {ts: (side, price, notional) for ts, _, side, price, notional in hits}   # the last in a second wins
     return [_event(symbol, "SELL" if side == "long" else "BUY", price, notional / price, ts)
             for ts, (side, price, notional) in sorted(crossings.items())]
+
+
+_LOCK = threading.Lock()         # the CLI asks from a worker thread; a tape is advanced by one caller at a time
+# per market (gone with it: a tape holds no reference to its market), its symbols' tapes, least recently used first
+_TAPES: weakref.WeakKeyDictionary[MarketSimulator, dict[str, "_Tape"]] = weakref.WeakKeyDictionary()
+
+
+class _Tape:
+    """One symbol's positions and liquidations, followed forward from the step ``origin`` (a minute).
+
+    Positions opened at steps before ``origin`` are not followed; they can only be liquidated before
+    ``origin + LOOKBACK_MIN``, so the prints from there on are complete. Every minute below ``searched`` has been
+    searched for crossings; ``open`` holds the positions not yet liquidated nor expired, per step:
+    [step, limit (first minute no longer searched), positions (order, side, level, notional), highest long level,
+    lowest short level]."""
+
+    def __init__(self, symbol: str, origin: int) -> None:
+        self.symbol, self.origin = symbol, origin
+        self.next_step = origin
+        self.searched = origin
+        self.kept_from = origin          # the first minute whose prints are still kept
+        self.open: list[list] = []
+        self.hits: dict[int, list[tuple]] = {}       # hour -> (ts, order, side, level, notional)
+
+    def serves(self, lo: int, start_ms: int) -> bool:
+        """Whether the prints from ``start_ms`` on (whose positions open from step ``lo``) can come from here."""
+        return self.origin <= lo <= self.searched and start_ms >= self.kept_from * MINUTE_MS
+
+    def advance(self, sim: MarketSimulator, to: int) -> None:
+        """Search every minute below ``to``, an hour at a time (the range-minimum test then skips most steps)."""
+        while self.searched < to:
+            self._search(sim, self.searched, min(to, self.searched + 60))
+        oldest = self.searched // 60 - KEEP_HOURS
+        if oldest * 60 > self.kept_from:
+            for hour in [h for h in self.hits if h < oldest]:
+                del self.hits[hour]
+            self.kept_from = oldest * 60
+
+    def _search(self, sim: MarketSimulator, a: int, b: int) -> None:
+        base = min(self.next_step, a)
+        marks, ois, episodes = sim.minute_path(self.symbol, base, b + 1)
+        while self.next_step + PER < b:
+            self._open(self.next_step, marks, ois, episodes, self.next_step - base)
+            self.next_step += PER
+        lows = [min(marks[i - base], marks[i + 1 - base]) for i in range(a, b)]
+        highs = [max(marks[i - base], marks[i + 1 - base]) for i in range(a, b)]
+        low, high = min(lows), max(highs)
+        still = []
+        for entry in self.open:
+            step, limit, _, top_long, bottom_short = entry
+            i0, i1 = max(a, step + PER), min(b, limit)
+            if i0 < i1:
+                if i0 == a and i1 == b:
+                    lo, hi = low, high
+                else:
+                    lo, hi = min(lows[i0 - a:i1 - a]), max(highs[i0 - a:i1 - a])
+                if lo <= top_long or hi >= bottom_short:
+                    self._liquidate(entry, i0, i1, a, lo, hi, lows, highs, marks, base)
+            if entry[2] and limit > b:
+                still.append(entry)
+        self.open = still
+        self.searched = b
+
+    def _open(self, step: int, marks: list[float], ois: list[float], episodes: list, k: int) -> None:
+        grown = ois[k + PER] - ois[k]
+        if grown <= 0:
+            return
+        entry_price = sum(marks[k:k + PER + 1]) / (PER + 1)
+        ep = episodes[k]
+        long_share = LONG_SHARE.get((ep.kind, ep.side), 0.5) if ep is not None else 0.5
+        positions = []
+        for t, (lev, share, mmr) in enumerate(TRADERS):
+            for si, (side, part) in enumerate((("long", long_share), ("short", 1 - long_share))):
+                level = entry_price * ((1 - 1 / lev) / (1 - mmr) if side == "long" else (1 + 1 / lev) / (1 + mmr))
+                positions.append((step * 16 + t * 2 + si, side, level, grown * entry_price * part * share * STILL_OPEN))
+        self.open.append([step, step + PER + LOOKBACK_MIN, positions, *_bounds(positions)])
+
+    def _liquidate(self, entry: list, i0: int, i1: int, a: int, lo: float, hi: float, lows: list[float],
+                   highs: list[float], marks: list[float], base: int) -> None:
+        """Record the first crossing in [i0, i1) (whose lowest low is ``lo``, highest high ``hi``) of each of the
+        step's positions that has one; keep the others."""
+        left = []
+        for pos in entry[2]:
+            order, side, level, notional = pos
+            if (lo > level) if side == "long" else (hi < level):
+                left.append(pos)
+                continue
+            for i in range(i0, i1):
+                if (lows[i - a] <= level) if side == "long" else (highs[i - a] >= level):
+                    x, y = marks[i - base], marks[i + 1 - base]
+                    frac = min(1.0, max(0.0, (level - x) / (y - x))) if y != x else 0.0
+                    ts = i * MINUTE_MS + min(59, int(frac * 60)) * 1000
+                    self.hits.setdefault(ts // HOUR_MS, []).append((ts, order, side, level, notional))
+                    break
+            else:
+                left.append(pos)
+        entry[2] = left
+        entry[3], entry[4] = _bounds(left)
+
+
+def _bounds(positions: list[tuple]) -> tuple[float, float]:
+    """(highest long level, lowest short level): a minute range whose low and high stay strictly between crosses
+    none of the positions."""
+    return (max((p[2] for p in positions if p[1] == "long"), default=-math.inf),
+            min((p[2] for p in positions if p[1] == "short"), default=math.inf))
 
 
 def _num(x: float) -> str:
@@ -121,7 +200,7 @@ class ForceOrderStream:
         self._chunks: dict[tuple[str, int], list[dict]] = {}    # (symbol, hour) -> its events (computed once)
 
     def _events(self, symbol: str, start_ms: int, end_ms: int) -> list[dict]:
-        """The events in [start_ms, end_ms), from hour-long chunks computed once (a chunk replays 3 days)."""
+        """The events in [start_ms, end_ms), from hour-long chunks computed once (each from the symbol's tape)."""
         out = []
         for hour in range(start_ms // CHUNK_MS, (end_ms - 1) // CHUNK_MS + 1):
             key = (symbol, hour)

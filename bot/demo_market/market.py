@@ -75,6 +75,14 @@ def _u01(x: int) -> float:
     return _mix(x) * _INV64
 
 
+def _knot(x: int) -> float:
+    """A noise knot in [-1, 1): ``_u01(x) * 2.0 - 1.0``, with the mixing inlined (the noise's innermost call)."""
+    x &= _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return (x ^ (x >> 31)) * _INV64 * 2.0 - 1.0
+
+
 def _key64(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
 
@@ -90,6 +98,7 @@ def _smoothstep(x: float) -> float:
 _K_SERIES = 0x632BE59BD9B4E019
 _K_LEVEL = 0x8CB92BA72F3D8DD7
 _K_KNOT = 0x9E3779B97F4A7C15
+_NO_KNOT = -(1 << 80)     # a knot index no time reaches (an empty knot-cache slot)
 
 # series ids
 _S_PRICE, _S_OI, _S_BASIS, _S_FUND, _S_VOL = 0, 1, 2, 3, 4
@@ -115,6 +124,9 @@ _START_GRID_MS = 5 * MINUTE_MS   # a default start falls on an openInterestHist 
 _P_GROUP = 0.31              # probability of a group in a window -> ~6-7 % of symbols active
 _FADE_MS = 72 * HOUR_MS      # OI / price moves of an episode fade out over this after its end
 _LOOKBACK_WINDOWS = 4        # windows that can still influence "now" (group <= 16h + 72h fade)
+# minute_path keeps at most this many hour blocks (60 marks, OIs, episodes: ~4.5 kB each, so ~5.4 MB): 12 symbols'
+# 100 hours, more than the 73 hours a fresh force-order tape reads per symbol
+_MINUTE_BLOCKS_MAX = 1200
 
 # ---------------------------------------------------------------------------------------------
 # static universe
@@ -344,6 +356,7 @@ class MarketSimulator:
         self._window_cache: dict[tuple[int, int], tuple[Episode, ...]] = {}
         self._relevant_cache: dict[tuple[int, int], tuple[Episode, ...]] = {}
         self._grid_cache: dict[tuple, object] = {}
+        self._minute_blocks: dict[tuple[int, int], tuple] = {}    # (symbol idx, hour) -> minute_path's block
         self._kickoff: dict[str, tuple[Episode, ...]] = {}
         self._kick_span: dict[str, tuple[int, int]] = {}
         self._build_kickoff()
@@ -447,31 +460,49 @@ class MarketSimulator:
     # noise
 
     def _noise(self, key: int, cache_id: int, series: int, levels, t: int, lane: int = 0) -> float:
-        """Multi-scale value noise; knots cached per (symbol, lane, series, level).  Use separate
-        lanes for evaluations at distant times so they don't evict each other's knots."""
+        """Multi-scale value noise: a pure function of (key, series, level, t - start_ms).  The knot pairs
+        are cached per (symbol, lane, series) — one list of per-level [q, knot q, knot q+1] — only to
+        save recomputing them; use separate lanes for evaluations at distant times so they don't evict
+        each other's knots.  Bounded: at most 4 lanes x 5 series per symbol of the universe."""
         t -= self.start_ms        # the market's own frame: the same path whatever the wall clock
+        ck = (cache_id * 4 + lane) * 8 + series
+        cs = self._knots.get(ck)
+        if cs is None:
+            cs = self._knots[ck] = [[_NO_KNOT, 0.0, 0.0] for _ in range(8)]
         total = 0.0
-        knots = self._knots
         base = key + series * _K_SERIES
-        for lv, (scale, amp) in enumerate(levels):
+        lv = 0
+        for scale, amp in levels:
             q, r = divmod(t, scale)
-            ck = ((cache_id * 4 + lane) * 8 + series) * 8 + lv
-            c = knots.get(ck)
-            if c is None:
+            c = cs[lv]
+            if c[0] != q:
                 lb = base + lv * _K_LEVEL
-                c = [q, _u01(lb + q * _K_KNOT) * 2.0 - 1.0, _u01(lb + (q + 1) * _K_KNOT) * 2.0 - 1.0]
-                knots[ck] = c
-            elif c[0] != q:
-                lb = base + lv * _K_LEVEL
-                if q == c[0] + 1:
-                    c[1] = c[2]
-                else:
-                    c[1] = _u01(lb + q * _K_KNOT) * 2.0 - 1.0
-                c[2] = _u01(lb + (q + 1) * _K_KNOT) * 2.0 - 1.0
+                c[1] = c[2] if q == c[0] + 1 else _knot(lb + q * _K_KNOT)
+                c[2] = _knot(lb + (q + 1) * _K_KNOT)
                 c[0] = q
             v0 = c[1]
             total += amp * (v0 + (c[2] - v0) * (r / scale))
+            lv += 1
         return total
+
+    def _noise_many(self, key: int, series: int, levels, ts: list[int]) -> list[float]:
+        """:meth:`_noise` at each of ``ts`` (ascending): the same sums in the same order, level by level,
+        with the knots kept in locals while the times walk through them (no cache)."""
+        rel = [t - self.start_ms for t in ts]
+        totals = [0.0] * len(rel)
+        base = key + series * _K_SERIES
+        for lv, (scale, amp) in enumerate(levels):
+            lb = base + lv * _K_LEVEL
+            cq = _NO_KNOT
+            v0 = v1 = 0.0
+            for i, t in enumerate(rel):
+                q, r = divmod(t, scale)
+                if q != cq:
+                    v0 = v1 if q == cq + 1 else _knot(lb + q * _K_KNOT)
+                    v1 = _knot(lb + (q + 1) * _K_KNOT)
+                    cq = q
+                totals[i] += amp * (v0 + (v1 - v0) * (r / scale))
+        return totals
 
     # -----------------------------------------------------------------------------------------
     # episodes
@@ -631,14 +662,22 @@ class MarketSimulator:
     # state
 
     def _index_price(self, spec: _Spec, t: int, eps: tuple[Episode, ...], lane: int = 0) -> float:
-        lp = spec.vol * self._noise(spec.pkey, spec.idx, _S_PRICE, _PRICE_LEVELS, t, lane)
+        return self._index_at(spec, t, eps, self._noise(spec.pkey, spec.idx, _S_PRICE, _PRICE_LEVELS, t, lane))
+
+    @staticmethod
+    def _index_at(spec: _Spec, t: int, eps: tuple[Episode, ...], noise: float) -> float:
+        lp = spec.vol * noise
         for e in eps:
             if e.start_ms < t:
                 lp += e.log_price(t)
         return spec.price0 * spec.price_mult * math.exp(lp)
 
     def _basis(self, spec: _Spec, t: int, eps: tuple[Episode, ...], lane: int = 0) -> float:
-        b = _REST_BASIS_AMP * self._noise(spec.skey, spec.idx, _S_BASIS, _BASIS_LEVELS, t, lane)
+        return self._basis_at(spec, t, eps, self._noise(spec.skey, spec.idx, _S_BASIS, _BASIS_LEVELS, t, lane))
+
+    @staticmethod
+    def _basis_at(spec: _Spec, t: int, eps: tuple[Episode, ...], noise: float) -> float:
+        b = _REST_BASIS_AMP * noise
         if b > _REST_BASIS_MAX:
             b = _REST_BASIS_MAX
         elif b < -_REST_BASIS_MAX:
@@ -651,11 +690,25 @@ class MarketSimulator:
         return b
 
     def _open_interest(self, spec: _Spec, t: int, eps: tuple[Episode, ...], lane: int = 0) -> float:
-        lo = _OI_DAILY_VOL * self._noise(spec.skey, spec.idx, _S_OI, _OI_LEVELS, t, lane)
+        return self._oi_at(spec, t, eps, self._noise(spec.skey, spec.idx, _S_OI, _OI_LEVELS, t, lane))
+
+    @staticmethod
+    def _oi_at(spec: _Spec, t: int, eps: tuple[Episode, ...], noise: float) -> float:
+        lo = _OI_DAILY_VOL * noise
         for e in eps:
             if e.start_ms < t:
                 lo += e.log_oi(t)
         return spec.oi0 * math.exp(lo)
+
+    def _marks(self, spec: _Spec, ts: list[int]) -> list[float]:
+        """Mark prices at ``ts`` (ascending): the values of ``_index_price * (1 + _basis)`` at each, batched."""
+        pn = self._noise_many(spec.pkey, _S_PRICE, _PRICE_LEVELS, ts)
+        bn = self._noise_many(spec.skey, _S_BASIS, _BASIS_LEVELS, ts)
+        out = []
+        for t, p, b in zip(ts, pn, bn):
+            eps = self._relevant(spec, t)
+            out.append(self._index_at(spec, t, eps, p) * (1.0 + self._basis_at(spec, t, eps, b)))
+        return out
 
     def _funding_8h(self, spec: _Spec, t: int, eps: tuple[Episode, ...]) -> float:
         n = _REST_FUND_AMP * self._noise(spec.skey, spec.idx, _S_FUND, _FUND_LEVELS, t)
@@ -698,6 +751,39 @@ class MarketSimulator:
         return SymbolState(symbol, t, index, index * (1.0 + basis), basis,
                            self._funding_rate(spec, f8), f8, spec.interval_h,
                            self._open_interest(spec, t, eps), self._active(eps, t))
+
+    def minute_path(self, symbol: str, first_minute: int, end_minute: int
+                    ) -> tuple[list[float], list[float], list[Episode | None]]:
+        """Mark price, open interest and active episode at every whole minute m in [first_minute, end_minute)
+        (minutes since the epoch): the values of ``state(symbol, m * MINUTE_MS)``, from hour blocks cached per
+        symbol (a force-order tape reads 3 days of minutes when it starts; several read the same minutes)."""
+        spec = self._spec(symbol)
+        marks: list[float] = []
+        ois: list[float] = []
+        eps: list[Episode | None] = []
+        for hour in range(first_minute // 60, (end_minute - 1) // 60 + 1):
+            bm, bo, be = self._minute_block(spec, hour)
+            a, b = max(0, first_minute - hour * 60), min(60, end_minute - hour * 60)
+            marks += bm[a:b]
+            ois += bo[a:b]
+            eps += be[a:b]
+        return marks, ois, eps
+
+    def _minute_block(self, spec: _Spec, hour: int) -> tuple[list[float], list[float], list[Episode | None]]:
+        key = (spec.idx, hour)
+        got = self._minute_blocks.get(key)
+        if got is None:
+            if len(self._minute_blocks) >= _MINUTE_BLOCKS_MAX:
+                del self._minute_blocks[next(iter(self._minute_blocks))]     # the oldest computed
+            ts = [(hour * 60 + i) * MINUTE_MS for i in range(60)]
+            noise = self._noise_many(spec.skey, _S_OI, _OI_LEVELS, ts)
+            ois, eps = [], []
+            for t, n in zip(ts, noise):
+                relevant = self._relevant(spec, t)
+                ois.append(self._oi_at(spec, t, relevant, n))
+                eps.append(self._active(relevant, t))
+            got = self._minute_blocks[key] = (self._marks(spec, ts), ois, eps)
+        return got
 
     # -----------------------------------------------------------------------------------------
     # Binance-shaped payloads
@@ -795,24 +881,19 @@ class MarketSimulator:
             return self._premium(self._spec(symbol), t)
         return [self._premium(s, t) for s in self._specs]
 
-    def _grid_price(self, spec: _Spec, hour: int) -> float:
-        ck = (spec.idx, hour)
-        p = self._grid_cache.get(ck)
-        if p is None:
-            if len(self._grid_cache) > 80_000:
-                self._grid_cache.clear()
-            t = self.start_ms + hour * HOUR_MS
-            eps = self._relevant(spec, t)
-            p = self._index_price(spec, t, eps, 2) * (1.0 + self._basis(spec, t, eps, 2))
-            self._grid_cache[ck] = p
-        return p
-
     def _grid_range(self, spec: _Spec, hour: int) -> tuple[float, float]:
-        """(max, min) of the hourly grid prices in the 24 hours ending at ``hour``."""
+        """(max, min) of the hourly grid prices (marks on the hour) in the 24 hours ending at ``hour``; the missing
+        grid prices are computed in one batch (bounded: the cache is cleared past 80,000 entries, ~10 MB)."""
         ck = (spec.idx, hour, "range")
         got = self._grid_cache.get(ck)
         if got is None:
-            ps = [self._grid_price(spec, h) for h in range(hour - 23, hour + 1)]
+            if len(self._grid_cache) > 80_000:
+                self._grid_cache.clear()
+            hours = range(hour - 23, hour + 1)
+            missing = [h for h in hours if (spec.idx, h) not in self._grid_cache]
+            for h, p in zip(missing, self._marks(spec, [self.start_ms + h * HOUR_MS for h in missing])):
+                self._grid_cache[(spec.idx, h)] = p
+            ps = [self._grid_cache[(spec.idx, h)] for h in hours]
             got = (max(ps), min(ps))
             self._grid_cache[ck] = got
         return got
@@ -912,10 +993,11 @@ class MarketSimulator:
             lo = max(first_ok, hi - (limit - 1) * step)
         out = []
         digits = max(spec.qty_digits, 8)
-        for ts in range(lo, hi + 1, step):
-            eps = self._relevant(spec, ts)
-            oi = round(self._open_interest(spec, ts, eps, 3), spec.qty_digits)
-            mark = self._index_price(spec, ts, eps, 3) * (1.0 + self._basis(spec, ts, eps, 3))
+        stamps = list(range(lo, hi + 1, step))
+        ois = self._noise_many(spec.skey, _S_OI, _OI_LEVELS, stamps)
+        marks = self._marks(spec, stamps)
+        for ts, noise, mark in zip(stamps, ois, marks):
+            oi = round(self._oi_at(spec, ts, self._relevant(spec, ts), noise), spec.qty_digits)
             out.append({
                 "symbol": spec.symbol,
                 "sumOpenInterest": _fmt(oi, digits),
@@ -956,16 +1038,15 @@ class MarketSimulator:
             hi = min(hi, lo + (limit - 1) * step)
         else:
             lo = max(first_ok, hi - (limit - 1) * step)
-        return [self._kline(spec, ts, step, now) for ts in range(lo, hi + 1, step)]
-
-    def _mark(self, spec: _Spec, t: int) -> float:
-        eps = self._relevant(spec, t)
-        return self._index_price(spec, t, eps) * (1.0 + self._basis(spec, t, eps))
-
-    def _kline(self, spec: _Spec, open_ms: int, step: int, now: int) -> list:
-        end = min(open_ms + step, now)
+        opens = range(lo, hi + 1, step)
         n = self._KLINE_SAMPLES
-        prices = [self._mark(spec, open_ms + (end - open_ms) * k // n) for k in range(n + 1)]
+        samples = [ts + (min(ts + step, now) - ts) * k // n for ts in opens for k in range(n + 1)]
+        marks = self._marks(spec, samples)       # ascending: each candle's close <= the next one's open
+        return [self._kline(spec, ts, step, now, marks[i * (n + 1):(i + 1) * (n + 1)]) for i, ts in enumerate(opens)]
+
+    def _kline(self, spec: _Spec, open_ms: int, step: int, now: int, prices: list[float]) -> list:
+        """One candle from the mark prices at its _KLINE_SAMPLES + 1 sample times (open .. close)."""
+        end = min(open_ms + step, now)
         o, c = prices[0], prices[-1]
         ret = math.log(c / o) if o > 0 else 0.0
         span = (end - open_ms) / DAY_MS
