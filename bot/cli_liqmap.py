@@ -18,9 +18,7 @@ from .exchange.binance import BinanceClient
 from .exchange.force_orders import parse_force_order
 from .liqmap import Params, Print, text
 from .liqmap.view import WARM_UP_MS, build, window_ms
-from .liqmap_chart import render
 from .liqmap_feed import fetch_steps
-from .store import Store
 from .symbols import with_quote
 
 
@@ -43,6 +41,7 @@ async def _market(args, cfg: Config):
 
 
 def _recorded(args, cfg: Config, symbol: str, since: int) -> list[Print]:
+    from .store import Store            # the database layer only when there is a database to read
     path = resolve_db_path(args.db, cfg)
     if not Path(path).is_file():
         return []
@@ -67,6 +66,7 @@ async def _view(args, cfg: Config):
 
 def cmd_liqmap(args, cfg: Config) -> int:
     v = asyncio.run(_view(args, cfg))
+    from .liqmap_chart import render    # matplotlib (~0.5 s to import) once there is a map to draw, not for an error
     out = Path(args.out or f"{v.symbol.lower()}-liqmap-{args.window}.png")
     try:
         out.write_bytes(render(v))
