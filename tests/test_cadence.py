@@ -102,7 +102,7 @@ class SlowSource:
 
 async def _run_with(make_services, caplog, slow_s: float, want_calls: int, limit_s: float = 5) -> SlowSource:
     caplog.set_level(logging.INFO)
-    cfg = Config.model_validate({"engine": {"interval_minutes": 0.1 / 60,         # a tick every 0.1 s,
+    cfg = Config.model_validate({"engine": {"interval_minutes": 0.05 / 60,        # a tick every 0.05 s,
                                             "cycle_time_limit_min_s": limit_s}})   # a cycle cut off after limit_s
     svc = make_services(cfg, universe=["BTCUSDT"])
     source = SlowSource(cfg, slow_call=2, slow_s=slow_s)
@@ -122,7 +122,7 @@ def _lines(caplog, text: str) -> list[str]:
 
 def _overruns(caplog, at_least_s: float) -> list[tuple[float, int]]:
     """(duration, ticks skipped) of each "cycle took ..." line for a cycle of at least `at_least_s`. (On a loaded
-    machine an ordinary cycle may outlast the 0.1 s tick too: that one is reported as well, and rightly.)"""
+    machine an ordinary cycle may outlast the 0.05 s tick too: that one is reported as well, and rightly.)"""
     found = [re.match(r"cycle took ([0-9.]+)s, longer than its .*: (\d+) tick\(s\) skipped \(never two cycles at "
                       r"once\)$", line) for line in _lines(caplog, "longer than its")]
     assert all(found), _lines(caplog, "longer than its")
@@ -130,19 +130,19 @@ def _overruns(caplog, at_least_s: float) -> list[tuple[float, int]]:
 
 
 async def test_a_cycle_longer_than_its_interval_never_overlaps_the_next_and_is_reported_once(make_services, caplog):
-    source = await _run_with(make_services, caplog, slow_s=1.0, want_calls=5)     # ~10 ticks fall inside it
+    source = await _run_with(make_services, caplog, slow_s=0.5, want_calls=5)     # ~10 ticks fall inside it
     assert source.max_in_flight == 1
-    [(_, ticks)] = _overruns(caplog, 1.0)                  # one line for the slow cycle, not one per tick
+    [(_, ticks)] = _overruns(caplog, 0.5)                  # one line for the slow cycle, not one per tick
     assert ticks >= 2                                         # the ticks it cost are in that one line
     assert _lines(caplog, "maximum number of running instances") == []
 
 
 async def test_a_cycle_cut_off_by_its_time_limit_is_reported_once_and_the_next_one_runs(make_services, caplog):
-    source = await _run_with(make_services, caplog, slow_s=60, want_calls=4, limit_s=1.0)   # cut off at 1 s
+    source = await _run_with(make_services, caplog, slow_s=60, want_calls=4, limit_s=0.5)   # cut off at 0.5 s
     assert source.max_in_flight == 1
     timed_out = _lines(caplog, "cycle timed out after")
     assert len(timed_out) == 1 and "tick(s) skipped" in timed_out[0], timed_out
-    assert _overruns(caplog, 1.0) == [] and _lines(caplog, "maximum number of running instances") == []
+    assert _overruns(caplog, 0.5) == [] and _lines(caplog, "maximum number of running instances") == []
 
 
 def test_the_old_cycle_count_key_is_a_clear_error_naming_its_replacement(tmp_path):
