@@ -109,7 +109,7 @@ def chat_env(monkeypatch, tmp_path):
     (wl / f"tg-{CHAT}.yaml").write_text(f"name: Trader\ntelegram_chat_id: {CHAT}\nany_symbol_above: 20\n"
                                         "bands: [lean, stretched, stressed]\ncooldown_minutes: 0\n")
     return Config.model_validate({
-        "engine": {"interval_minutes": 0.0025},                      # a cycle every 0.15 s
+        "engine": {"interval_minutes": 0.001},                       # a cycle every 0.06 s
         "rules": {"rearm_minutes": 0},                # each HOT cycle crosses again after its CALM one (5 min below)
         "telegram": {"api_base_url": "https://api.telegram.invalid", "poll_timeout_s": 1},
         "discord": {"webhooks": [{"cooldown_minutes": 0}]},
