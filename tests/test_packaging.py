@@ -66,14 +66,21 @@ def _undeclared(files: list[Path], declared: set[str]) -> dict[str, str]:
     return missing
 
 
+# The import scans share `_imports`' cache: on one xdist worker the files are parsed once, not once per worker.
+scans_imports = pytest.mark.xdist_group("import-scan")
+
+
+@scans_imports
 def test_runtime_imports_are_declared_dependencies():
     assert _undeclared(_files("bot"), _declared()) == {}
 
 
+@scans_imports
 def test_test_and_bench_imports_are_declared_with_the_test_extra():
     assert _undeclared(_files("fakes", "tests", "bench"), _declared("test")) == {}
 
 
+@scans_imports
 def test_the_package_never_imports_the_fakes_and_they_take_only_the_runner_from_it():
     assert {str(p.relative_to(ROOT)) for p in _files("bot") if any(m.split(".")[0] == "fakes" for m in _imports(p))} == set()
     for path in _files("fakes"):
