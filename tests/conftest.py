@@ -205,7 +205,7 @@ def copy_database(src: Path, dst: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------- the two engines
 # The storage, outbox, sealing and watchlist tests run on SQLite and on PostgreSQL: `db_url` is a fresh database
-# of each. PostgreSQL is a throwaway cluster started once per test session (per xdist worker) on loopback
+# of each. PostgreSQL is a throwaway cluster started once per run (shared by the xdist workers) on loopback
 # (tests/pgcluster.py), or BOT_TEST_POSTGRES_URL's server (.ci/run starts one). Without a server the PostgreSQL
 # cases skip, saying why; under CI (CI or REQUIRE_POSTGRES set) they fail instead: there they must run.
 ENGINES = ("sqlite", "postgresql")
@@ -216,31 +216,61 @@ def postgres_required() -> bool:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(worker_id):
+def postgres_server(worker_id, tmp_path_factory):
     """(admin URL, template database) of a PostgreSQL server, or pytest.skip with the reason."""
-    import pgcluster        # tests/pgcluster.py (this folder is on sys.path, as for `from conftest import`)
+    import pgcluster
     import psycopg
-    cluster = None
     url = os.environ.get("BOT_TEST_POSTGRES_URL")
     if not url:
         try:
-            cluster = pgcluster.start()
+            url = _shared_cluster_url(worker_id, tmp_path_factory)
         except pgcluster.NoPostgres as e:
             if postgres_required():
                 pytest.fail(f"PostgreSQL is required here (CI/REQUIRE_POSTGRES) but cannot start: {e}")
             pytest.skip(f"PostgreSQL cases skipped: {e}")
-        url = cluster.url
     template = f"tmpl_{worker_id}_{os.getpid()}"
     with psycopg.connect(url, autocommit=True) as c:
         c.execute(f'DROP DATABASE IF EXISTS "{template}"')
         c.execute(f'CREATE DATABASE "{template}"')
     from bot.store import Store
     Store(_with_db(url, template)).close()             # migrated once: each test's database is a copy
-    try:
-        yield url, template
-    finally:
-        if cluster is not None:
-            cluster.stop()
+    yield url, template
+
+
+# One throwaway cluster for all the xdist workers of a run (the first to need it starts it, under a lock; the others
+# read its address), stopped by the controller at the end (`pytest_unconfigure`); without xdist, by this process.
+def _cluster_note(root: Path) -> Path:
+    return root / "postgres-cluster.json"
+
+
+def _shared_cluster_url(worker_id: str, tmp_path_factory) -> str:
+    import fcntl
+    import json
+
+    import pgcluster        # tests/pgcluster.py (this folder is on sys.path, as for `from conftest import`)
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if worker_id != "master" else base
+    with open(root / "postgres-cluster.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        note = _cluster_note(root)
+        if note.exists():
+            return json.loads(note.read_text())["url"]
+        cluster = pgcluster.start()
+        note.write_text(json.dumps({"url": cluster.url, "folder": str(cluster.folder), "port": cluster.port}))
+    return cluster.url
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The controller (or a run without xdist) stops the cluster its workers shared."""
+    import json
+    if hasattr(config, "workerinput") or getattr(config, "_tmp_path_factory", None) is None:
+        return
+    note = _cluster_note(config._tmp_path_factory.getbasetemp())
+    if note.exists():
+        import pgcluster
+        found = json.loads(note.read_text())
+        pgcluster.Cluster(Path(found["folder"]), found["port"]).stop()
+        note.unlink()
 
 
 def _with_db(url: str, name: str) -> str:
