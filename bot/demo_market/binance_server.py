@@ -269,6 +269,7 @@ class BinanceSimServer:
         app = web.Application()
         app.router.add_get(STREAM_PATH, self.force_orders.handle)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        app.on_shutdown.append(self._close_streams)    # else each open stream holds stop() for shutdown_timeout
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
@@ -283,6 +284,9 @@ class BinanceSimServer:
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
+
+    async def _close_streams(self, _app: web.Application) -> None:
+        await self.force_orders.drop()
 
     async def __aenter__(self) -> "BinanceSimServer":
         if self._runner is None:
