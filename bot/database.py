@@ -201,8 +201,10 @@ def engine_lock_holder(url: str, name: str) -> int | None:
     engine = create_engine(normalize_url(url), poolclass=None, connect_args=dict(KEEPALIVES))
     try:
         with engine.connect() as conn:
+            # advisory locks belong to a database: another bot's engine on the same server is not this one's
             return conn.execute(text("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND "
-                                     "classid = :hi AND objid = :lo AND objsubid = 1"),
+                                     "classid = :hi AND objid = :lo AND objsubid = 1 AND database = "
+                                     "(SELECT oid FROM pg_database WHERE datname = current_database())"),
                                 {"hi": key >> 32, "lo": key & 0xFFFFFFFF}).scalar()
     except Exception:
         return None
