@@ -234,7 +234,7 @@ def test_scan_on_a_running_engines_database_reads_its_last_cycle_instead_of_comp
         lock.close()
 
 
-def test_input_errors_are_one_line_never_a_traceback(tmp_path, cli):
+def test_input_errors_are_one_line_never_a_traceback(tmp_path, cli, no_pending_garbage):
     deep = tmp_path / "deep.json"
     deep.write_text("[" * 100_000 + "]" * 100_000)
     nan = tmp_path / "nan.json"

@@ -57,7 +57,7 @@ def test_a_bad_byte_is_a_file_line_problem_of_that_file(byte, expected):
 @pytest.mark.parametrize("text", ["a: !!python/object:os.system x\n", "a: !custom x\n", "x: 2026-13-45 01:02:03\n",
                                   "[" * 5000, "{a: 1, b: [" * 300, "\ufeff\ufeffname: x\n", "a: \ud800\n",
                                   "a: \x85b\n", "key: *undefined\n"])
-def test_whatever_the_parser_raises_is_a_watchlist_error(text):
+def test_whatever_the_parser_raises_is_a_watchlist_error(text, no_pending_garbage):
     """The parser is total: any text is a Watchlist or a WatchlistError naming the file, never another exception."""
     try:
         parse_watchlist(text, "wl/x.yaml")
