@@ -48,7 +48,8 @@ ADMIN = 777                     # bot admin (telegram.admin_ids)
 GROUP = -1001234567890          # a supergroup
 GROUP_ADMIN, GROUP_MEMBER = 7, 8
 PNG = b"\x89PNG\r\n\x1a\n"
-pytestmark = pytest.mark.filterwarnings("ignore:Deprecated since version v22.2")   # PTB's own RetryAfter.__init__
+pytestmark = [pytest.mark.filterwarnings("ignore:Deprecated since version v22.2"),   # PTB's own RetryAfter.__init__
+              pytest.mark.xdist_group("telegram")]   # one xdist worker: the session's scored market is made once
 NOISY = ("httpx", "httpcore", "telegram", "telegram.ext", "aiohttp", "bot", "apscheduler")
 
 
